@@ -1,0 +1,139 @@
+import type { AddressInfo } from "node:net";
+import { Code, ConnectError, type createConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import type { Authenticator } from "./auth/authenticator.js";
+import type { EventBus } from "./bus/event-bus.js";
+import type { Config } from "./config.js";
+import { IngestService } from "./gen/eventservice/ingest/v1/ingest_pb.js";
+import { EventService } from "./gen/gitpod/v1/event_pb.js";
+import { handleJsonlWatch, wantsJsonl } from "./http/jsonl.js";
+import { Listener } from "./http/listener.js";
+import { type Req, type Res, writer } from "./http/types.js";
+import { createErrorFunnel } from "./rpc/error-funnel.js";
+import { createEventService } from "./rpc/event-service.js";
+import { createIngestService } from "./rpc/ingest-service.js";
+import { authenticationGate } from "./rpc/principal-context.js";
+import { WatchSessions } from "./rpc/watch-sessions.js";
+
+export interface AppDeps {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly bus: EventBus;
+  readonly authenticator: Authenticator;
+  /** Wall clock in ms since the epoch (injectable for credential expiry tests). */
+  readonly now?: () => number;
+}
+
+export interface App {
+  /** Starts serving on `config.port` (or `port`); resolves with the bound address. */
+  listen(port?: number): Promise<AddressInfo>;
+  /**
+   * Graceful shutdown: `/readyz` turns 503, new streams are refused, open streams end with
+   * `unavailable` (JSONL streams are aborted), connections drain; whatever is left after
+   * `timeoutMs` is destroyed. Closes the bus and the authenticator.
+   */
+  close(timeoutMs?: number): Promise<void>;
+  readonly listener: Listener;
+  readonly sessions: WatchSessions;
+}
+
+const WATCH_PATHS = new Set([
+  "/gitpod.v1.EventService/WatchEvents",
+  "/api/gitpod.v1.EventService/WatchEvents",
+]);
+
+function sendText(res: Res, status: number, body: string): void {
+  const w = writer(res);
+  w.writeHead(status, {
+    "content-type": "text/plain; charset=utf-8",
+    "content-length": String(Buffer.byteLength(body)),
+    "cache-control": "no-store",
+  });
+  w.end(body);
+}
+
+/** Builds the server: every protocol on one port, health endpoints. Never listens by itself. */
+export function createApp(deps: AppDeps): App {
+  const { config, logger, bus, authenticator } = deps;
+  let ready = false;
+  let draining = false;
+  const shutdown = new AbortController();
+  const funnel = createErrorFunnel(logger);
+  const sessions = new WatchSessions({
+    bus,
+    authenticator,
+    logger,
+    maxBacklog: config.watchMaxBacklog,
+    now: deps.now ?? Date.now,
+  });
+
+  const routes = (router: ReturnType<typeof createConnectRouter>) => {
+    router.service(EventService, createEventService(sessions, funnel));
+    router.service(
+      IngestService,
+      createIngestService(bus, () => draining, funnel),
+    );
+  };
+  const adapterOptions = {
+    routes,
+    requestGate: authenticationGate(authenticator),
+    readMaxBytes: config.requestMaxBytes,
+    shutdownSignal: shutdown.signal,
+  };
+  const rootAdapter = connectNodeAdapter(adapterOptions);
+  const apiAdapter = connectNodeAdapter({ ...adapterOptions, requestPathPrefix: "/api" });
+  const jsonlDeps = {
+    authenticator,
+    sessions,
+    funnel,
+    logger,
+    requestMaxBytes: config.requestMaxBytes,
+  };
+
+  const handler = (req: Req, res: Res) => {
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    const path = q === -1 ? url : url.slice(0, q);
+    if (path === "/healthz") return sendText(res, 200, "ok\n");
+    if (path === "/readyz") {
+      return ready && !draining
+        ? sendText(res, 200, "ready\n")
+        : sendText(res, 503, draining ? "draining\n" : "starting\n");
+    }
+    if (WATCH_PATHS.has(path) && wantsJsonl(req)) {
+      void handleJsonlWatch(req, res, jsonlDeps);
+      return;
+    }
+    if (path.startsWith("/api/")) apiAdapter(req, res);
+    else rootAdapter(req, res);
+  };
+
+  const listener = new Listener(handler, {
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 0,
+    keepAliveTimeoutMs: 5_000,
+    maxConcurrentStreams: 1000,
+    maxHeaderBytes: 16 * 1024,
+  });
+
+  return {
+    listener,
+    sessions,
+    async listen(port = config.port) {
+      const address = await listener.listen(port, config.host);
+      ready = true;
+      return address;
+    },
+    async close(timeoutMs = config.shutdownTimeoutMs) {
+      if (draining) return;
+      draining = true;
+      sessions.drain();
+      const reason = new ConnectError("the server is shutting down", Code.Unavailable);
+      shutdown.abort(reason);
+      await bus.close(reason);
+      await listener.close(timeoutMs);
+      authenticator.close();
+    },
+  };
+}

@@ -1,0 +1,190 @@
+import { ServiceError } from "../errors.js";
+import { BoundedQueue } from "../stream/bounded-queue.js";
+import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
+import { ResourceType } from "../watch/model.js";
+import { endsStream, matches, type WatchPlan } from "../watch/plan.js";
+import { isEnvironmentOwned } from "../watch/validate.js";
+import type { EventBus, PublishedEvent, PublishResult, SubscribeOptions } from "./event-bus.js";
+import { ResourceDirectory } from "./resource-directory.js";
+
+interface Watcher {
+  readonly plan: WatchPlan;
+  readonly queue: BoundedQueue<PublishedEvent>;
+}
+
+/** Organization-scope watchers of one organization, indexed by what they can receive. */
+interface OrgBucket {
+  /** Watchers without filters: candidates for every event of the organization. */
+  readonly unfiltered: Set<Watcher>;
+  /** Watchers with filters, under each resource type they name. */
+  readonly byType: Map<number, Set<Watcher>>;
+  size: number;
+}
+
+export interface MemoryBusOptions {
+  /** Resources whose creator and organization are remembered (see ResourceDirectory). */
+  readonly directoryMaxEntries: number;
+}
+
+/**
+ * The in-process event bus. Publishing is synchronous dispatch: each event is routed through
+ * indexes (organization, resource type, environment) to the watchers that could receive it, so
+ * its cost grows with those candidates, not with every connected watcher; each candidate is
+ * matched once and gets the shared PublishedEvent pushed onto its bounded queue. A full queue
+ * ends that stream with `resource_exhausted`; the publisher never waits on a reader.
+ */
+export class MemoryBus implements EventBus {
+  private sequence = 0;
+  private closedReason: unknown;
+  private closed = false;
+  private readonly orgs = new Map<string, OrgBucket>();
+  private readonly environments = new Map<string, Set<Watcher>>();
+  private readonly directory: ResourceDirectory;
+  private count = 0;
+
+  constructor(options: MemoryBusOptions) {
+    this.directory = new ResourceDirectory(options.directoryMaxEntries);
+  }
+
+  get subscriberCount(): number {
+    return this.count;
+  }
+
+  async publish(events: readonly ResourceEvent[]): Promise<PublishResult> {
+    if (this.closed) throw new ServiceError("unavailable", "the server is shutting down");
+    const firstSequence = this.sequence + 1;
+    for (const event of events) {
+      const creatorId = this.directory.creatorOf(event);
+      const published: PublishedEvent = { sequence: ++this.sequence, event, creatorId };
+      this.dispatch(published);
+      this.directory.learn(event, creatorId);
+    }
+    return { firstSequence, lastSequence: this.sequence };
+  }
+
+  async environment(environmentId: string): Promise<EnvironmentRecord | undefined> {
+    return this.directory.environment(environmentId);
+  }
+
+  subscribe(plan: WatchPlan, options: SubscribeOptions): AsyncIterableIterator<PublishedEvent> {
+    let watcher: Watcher | undefined;
+    const queue = new BoundedQueue<PublishedEvent>(options.maxBacklog, {
+      signal: options.signal,
+      onClose: () => {
+        if (watcher !== undefined) this.remove(watcher);
+        options.onClose?.();
+      },
+    });
+    if (this.closed) {
+      queue.fail(this.closedReason);
+      return queue;
+    }
+    if (queue.isClosed) return queue; // signal already aborted
+    watcher = { plan, queue };
+    this.add(watcher);
+    return queue;
+  }
+
+  async close(reason: unknown): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.closedReason = reason;
+    for (const bucket of this.orgs.values()) {
+      for (const w of bucket.unfiltered) w.queue.fail(reason);
+      for (const set of bucket.byType.values()) for (const w of set) w.queue.fail(reason);
+    }
+    for (const set of this.environments.values()) for (const w of set) w.queue.fail(reason);
+  }
+
+  private dispatch(published: PublishedEvent): void {
+    const event = published.event;
+    const type = event.resourceType;
+    if (type === ResourceType.ENVIRONMENT || isEnvironmentOwned(type)) {
+      const set = this.environments.get(event.environmentId);
+      if (set !== undefined) for (const w of set) this.deliver(w, published);
+      if (type !== ResourceType.ENVIRONMENT) return;
+    }
+    const bucket = this.orgs.get(event.organizationId);
+    if (bucket === undefined) return;
+    for (const w of bucket.unfiltered) this.deliver(w, published);
+    const typed = bucket.byType.get(type);
+    if (typed !== undefined) for (const w of typed) this.deliver(w, published);
+  }
+
+  private deliver(w: Watcher, published: PublishedEvent): void {
+    if (!matches(w.plan, published.event, published.creatorId)) return;
+    if (!w.queue.push(published)) {
+      w.queue.fail(
+        new ServiceError(
+          "resource_exhausted",
+          `the stream fell more than ${w.queue.capacity} events behind; reconnect and refetch`,
+        ),
+      );
+      return;
+    }
+    if (endsStream(w.plan, published.event)) {
+      // The consumer drains what is pending, then finishes; nothing more is routed to it.
+      w.queue.end();
+      this.remove(w);
+    }
+  }
+
+  private add(w: Watcher): void {
+    this.count++;
+    const plan = w.plan;
+    if (plan.environmentId !== undefined) {
+      let set = this.environments.get(plan.environmentId);
+      if (set === undefined) {
+        set = new Set();
+        this.environments.set(plan.environmentId, set);
+      }
+      set.add(w);
+      return;
+    }
+    let bucket = this.orgs.get(plan.organizationId);
+    if (bucket === undefined) {
+      bucket = { unfiltered: new Set(), byType: new Map(), size: 0 };
+      this.orgs.set(plan.organizationId, bucket);
+    }
+    bucket.size++;
+    if (plan.filters === undefined) {
+      bucket.unfiltered.add(w);
+      return;
+    }
+    for (const type of plan.filters.keys()) {
+      let set = bucket.byType.get(type);
+      if (set === undefined) {
+        set = new Set();
+        bucket.byType.set(type, set);
+      }
+      set.add(w);
+    }
+  }
+
+  private remove(w: Watcher): void {
+    const plan = w.plan;
+    if (plan.environmentId !== undefined) {
+      const set = this.environments.get(plan.environmentId);
+      if (set?.delete(w)) {
+        this.count--;
+        if (set.size === 0) this.environments.delete(plan.environmentId);
+      }
+      return;
+    }
+    const bucket = this.orgs.get(plan.organizationId);
+    if (bucket === undefined) return;
+    let removed = bucket.unfiltered.delete(w);
+    if (plan.filters !== undefined) {
+      for (const type of plan.filters.keys()) {
+        const set = bucket.byType.get(type);
+        if (set?.delete(w)) {
+          removed = true;
+          if (set.size === 0) bucket.byType.delete(type);
+        }
+      }
+    }
+    if (!removed) return;
+    this.count--;
+    if (--bucket.size === 0) this.orgs.delete(plan.organizationId);
+  }
+}

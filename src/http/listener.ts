@@ -1,0 +1,148 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+
+/** The first bytes every HTTP/2 cleartext connection with prior knowledge sends (RFC 9113 §3.4). */
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+export type RequestHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+export interface ListenerOptions {
+  /** Time a new connection has to send its first request line or preface, and HTTP/1.1 headers. */
+  readonly headersTimeoutMs: number;
+  /** Time an HTTP/1.1 request may take to arrive whole (0: no limit; streams are long-lived). */
+  readonly requestTimeoutMs: number;
+  /** Idle time after which a keep-alive HTTP/1.1 connection is closed. */
+  readonly keepAliveTimeoutMs: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection. */
+  readonly maxConcurrentStreams: number;
+  /** Largest header section accepted, in bytes. */
+  readonly maxHeaderBytes: number;
+}
+
+/**
+ * One TCP port for HTTP/1.1 and HTTP/2 cleartext (prior knowledge). Node's HTTP/2 server only
+ * accepts HTTP/1.1 through TLS ALPN, so each new connection is sniffed: if it starts with the
+ * HTTP/2 preface it goes to an `http2` server, otherwise to an `http` server; the sniffed bytes
+ * are put back first. Neither inner server listens itself.
+ */
+export class Listener {
+  readonly server: net.Server;
+  readonly http1: http.Server;
+  readonly http2: http2.Http2Server;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly sniffing = new Set<net.Socket>();
+
+  constructor(handler: RequestHandler, options: ListenerOptions) {
+    this.http1 = http.createServer(
+      {
+        headersTimeout: options.headersTimeoutMs,
+        requestTimeout: options.requestTimeoutMs,
+        keepAliveTimeout: options.keepAliveTimeoutMs,
+        maxHeaderSize: options.maxHeaderBytes,
+        // Watch streams are long-lived; Nagle would only delay small event writes.
+        noDelay: true,
+      },
+      handler,
+    );
+    this.http2 = http2.createServer(
+      {
+        settings: { maxConcurrentStreams: options.maxConcurrentStreams },
+        maxSessionMemory: 32,
+        maxHeaderListPairs: 128,
+      },
+      handler,
+    );
+    this.http2.on("session", (session: http2.ServerHttp2Session) => {
+      this.sessions.add(session);
+      session.once("close", () => this.sessions.delete(session));
+    });
+    this.server = net.createServer({ noDelay: true }, (socket) =>
+      this.sniff(socket, options.headersTimeoutMs),
+    );
+    // http.Server starts its header/request timeout checks when it starts listening; this one
+    // never listens itself, so start them along with the outer server.
+    this.server.on("listening", () => this.http1.emit("listening"));
+  }
+
+  listen(port: number, host: string): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(port, host, () => {
+        this.server.off("error", reject);
+        resolve(this.server.address() as net.AddressInfo);
+      });
+    });
+  }
+
+  /** Open HTTP/2 sessions (connections). */
+  get http2SessionCount(): number {
+    return this.sessions.size;
+  }
+
+  private sniff(socket: net.Socket, timeoutMs: number): void {
+    this.sniffing.add(socket);
+    const chunks: Buffer[] = [];
+    let length = 0;
+    const done = (target: http.Server | http2.Http2Server | undefined) => {
+      socket.off("data", onData);
+      socket.off("error", onError);
+      socket.off("close", onClose);
+      socket.setTimeout(0);
+      this.sniffing.delete(socket);
+      if (target === undefined) return;
+      socket.pause();
+      socket.unshift(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length));
+      target.emit("connection", socket);
+      // The HTTP/1.1 parser reads through the stream and needs it flowing again; the HTTP/2
+      // session takes the unshifted bytes itself and reads the handle natively, so resuming
+      // there would make the stream compete with it for the socket's data.
+      if (target === this.http1) socket.resume();
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      length += chunk.length;
+      const head = chunks.length === 1 ? chunk : Buffer.concat(chunks, length);
+      const n = Math.min(head.length, H2_PREFACE.length);
+      if (head.compare(H2_PREFACE, 0, n, 0, n) !== 0) done(this.http1);
+      else if (n === H2_PREFACE.length) done(this.http2);
+      // else: a prefix of the preface so far; wait for more.
+    };
+    const onError = () => {
+      done(undefined);
+      socket.destroy();
+    };
+    const onClose = () => done(undefined);
+    socket.on("data", onData);
+    socket.on("error", onError);
+    socket.on("close", onClose);
+    socket.setTimeout(timeoutMs, () => {
+      done(undefined);
+      socket.destroy();
+    });
+  }
+
+  /**
+   * Stops accepting connections and closes the open ones gracefully: HTTP/2 sessions get GOAWAY
+   * and finish their streams, idle HTTP/1.1 connections close and busy ones close after their
+   * response. After `timeoutMs` everything still open is destroyed. Resolves when all are gone.
+   */
+  async close(timeoutMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.sniffing) s.destroy();
+    for (const session of this.sessions) session.close();
+    this.http1.closeIdleConnections();
+    // Busy HTTP/1.1 connections close after their current response (keep-alive is off now).
+    const stopH1 = new Promise<void>((resolve) => this.http1.close(() => resolve()));
+    const timer = setTimeout(() => {
+      for (const session of this.sessions) session.destroy();
+      this.http1.closeAllConnections();
+    }, timeoutMs);
+    timer.unref();
+    await Promise.all([closed, stopH1]);
+    clearTimeout(timer);
+  }
+}

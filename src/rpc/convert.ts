@@ -1,0 +1,63 @@
+import { create, toJsonString } from "@bufbuild/protobuf";
+import type { PublishedEvent } from "../bus/event-bus.js";
+import type { ResourceEvent as ProtoResourceEvent } from "../gen/eventservice/ingest/v1/ingest_pb.js";
+import {
+  type WatchEventsRequest,
+  type WatchEventsResponse,
+  WatchEventsResponseSchema,
+} from "../gen/gitpod/v1/event_pb.js";
+import type { ResourceEvent, WatchRequest } from "../watch/model.js";
+
+/** proto -> domain, without judging: validation is the rules' job. */
+export function fromWatchRequest(req: WatchEventsRequest): WatchRequest {
+  return {
+    scope:
+      req.scope.case === "environmentId"
+        ? { kind: "environment", environmentId: req.scope.value }
+        : { kind: "organization" },
+    filters: req.resourceTypeFilters.map((f) => ({
+      resourceType: f.resourceType,
+      resourceIds: f.resourceIds,
+      creatorIds: f.creatorIds,
+    })),
+  };
+}
+
+export function fromResourceEvent(e: ProtoResourceEvent): ResourceEvent {
+  return {
+    resourceType: e.resourceType,
+    operation: e.operation,
+    resourceId: e.resourceId,
+    organizationId: e.organizationId,
+    environmentId: e.environmentId,
+    creatorId: e.creatorId,
+  };
+}
+
+// Each event is converted (and JSON-encoded) once and the result shared by every stream that
+// receives it; the caches hold nothing once the event is gone.
+const responses = new WeakMap<PublishedEvent, WatchEventsResponse>();
+const jsonLines = new WeakMap<PublishedEvent, Buffer>();
+
+export function toWatchResponse(p: PublishedEvent): WatchEventsResponse {
+  let msg = responses.get(p);
+  if (msg === undefined) {
+    msg = create(WatchEventsResponseSchema, {
+      operation: p.event.operation,
+      resourceType: p.event.resourceType,
+      resourceId: p.event.resourceId,
+    });
+    responses.set(p, msg);
+  }
+  return msg;
+}
+
+/** The event as one JSONL line: proto3 JSON (camelCase keys, enum names), ended by "\n". */
+export function toJsonLine(p: PublishedEvent): Buffer {
+  let line = jsonLines.get(p);
+  if (line === undefined) {
+    line = Buffer.from(`${toJsonString(WatchEventsResponseSchema, toWatchResponse(p))}\n`, "utf8");
+    jsonLines.set(p, line);
+  }
+  return line;
+}

@@ -1,0 +1,156 @@
+import {
+  MAX_OPERATION,
+  MAX_RESOURCE_TYPE,
+  type ResourceEvent,
+  ResourceType,
+  type ResourceTypeFilter,
+  type WatchRequest,
+} from "./model.js";
+import { isUuid } from "./uuid.js";
+import { type Violation, violation } from "./violation.js";
+
+/** Upstream limits of WatchEventsRequest (buf.validate rules of gitpod.v1). */
+export const MAX_FILTERS = 50;
+export const MAX_FILTER_IDS = 25;
+/** Limits of PublishRequest. */
+export const MAX_PUBLISH_BATCH = 1000;
+
+const invalid = (message: string): Violation => violation("invalid_argument", message);
+
+export function isDefinedResourceType(value: number): boolean {
+  return Number.isInteger(value) && value >= 1 && value <= MAX_RESOURCE_TYPE;
+}
+
+function isDefinedOperation(value: number): boolean {
+  return Number.isInteger(value) && value >= 1 && value <= MAX_OPERATION;
+}
+
+function checkIds(ids: readonly string[], field: string): Violation | undefined {
+  if (ids.length > MAX_FILTER_IDS) {
+    return invalid(`${field}: at most ${MAX_FILTER_IDS} entries allowed, got ${ids.length}`);
+  }
+  for (let i = 0; i < ids.length; i++) {
+    if (!isUuid(ids[i] as string)) return invalid(`${field}[${i}]: not a UUID`);
+  }
+  return undefined;
+}
+
+/**
+ * Checks a watch request against the upstream limits and returns it with every UUID in
+ * lower case (so that comparisons are exact), or the first violation, naming its field.
+ */
+export function validateWatchRequest(req: WatchRequest): WatchRequest | Violation {
+  if (req.scope.kind === "environment") {
+    if (!isUuid(req.scope.environmentId)) return invalid("environment_id: not a UUID");
+    if (req.filters.length > 0) {
+      return invalid("resource_type_filters: not allowed with environment scope");
+    }
+    return {
+      scope: { kind: "environment", environmentId: req.scope.environmentId.toLowerCase() },
+      filters: [],
+    };
+  }
+  if (req.filters.length > MAX_FILTERS) {
+    return invalid(
+      `resource_type_filters: at most ${MAX_FILTERS} entries allowed, got ${req.filters.length}`,
+    );
+  }
+  const filters: ResourceTypeFilter[] = [];
+  for (let i = 0; i < req.filters.length; i++) {
+    const f = req.filters[i] as ResourceTypeFilter;
+    const field = `resource_type_filters[${i}]`;
+    if (!isDefinedResourceType(f.resourceType)) {
+      return invalid(
+        `${field}.resource_type: must be a defined resource type other than RESOURCE_TYPE_UNSPECIFIED`,
+      );
+    }
+    const bad =
+      checkIds(f.resourceIds, `${field}.resource_ids`) ??
+      checkIds(f.creatorIds, `${field}.creator_ids`);
+    if (bad) return bad;
+    filters.push({
+      resourceType: f.resourceType,
+      resourceIds: f.resourceIds.map(lower),
+      creatorIds: f.creatorIds.map(lower),
+    });
+  }
+  return { scope: { kind: "organization" }, filters };
+}
+
+function lower(s: string): string {
+  return s.toLowerCase();
+}
+
+/** Types whose events belong to an environment and carry its id. */
+export function isEnvironmentOwned(resourceType: number): boolean {
+  return (
+    resourceType === ResourceType.TASK ||
+    resourceType === ResourceType.TASK_EXECUTION ||
+    resourceType === ResourceType.SERVICE
+  );
+}
+
+function checkEvent(ev: ResourceEvent, field: string): Violation | undefined {
+  if (!isDefinedResourceType(ev.resourceType)) {
+    return invalid(
+      `${field}.resource_type: must be a defined resource type other than RESOURCE_TYPE_UNSPECIFIED`,
+    );
+  }
+  if (!isDefinedOperation(ev.operation)) {
+    return invalid(
+      `${field}.operation: must be a defined operation other than RESOURCE_OPERATION_UNSPECIFIED`,
+    );
+  }
+  if (!isUuid(ev.resourceId)) return invalid(`${field}.resource_id: not a UUID`);
+  if (!isUuid(ev.organizationId)) return invalid(`${field}.organization_id: not a UUID`);
+  if (ev.creatorId !== "" && !isUuid(ev.creatorId)) {
+    return invalid(`${field}.creator_id: not a UUID (leave it empty when unknown)`);
+  }
+  const env = ev.environmentId;
+  if (isEnvironmentOwned(ev.resourceType)) {
+    if (env === "") return invalid(`${field}.environment_id: required for this resource type`);
+    if (!isUuid(env)) return invalid(`${field}.environment_id: not a UUID`);
+  } else if (ev.resourceType === ResourceType.ENVIRONMENT) {
+    if (env !== "" && env.toLowerCase() !== ev.resourceId.toLowerCase()) {
+      return invalid(`${field}.environment_id: must be empty or equal to resource_id`);
+    }
+  } else if (env !== "") {
+    return invalid(`${field}.environment_id: must be empty for this resource type`);
+  }
+  return undefined;
+}
+
+/**
+ * Checks a publish batch as a whole and returns it normalized (UUIDs in lower case, an
+ * environment's own id as its environment_id), or the first violation, naming the index and
+ * the field. Nothing of a batch with a violation may be published.
+ */
+export function validatePublishBatch(
+  events: readonly ResourceEvent[],
+): readonly ResourceEvent[] | Violation {
+  if (events.length === 0) return invalid("events: at least 1 event required");
+  if (events.length > MAX_PUBLISH_BATCH) {
+    return invalid(`events: at most ${MAX_PUBLISH_BATCH} events allowed, got ${events.length}`);
+  }
+  const out: ResourceEvent[] = new Array(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const ev = events[i] as ResourceEvent;
+    const bad = checkEvent(ev, `events[${i}]`);
+    if (bad) return bad;
+    const resourceId = ev.resourceId.toLowerCase();
+    out[i] = {
+      resourceType: ev.resourceType,
+      operation: ev.operation,
+      resourceId,
+      organizationId: ev.organizationId.toLowerCase(),
+      environmentId:
+        ev.resourceType === ResourceType.ENVIRONMENT ? resourceId : ev.environmentId.toLowerCase(),
+      creatorId: ev.creatorId.toLowerCase(),
+    };
+  }
+  return out;
+}
+
+export function isViolation(value: unknown): value is Violation {
+  return typeof value === "object" && value !== null && "kind" in value && "message" in value;
+}

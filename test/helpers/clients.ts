@@ -1,0 +1,83 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import {
+  IngestService,
+  type ResourceEventSchema,
+} from "../../src/gen/eventservice/ingest/v1/ingest_pb.js";
+import {
+  type ResourceOperation,
+  ResourceOperationSchema,
+  type ResourceType,
+  ResourceTypeSchema,
+  WatchEventsRequestSchema,
+} from "../../src/gen/gitpod/v1/event_pb.js";
+import { TOKENS } from "./fixtures.js";
+
+export type EventInit = MessageInitShape<typeof ResourceEventSchema>;
+
+/** What every client test compares: enum names as in proto3 JSON. */
+export interface SeenEvent {
+  operation: string;
+  resourceType: string;
+  resourceId: string;
+}
+
+export function operationName(n: number): string {
+  return ResourceOperationSchema.value[n as ResourceOperation]?.name ?? String(n);
+}
+
+export function typeName(n: number): string {
+  return ResourceTypeSchema.value[n as ResourceType]?.name ?? String(n);
+}
+
+export function seen(e: {
+  operation: number;
+  resourceType: number;
+  resourceId: string;
+}): SeenEvent {
+  return {
+    operation: operationName(e.operation),
+    resourceType: typeName(e.resourceType),
+    resourceId: e.resourceId,
+  };
+}
+
+export function bearer(token: string): Record<string, string> {
+  return { authorization: `Bearer ${token}` };
+}
+
+/** Publishes through the real Connect client (JSON over HTTP/1.1) as a publisher. */
+export async function publish(
+  url: string,
+  events: EventInit[],
+  token: string = TOKENS.publisher,
+): Promise<{ firstSequence: bigint; lastSequence: bigint }> {
+  const client = createClient(
+    IngestService,
+    createConnectTransport({ baseUrl: url, httpVersion: "1.1" }),
+  );
+  return client.publish({ events }, { headers: bearer(token) });
+}
+
+export function watchRequest(init: MessageInitShape<typeof WatchEventsRequestSchema> = {}) {
+  return create(WatchEventsRequestSchema, init);
+}
+
+/**
+ * Collects items from an async iterator until `isLast` says so. Bounded by the test timeout,
+ * never by a sleep.
+ */
+export async function collectUntil<T>(
+  it: AsyncIterator<T>,
+  isLast: (item: T) => boolean,
+): Promise<T[]> {
+  const out: T[] = [];
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return out;
+    out.push(r.value);
+    if (isLast(r.value)) return out;
+  }
+}

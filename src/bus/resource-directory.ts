@@ -45,12 +45,15 @@ export class ResourceDirectory {
   /** Learns from an accepted event; call after it was dispatched. */
   learn(event: ResourceEvent, creatorId: string): void {
     const id = event.resourceId;
+    const existing = this.known.get(id);
+    // An id already known in another organization keeps its record: one tenant's events never
+    // change what is known of another's resources (the colliding resource stays unknown).
+    if (existing !== undefined && existing.organizationId !== event.organizationId) return;
     if (event.operation === Operation.DELETE) {
       this.known.delete(id);
       return;
     }
-    const existing = this.known.get(id);
-    if (existing !== undefined && existing.organizationId === event.organizationId) {
+    if (existing !== undefined) {
       if (creatorId !== "") existing.creatorId = creatorId;
       // Re-insert to mark it recently used (Map keeps insertion order).
       this.known.delete(id);
@@ -59,7 +62,6 @@ export class ResourceDirectory {
     }
     // Nothing worth keeping: no creator, and not an environment (whose organization matters).
     if (creatorId === "" && event.resourceType !== ResourceType.ENVIRONMENT) return;
-    this.known.delete(id);
     this.known.set(id, {
       organizationId: event.organizationId,
       resourceType: event.resourceType,

@@ -117,6 +117,10 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
     this.items = [];
     this.head = 0;
     this.ended = true;
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    this.waiterReject = undefined;
+    waiter?.({ value: undefined, done: true });
     this.close();
     return Promise.resolve({ value: undefined, done: true });
   }

@@ -1,0 +1,392 @@
+import { describe, expect, it } from "vitest";
+import { ServiceError } from "../errors.js";
+import {
+  type EnvironmentRecord,
+  Operation,
+  type Principal,
+  type ResourceEvent,
+  ResourceType,
+  type ResourceTypeFilter,
+  type Role,
+  type WatchRequest,
+} from "../watch/model.js";
+import { planWatch, type WatchPlan } from "../watch/plan.js";
+import { isViolation } from "../watch/validate.js";
+import type { PublishedEvent } from "./event-bus.js";
+import { MemoryBus } from "./memory-bus.js";
+
+const ORG_A = "0a0a0a0a-0000-4000-8000-000000000001";
+const ORG_B = "0b0b0b0b-0000-4000-8000-000000000002";
+const ADMIN_A = "0c0c0c0c-0000-4000-8000-0000000000a1";
+const MEMBER_A = "0c0c0c0c-0000-4000-8000-0000000000a2";
+const OTHER_MEMBER_A = "0c0c0c0c-0000-4000-8000-0000000000a3";
+const ADMIN_B = "0c0c0c0c-0000-4000-8000-0000000000b1";
+
+function principal(role: Role, subject: string, organization: string): Principal {
+  return { subject, organization, role, expiresAtMs: undefined, credentialId: subject };
+}
+
+const adminA = principal("admin", ADMIN_A, ORG_A);
+const memberA = principal("member", MEMBER_A, ORG_A);
+const otherMemberA = principal("member", OTHER_MEMBER_A, ORG_A);
+const adminB = principal("admin", ADMIN_B, ORG_B);
+
+let counter = 0;
+/** A fresh UUID per resource. */
+function uuid(): string {
+  counter++;
+  return `0f0f0f0f-0000-4000-8000-${counter.toString(16).padStart(12, "0")}`;
+}
+
+/** A validated-shape event: an ENVIRONMENT carries its own id as environment_id. */
+function ev(more: Partial<ResourceEvent> = {}): ResourceEvent {
+  const resourceId = more.resourceId ?? uuid();
+  const resourceType = more.resourceType ?? ResourceType.RUNNER;
+  return {
+    resourceType,
+    operation: Operation.UPDATE,
+    resourceId,
+    organizationId: ORG_A,
+    environmentId: resourceType === ResourceType.ENVIRONMENT ? resourceId : "",
+    creatorId: "",
+    ...more,
+  };
+}
+
+function plan(p: Principal, request: WatchRequest, env?: EnvironmentRecord): WatchPlan {
+  const result = planWatch(p, request, env);
+  if (isViolation(result)) throw new Error(`expected a plan, got ${result.message}`);
+  return result;
+}
+
+function orgPlan(p: Principal, filters: ResourceTypeFilter[] = []): WatchPlan {
+  return plan(p, { scope: { kind: "organization" }, filters });
+}
+
+async function envPlan(bus: MemoryBus, p: Principal, environmentId: string): Promise<WatchPlan> {
+  const request: WatchRequest = { scope: { kind: "environment", environmentId }, filters: [] };
+  return plan(p, request, await bus.environment(environmentId));
+}
+
+function typeFilter(resourceType: number): ResourceTypeFilter {
+  return { resourceType, resourceIds: [], creatorIds: [] };
+}
+
+function newBus(): MemoryBus {
+  return new MemoryBus({ directoryMaxEntries: 1000 });
+}
+
+function subscribe(bus: MemoryBus, p: WatchPlan, maxBacklog = 100) {
+  const controller = new AbortController();
+  const closes = { count: 0 };
+  const sub = bus.subscribe(p, {
+    signal: controller.signal,
+    maxBacklog,
+    onClose: () => {
+      closes.count++;
+    },
+  });
+  return { sub, controller, closes };
+}
+
+/** The next `n` events of a subscription, failing if it ends first. */
+async function take(sub: AsyncIterator<PublishedEvent>, n: number): Promise<PublishedEvent[]> {
+  const out: PublishedEvent[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await sub.next();
+    if (r.done) throw new Error(`subscription ended after ${i} of ${n} events`);
+    out.push(r.value);
+  }
+  return out;
+}
+
+async function takeEvents(sub: AsyncIterator<PublishedEvent>, n: number): Promise<ResourceEvent[]> {
+  return (await take(sub, n)).map((p) => p.event);
+}
+
+describe("MemoryBus", () => {
+  it("delivers events in publish order across batches, each once", async () => {
+    const bus = newBus();
+    const { sub } = subscribe(bus, orgPlan(adminA));
+    const batches = [[ev(), ev(), ev()], [ev()], [ev(), ev()]];
+    for (const batch of batches) await bus.publish(batch);
+    const sentinel = ev();
+    await bus.publish([sentinel]);
+    expect(await takeEvents(sub, 7)).toEqual([...batches.flat(), sentinel]);
+  });
+
+  it("assigns consecutive sequence numbers, reported by publish and carried by each event", async () => {
+    const bus = newBus();
+    const { sub } = subscribe(bus, orgPlan(adminA));
+    const first = await bus.publish([ev(), ev(), ev()]);
+    const second = await bus.publish([ev()]);
+    const third = await bus.publish([ev(), ev()]);
+    expect(first.lastSequence - first.firstSequence).toBe(2);
+    expect(second).toEqual({
+      firstSequence: first.lastSequence + 1,
+      lastSequence: first.lastSequence + 1,
+    });
+    expect(third).toEqual({
+      firstSequence: second.lastSequence + 1,
+      lastSequence: second.lastSequence + 2,
+    });
+    const sequences = (await take(sub, 6)).map((p) => p.sequence);
+    expect(sequences).toEqual([0, 1, 2, 3, 4, 5].map((i) => first.firstSequence + i));
+  });
+
+  it("keeps organizations apart", async () => {
+    const bus = newBus();
+    const a = subscribe(bus, orgPlan(adminA));
+    const b = subscribe(bus, orgPlan(adminB));
+    const a1 = ev();
+    const b1 = ev({ organizationId: ORG_B });
+    const a2 = ev();
+    const b2 = ev({ organizationId: ORG_B });
+    await bus.publish([a1, b1]);
+    await bus.publish([a2, b2]);
+    expect(await takeEvents(a.sub, 2)).toEqual([a1, a2]);
+    expect(await takeEvents(b.sub, 2)).toEqual([b1, b2]);
+  });
+
+  it("gives a filtered subscriber only its types, an unfiltered one all it may see", async () => {
+    const bus = newBus();
+    const filtered = subscribe(bus, orgPlan(memberA, [typeFilter(ResourceType.RUNNER)]));
+    const unfiltered = subscribe(bus, orgPlan(memberA));
+    const runner1 = ev({ resourceType: ResourceType.RUNNER });
+    const project = ev({ resourceType: ResourceType.PROJECT });
+    const secret = ev({ resourceType: ResourceType.SECRET, creatorId: MEMBER_A });
+    const ownEnv = ev({ resourceType: ResourceType.ENVIRONMENT, creatorId: MEMBER_A });
+    const othersEnv = ev({ resourceType: ResourceType.ENVIRONMENT, creatorId: OTHER_MEMBER_A });
+    const task = ev({ resourceType: ResourceType.TASK, environmentId: ownEnv.resourceId });
+    const runner2 = ev({ resourceType: ResourceType.RUNNER });
+    await bus.publish([runner1, project, secret, ownEnv, othersEnv, task, runner2]);
+    expect(await takeEvents(filtered.sub, 2)).toEqual([runner1, runner2]);
+    expect(await takeEvents(unfiltered.sub, 4)).toEqual([runner1, project, ownEnv, runner2]);
+  });
+
+  it("gives an environment-scope subscriber its environment's events, then finishes after its DELETE", async () => {
+    const bus = newBus();
+    const env = ev({
+      resourceType: ResourceType.ENVIRONMENT,
+      operation: Operation.CREATE,
+      creatorId: MEMBER_A,
+    });
+    const other = ev({ resourceType: ResourceType.ENVIRONMENT, operation: Operation.CREATE });
+    await bus.publish([env, other]);
+    const { sub, closes } = subscribe(bus, await envPlan(bus, memberA, env.resourceId));
+    const ownTask = ev({ resourceType: ResourceType.TASK, environmentId: env.resourceId });
+    const otherTask = ev({ resourceType: ResourceType.TASK, environmentId: other.resourceId });
+    const runner = ev({ resourceType: ResourceType.RUNNER, creatorId: MEMBER_A });
+    const envUpdate = ev({ ...env, operation: Operation.UPDATE_STATUS, creatorId: "" });
+    const otherUpdate = ev({ ...other, operation: Operation.UPDATE });
+    const execution = ev({
+      resourceType: ResourceType.TASK_EXECUTION,
+      environmentId: env.resourceId,
+    });
+    const service = ev({ resourceType: ResourceType.SERVICE, environmentId: env.resourceId });
+    const envDelete = ev({ ...env, operation: Operation.DELETE, creatorId: "" });
+    const after = ev({ resourceType: ResourceType.TASK, environmentId: env.resourceId });
+    await bus.publish([ownTask, otherTask, runner, envUpdate, otherUpdate, execution]);
+    await bus.publish([service, envDelete, after]);
+    expect(bus.subscriberCount).toBe(0);
+    expect(await takeEvents(sub, 5)).toEqual([ownTask, envUpdate, execution, service, envDelete]);
+    expect(await sub.next()).toEqual({ value: undefined, done: true });
+    expect(closes.count).toBe(1);
+  });
+
+  it("shows a DELETE without creator_id to the member who created the resource earlier", async () => {
+    const bus = newBus();
+    const creator = subscribe(bus, orgPlan(memberA));
+    const other = subscribe(bus, orgPlan(otherMemberA));
+    const token = ev({
+      resourceType: ResourceType.PERSONAL_ACCESS_TOKEN,
+      operation: Operation.CREATE,
+      creatorId: MEMBER_A,
+    });
+    const tokenDelete = ev({ ...token, operation: Operation.DELETE, creatorId: "" });
+    await bus.publish([token]);
+    await bus.publish([tokenDelete]);
+    const sentinel = ev({ resourceType: ResourceType.RUNNER });
+    await bus.publish([sentinel]);
+    const seen = await take(creator.sub, 3);
+    expect(seen.map((p) => p.event)).toEqual([token, tokenDelete, sentinel]);
+    expect(seen[1]?.creatorId).toBe(MEMBER_A);
+    expect(await takeEvents(other.sub, 1)).toEqual([sentinel]);
+  });
+
+  it("learns a creator from an earlier event of the same batch", async () => {
+    const bus = newBus();
+    const { sub } = subscribe(bus, orgPlan(memberA));
+    const env = ev({
+      resourceType: ResourceType.ENVIRONMENT,
+      operation: Operation.CREATE,
+      creatorId: MEMBER_A,
+    });
+    const envDelete = ev({ ...env, operation: Operation.DELETE, creatorId: "" });
+    await bus.publish([env, envDelete]);
+    expect(await takeEvents(sub, 2)).toEqual([env, envDelete]);
+  });
+
+  it("shows a DELETE of a resource whose creator it never learned to admins only", async () => {
+    const bus = newBus();
+    const member = subscribe(bus, orgPlan(memberA));
+    const admin = subscribe(bus, orgPlan(adminA));
+    const orphan = ev({ resourceType: ResourceType.ENVIRONMENT, operation: Operation.DELETE });
+    const sentinel = ev();
+    await bus.publish([orphan, sentinel]);
+    expect(await takeEvents(admin.sub, 2)).toEqual([orphan, sentinel]);
+    expect(await takeEvents(member.sub, 1)).toEqual([sentinel]);
+  });
+
+  it("knows an environment after its CREATE and forgets it after its DELETE", async () => {
+    const bus = newBus();
+    const env = ev({
+      resourceType: ResourceType.ENVIRONMENT,
+      operation: Operation.CREATE,
+      creatorId: MEMBER_A,
+    });
+    const anonymous = ev({ resourceType: ResourceType.ENVIRONMENT, operation: Operation.CREATE });
+    expect(await bus.environment(env.resourceId)).toBeUndefined();
+    await bus.publish([env, anonymous]);
+    expect(await bus.environment(env.resourceId)).toEqual({
+      organizationId: ORG_A,
+      creatorId: MEMBER_A,
+    });
+    expect(await bus.environment(anonymous.resourceId)).toEqual({
+      organizationId: ORG_A,
+      creatorId: "",
+    });
+    await bus.publish([ev({ ...env, operation: Operation.DELETE, creatorId: "" })]);
+    expect(await bus.environment(env.resourceId)).toBeUndefined();
+  });
+
+  it("does not take a non-environment resource for an environment", async () => {
+    const bus = newBus();
+    const runner = ev({ resourceType: ResourceType.RUNNER, creatorId: MEMBER_A });
+    await bus.publish([runner]);
+    expect(await bus.environment(runner.resourceId)).toBeUndefined();
+  });
+
+  it("ends a subscriber whose backlog overflows with resource_exhausted, not the others", async () => {
+    const bus = newBus();
+    const slow = subscribe(bus, orgPlan(adminA), 2);
+    const fast = subscribe(bus, orgPlan(adminA), 100);
+    const events = [ev(), ev(), ev(), ev()];
+    await bus.publish(events);
+    expect(bus.subscriberCount).toBe(1);
+    expect(slow.closes.count).toBe(1);
+    const error = await slow.sub.next().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(error).toBeInstanceOf(ServiceError);
+    expect((error as ServiceError).kind).toBe("resource_exhausted");
+    expect(await takeEvents(fast.sub, 4)).toEqual(events);
+    const more = ev();
+    await bus.publish([more]);
+    expect(await takeEvents(fast.sub, 1)).toEqual([more]);
+  });
+
+  it("keeps a subscriber that is exactly at its backlog limit", async () => {
+    const bus = newBus();
+    const { sub } = subscribe(bus, orgPlan(adminA), 2);
+    const events = [ev(), ev()];
+    await bus.publish(events);
+    expect(bus.subscriberCount).toBe(1);
+    expect(await takeEvents(sub, 2)).toEqual(events);
+  });
+
+  it("counts only events the subscriber may see against its backlog", async () => {
+    const bus = newBus();
+    const { sub } = subscribe(bus, orgPlan(memberA, [typeFilter(ResourceType.PROJECT)]), 1);
+    const project = ev({ resourceType: ResourceType.PROJECT });
+    await bus.publish([ev(), ev(), ev({ organizationId: ORG_B }), project, ev()]);
+    expect(bus.subscriberCount).toBe(1);
+    expect(await takeEvents(sub, 1)).toEqual([project]);
+  });
+
+  it.each([
+    ["an organization-scope", false],
+    ["an environment-scope", true],
+  ])("removes %s subscriber when its signal aborts", async (_, environmentScope) => {
+    const bus = newBus();
+    const env = ev({ resourceType: ResourceType.ENVIRONMENT, creatorId: MEMBER_A });
+    await bus.publish([env]);
+    const p = environmentScope ? await envPlan(bus, memberA, env.resourceId) : orgPlan(memberA);
+    const { sub, controller, closes } = subscribe(bus, p);
+    const waiting = sub.next();
+    expect(bus.subscriberCount).toBe(1);
+    const reason = new Error("client cancelled");
+    controller.abort(reason);
+    await expect(waiting).rejects.toBe(reason);
+    expect(bus.subscriberCount).toBe(0);
+    expect(closes.count).toBe(1);
+  });
+
+  it("removes a subscriber on return()", async () => {
+    const bus = newBus();
+    const { sub, closes } = subscribe(bus, orgPlan(memberA, [typeFilter(ResourceType.RUNNER)]));
+    expect(bus.subscriberCount).toBe(1);
+    await sub.return?.();
+    expect(bus.subscriberCount).toBe(0);
+    expect(closes.count).toBe(1);
+    await bus.publish([ev()]);
+    expect(await sub.next()).toEqual({ value: undefined, done: true });
+  });
+
+  it("removes a subscriber that leaves a for-await loop", async () => {
+    const bus = newBus();
+    const { sub } = subscribe(bus, orgPlan(adminA));
+    await bus.publish([ev(), ev()]);
+    for await (const _ of sub) break;
+    expect(bus.subscriberCount).toBe(0);
+  });
+
+  it("never registers a subscriber whose signal is already aborted", async () => {
+    const bus = newBus();
+    const reason = new Error("gone");
+    const sub = bus.subscribe(orgPlan(adminA), {
+      signal: AbortSignal.abort(reason),
+      maxBacklog: 10,
+    });
+    expect(bus.subscriberCount).toBe(0);
+    await expect(sub.next()).rejects.toBe(reason);
+  });
+
+  it("fails every subscription with the close reason and refuses new ones at once", async () => {
+    const bus = newBus();
+    const env = ev({ resourceType: ResourceType.ENVIRONMENT, creatorId: MEMBER_A });
+    await bus.publish([env]);
+    const subs = [
+      subscribe(bus, orgPlan(adminA)),
+      subscribe(
+        bus,
+        orgPlan(memberA, [typeFilter(ResourceType.RUNNER), typeFilter(ResourceType.PROJECT)]),
+      ),
+      subscribe(bus, orgPlan(adminB)),
+      subscribe(bus, await envPlan(bus, memberA, env.resourceId)),
+    ];
+    // One waits for an event, another has one pending (which closing drops).
+    const waiting = subs[0]?.sub.next();
+    await bus.publish([ev({ organizationId: ORG_B })]);
+    expect(bus.subscriberCount).toBe(4);
+    const reason = new ServiceError("unavailable", "shutting down");
+    await bus.close(reason);
+    expect(bus.subscriberCount).toBe(0);
+    await expect(waiting).rejects.toBe(reason);
+    for (const s of subs) {
+      await expect(s.sub.next()).rejects.toBe(reason);
+      expect(s.closes.count).toBe(1);
+    }
+    const late = subscribe(bus, orgPlan(adminA));
+    expect(bus.subscriberCount).toBe(0);
+    await expect(late.sub.next()).rejects.toBe(reason);
+    expect(late.closes.count).toBe(1);
+  });
+
+  it("refuses to publish after close with unavailable", async () => {
+    const bus = newBus();
+    await bus.close(new Error("shutdown"));
+    await expect(bus.publish([ev()])).rejects.toMatchObject({ kind: "unavailable" });
+  });
+});

@@ -28,6 +28,8 @@ export interface AppDeps {
 export interface App {
   /** Starts serving on `config.port` (or `port`); resolves with the bound address. */
   listen(port?: number): Promise<AddressInfo>;
+  /** Starts draining: `/readyz` answers 503 and new streams and publishes are refused. */
+  drain(): void;
   /**
    * Graceful shutdown: `/readyz` turns 503, new streams are refused, open streams end with
    * `unavailable` (JSONL streams are aborted), connections drain; whatever is left after
@@ -58,6 +60,7 @@ export function createApp(deps: AppDeps): App {
   const { config, logger, bus, authenticator } = deps;
   let ready = false;
   let draining = false;
+  let closing = false;
   const shutdown = new AbortController();
   const funnel = createErrorFunnel(logger);
   const sessions = new WatchSessions({
@@ -125,10 +128,14 @@ export function createApp(deps: AppDeps): App {
       ready = true;
       return address;
     },
-    async close(timeoutMs = config.shutdownTimeoutMs) {
-      if (draining) return;
+    drain() {
       draining = true;
       sessions.drain();
+    },
+    async close(timeoutMs = config.shutdownTimeoutMs) {
+      if (closing) return;
+      closing = true;
+      this.drain();
       const reason = new ConnectError("the server is shutting down", Code.Unavailable);
       shutdown.abort(reason);
       await bus.close(reason);

@@ -21,7 +21,7 @@ function devBanner(host: string, port: number): string {
     `    -H 'Authorization: Bearer ${token("admin")}' -H 'Content-Type: application/jsonl' -d '{}'`,
     "Publish (in another terminal), or run `npm run demo` for a continuing stream:",
     `  curl -X POST ${base}/eventservice.ingest.v1.IngestService/Publish \\`,
-    `    -H 'Authorization: Bearer ${token("publisher")}' -H 'Content-Type: application/json' \\`,
+    `    -H 'Authorization: Bearer ${token("publisher")}' -H 'Content-Type: application/json' -H 'Connect-Protocol-Version: 1' \\`,
     `    -d '{"events":[{"resourceType":"RESOURCE_TYPE_PROJECT","operation":"RESOURCE_OPERATION_CREATE","resourceId":"5b0e3a2c-7f41-4d6a-9c1e-2f8b6d4a1e01","organizationId":"${DEV_ORGANIZATION}"}]}'`,
     "",
   ].join("\n");

@@ -97,7 +97,7 @@ export function loadConfig(env: Env): Config {
     authJwtIssuer: str("AUTH_JWT_ISSUER"),
     authJwtAudience: str("AUTH_JWT_AUDIENCE"),
     devMode,
-    shutdownTimeoutMs: int("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
+    shutdownTimeoutMs: int("SHUTDOWN_TIMEOUT_MS", 8_000, 0, 600_000),
     watchMaxBacklog: int("WATCH_MAX_BACKLOG", 1024, 1, 1_000_000),
     requestMaxBytes: int("REQUEST_MAX_BYTES", 4 * 1024 * 1024, 1024, 64 * 1024 * 1024),
     directoryMaxEntries: int("DIRECTORY_MAX_ENTRIES", 500_000, 1000, 100_000_000),

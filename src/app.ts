@@ -10,10 +10,12 @@ import { EventService } from "./gen/gitpod/v1/event_pb.js";
 import { handleJsonlWatch, wantsJsonl } from "./http/jsonl.js";
 import { Listener } from "./http/listener.js";
 import { type Req, type Res, writer } from "./http/types.js";
+import { Metrics } from "./metrics.js";
 import { createErrorFunnel } from "./rpc/error-funnel.js";
 import { createEventService } from "./rpc/event-service.js";
 import { createIngestService } from "./rpc/ingest-service.js";
 import { authenticationGate } from "./rpc/principal-context.js";
+import { RateLimiter } from "./rpc/rate-limiter.js";
 import { WatchSessions } from "./rpc/watch-sessions.js";
 
 export interface AppDeps {
@@ -38,6 +40,7 @@ export interface App {
   close(timeoutMs?: number): Promise<void>;
   readonly listener: Listener;
   readonly sessions: WatchSessions;
+  readonly metrics: Metrics;
 }
 
 const WATCH_PATHS = new Set([
@@ -63,19 +66,29 @@ export function createApp(deps: AppDeps): App {
   let closing = false;
   const shutdown = new AbortController();
   const funnel = createErrorFunnel(logger);
+  const metrics = new Metrics(() => bus.subscriberCount);
   const sessions = new WatchSessions({
     bus,
     authenticator,
     logger,
+    metrics,
     maxBacklog: config.watchMaxBacklog,
+    maxStreamsPerSubject: config.watchMaxStreamsPerSubject,
+    maxLifetimeMs: config.watchMaxLifetimeMs,
     now: deps.now ?? Date.now,
+    monotonicNow: () => performance.now(),
   });
+  const limiter = new RateLimiter(
+    config.publishMaxEventsPerSecond,
+    Math.max(config.publishMaxEventsPerSecond, 1000),
+    () => performance.now(),
+  );
 
   const routes = (router: ReturnType<typeof createConnectRouter>) => {
     router.service(EventService, createEventService(sessions, funnel));
     router.service(
       IngestService,
-      createIngestService(bus, () => draining, funnel),
+      createIngestService({ bus, isDraining: () => draining, funnel, limiter, metrics }),
     );
   };
   const adapterOptions = {
@@ -104,6 +117,20 @@ export function createApp(deps: AppDeps): App {
         ? sendText(res, 200, "ready\n")
         : sendText(res, 503, draining ? "draining\n" : "starting\n");
     }
+    if (path === "/metrics") {
+      void metrics.registry.metrics().then(
+        (text) => {
+          const w = writer(res);
+          w.writeHead(200, { "content-type": metrics.registry.contentType });
+          w.end(text);
+        },
+        (err: unknown) => {
+          logger.error({ err }, "metrics failed");
+          sendText(res, 500, "metrics failed\n");
+        },
+      );
+      return;
+    }
     if (WATCH_PATHS.has(path) && wantsJsonl(req)) {
       void handleJsonlWatch(req, res, jsonlDeps);
       return;
@@ -113,16 +140,18 @@ export function createApp(deps: AppDeps): App {
   };
 
   const listener = new Listener(handler, {
-    headersTimeoutMs: 10_000,
-    requestTimeoutMs: 0,
-    keepAliveTimeoutMs: 5_000,
-    maxConcurrentStreams: 1000,
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    maxConcurrentStreams: config.h2MaxConcurrentStreams,
+    h2PingIntervalMs: config.h2PingIntervalMs,
     maxHeaderBytes: 16 * 1024,
   });
 
   return {
     listener,
     sessions,
+    metrics,
     async listen(port = config.port) {
       const address = await listener.listen(port, config.host);
       ready = true;

@@ -25,6 +25,22 @@ export interface Config {
   readonly requestMaxBytes: number;
   /** Resources whose creator and organization the server remembers. */
   readonly directoryMaxEntries: number;
+  /** Streams one subject may have open at once; more are refused with resource_exhausted. */
+  readonly watchMaxStreamsPerSubject: number;
+  /** Longest a stream lives before it ends with unavailable (0: no limit); jittered down by up to 10%. */
+  readonly watchMaxLifetimeMs: number;
+  /** Events per second one publisher may publish, sustained (0: no limit); bursts up to one second's worth. */
+  readonly publishMaxEventsPerSecond: number;
+  /** Time a connection has to send its first request's headers (and each HTTP/1.1 request's). */
+  readonly headersTimeoutMs: number;
+  /** Time an HTTP/1.1 request body may take to arrive (the response, a stream, is not limited). */
+  readonly requestTimeoutMs: number;
+  /** Idle time after which a keep-alive HTTP/1.1 connection is closed. */
+  readonly keepAliveTimeoutMs: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection. */
+  readonly h2MaxConcurrentStreams: number;
+  /** Interval of HTTP/2 PINGs; a connection that has not answered the previous one is closed (0: off). */
+  readonly h2PingIntervalMs: number;
 }
 
 /** Thrown by loadConfig with every problem found, one per line. */
@@ -99,8 +115,16 @@ export function loadConfig(env: Env): Config {
     devMode,
     shutdownTimeoutMs: int("SHUTDOWN_TIMEOUT_MS", 8_000, 0, 600_000),
     watchMaxBacklog: int("WATCH_MAX_BACKLOG", 1024, 1, 1_000_000),
-    requestMaxBytes: int("REQUEST_MAX_BYTES", 4 * 1024 * 1024, 1024, 64 * 1024 * 1024),
+    requestMaxBytes: int("REQUEST_MAX_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
     directoryMaxEntries: int("DIRECTORY_MAX_ENTRIES", 500_000, 1000, 100_000_000),
+    watchMaxStreamsPerSubject: int("WATCH_MAX_STREAMS_PER_SUBJECT", 100, 1, 1_000_000),
+    watchMaxLifetimeMs: int("WATCH_MAX_LIFETIME_MS", 0, 0, 7 * 24 * 3600_000),
+    publishMaxEventsPerSecond: int("PUBLISH_MAX_EVENTS_PER_SECOND", 100_000, 0, 100_000_000),
+    headersTimeoutMs: int("HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),
+    requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 30_000, 100, 600_000),
+    keepAliveTimeoutMs: int("KEEP_ALIVE_TIMEOUT_MS", 5_000, 100, 600_000),
+    h2MaxConcurrentStreams: int("H2_MAX_CONCURRENT_STREAMS", 256, 1, 100_000),
+    h2PingIntervalMs: int("H2_PING_INTERVAL_MS", 30_000, 0, 3600_000),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

@@ -9,6 +9,7 @@ export type ErrorKind =
   | "resource_exhausted"
   | "unavailable"
   | "deadline_exceeded"
+  | "canceled"
   | "internal";
 
 /**
@@ -42,6 +43,8 @@ function codeOf(kind: ErrorKind): Code {
       return Code.Unavailable;
     case "deadline_exceeded":
       return Code.DeadlineExceeded;
+    case "canceled":
+      return Code.Canceled;
     case "internal":
       return Code.Internal;
     default: {

@@ -8,6 +8,8 @@ export interface PublishedEvent {
   readonly event: ResourceEvent;
   /** The creator as the server knows it: the event's own, or the one recorded earlier, or "". */
   readonly creatorId: string;
+  /** When the publish was accepted (monotonic ms, performance.now()), for latency metrics. */
+  readonly publishedAtMs?: number;
 }
 
 export interface PublishResult {

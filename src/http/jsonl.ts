@@ -7,7 +7,7 @@ import { ServiceError, toConnectError } from "../errors.js";
 import { WatchEventsRequestSchema } from "../gen/gitpod/v1/event_pb.js";
 import { fromWatchRequest, toJsonLine } from "../rpc/convert.js";
 import type { ErrorFunnel } from "../rpc/error-funnel.js";
-import type { WatchSessions } from "../rpc/watch-sessions.js";
+import type { WatchSessions, WatchStream } from "../rpc/watch-sessions.js";
 import { type Req, type Res, writer } from "./types.js";
 
 function mediaType(value: string | undefined): string {
@@ -117,31 +117,37 @@ function waitDrain(res: Res, signal: AbortSignal): Promise<void> {
  */
 export async function handleJsonlWatch(req: Req, res: Res, deps: JsonlDeps): Promise<void> {
   const gone = new AbortController();
-  const onClose = () => gone.abort(new ServiceError("unavailable", "client went away"));
+  const onClose = () => gone.abort(new ServiceError("canceled", "client went away"));
   res.once("close", onClose);
   let started = false;
+  let stream: WatchStream | undefined;
+  let error: unknown;
   try {
     if (req.method !== "POST") {
       throw new ServiceError("invalid_argument", "WatchEvents accepts POST only");
     }
     const principal = await deps.authenticator.authenticate(req.headers.authorization);
     const request = parseRequest(await readBody(req, deps.requestMaxBytes));
-    const events = await deps.sessions.open(principal, request, gone.signal);
+    stream = await deps.sessions.open(principal, request, gone.signal, "jsonl");
     const w = writer(res);
     w.writeHead(200, { "content-type": "application/jsonl", "cache-control": "no-store" });
     // Headers go out now, before any event: clients see the stream open at once.
     if ("flushHeaders" in res) res.flushHeaders();
     started = true;
-    for await (const published of events) {
-      if (!w.write(toJsonLine(published))) await waitDrain(res, gone.signal);
+    for await (const published of stream.events) {
+      const more = w.write(toJsonLine(published));
+      stream.wrote(published);
+      if (!more) await waitDrain(res, gone.signal);
     }
     w.end();
   } catch (err) {
+    error = err;
     if (gone.signal.aborted) return; // the client left; nothing to tell it
     const ce = deps.funnel(err, "WatchEvents");
     if (started) abortStream(res);
     else sendError(res, ce);
   } finally {
     res.off("close", onClose);
+    stream?.end(error ?? (gone.signal.aborted ? gone.signal.reason : undefined));
   }
 }

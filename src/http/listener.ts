@@ -19,6 +19,8 @@ export interface ListenerOptions {
   readonly keepAliveTimeoutMs: number;
   /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection. */
   readonly maxConcurrentStreams: number;
+  /** Interval of HTTP/2 PINGs; a session that has not acknowledged the previous one is destroyed (0: off). */
+  readonly h2PingIntervalMs: number;
   /** Largest header section accepted, in bytes. */
   readonly maxHeaderBytes: number;
 }
@@ -45,6 +47,8 @@ export class Listener {
         maxHeaderSize: options.maxHeaderBytes,
         // Watch streams are long-lived; Nagle would only delay small event writes.
         noDelay: true,
+        // How often header and request timeouts are checked (Node's default is 30 s).
+        connectionsCheckingInterval: Math.min(1000, options.headersTimeoutMs),
       },
       handler,
     );
@@ -58,7 +62,11 @@ export class Listener {
     );
     this.http2.on("session", (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
-      session.once("close", () => this.sessions.delete(session));
+      const stopPings = keepAlive(session, options.h2PingIntervalMs);
+      session.once("close", () => {
+        stopPings();
+        this.sessions.delete(session);
+      });
     });
     this.server = net.createServer({ noDelay: true }, (socket) =>
       this.sniff(socket, options.headersTimeoutMs),
@@ -85,6 +93,8 @@ export class Listener {
 
   private sniff(socket: net.Socket, timeoutMs: number): void {
     this.sniffing.add(socket);
+    // Lets the OS notice peers that vanished without a FIN (HTTP/1.1 has no ping of its own).
+    socket.setKeepAlive(true, 60_000);
     const chunks: Buffer[] = [];
     let length = 0;
     const done = (target: http.Server | http2.Http2Server | undefined) => {
@@ -145,4 +155,29 @@ export class Listener {
     await Promise.all([closed, stopH1]);
     clearTimeout(timer);
   }
+}
+
+/**
+ * Sends a PING every `intervalMs`; a session that has not acknowledged the previous one by then
+ * is dead (peer gone, or stalled) and is destroyed, which ends its streams.
+ */
+function keepAlive(session: http2.ServerHttp2Session, intervalMs: number): () => void {
+  if (intervalMs <= 0) return () => {};
+  let outstanding = false;
+  const timer = setInterval(() => {
+    if (outstanding) {
+      session.destroy();
+      return;
+    }
+    outstanding = true;
+    try {
+      session.ping(() => {
+        outstanding = false;
+      });
+    } catch {
+      session.destroy(); // the session is already closing
+    }
+  }, intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }

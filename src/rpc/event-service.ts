@@ -3,7 +3,7 @@ import type { EventService } from "../gen/gitpod/v1/event_pb.js";
 import { fromWatchRequest, toWatchResponse } from "./convert.js";
 import type { ErrorFunnel } from "./error-funnel.js";
 import { principalOf } from "./principal-context.js";
-import type { WatchSessions } from "./watch-sessions.js";
+import type { WatchSessions, WatchStream } from "./watch-sessions.js";
 
 /** gitpod.v1.EventService on Connect: a thin edge over WatchSessions. */
 export function createEventService(
@@ -12,11 +12,25 @@ export function createEventService(
 ): Partial<ServiceImpl<typeof EventService>> {
   return {
     async *watchEvents(req, ctx) {
+      let stream: WatchStream | undefined;
+      let error: unknown;
       try {
-        const events = await sessions.open(principalOf(ctx), fromWatchRequest(req), ctx.signal);
-        for await (const published of events) yield toWatchResponse(published);
+        stream = await sessions.open(
+          principalOf(ctx),
+          fromWatchRequest(req),
+          ctx.signal,
+          ctx.protocolName,
+        );
+        for await (const published of stream.events) {
+          yield toWatchResponse(published);
+          stream.wrote(published);
+        }
       } catch (err) {
+        error = err;
         throw funnel(err, "WatchEvents");
+      } finally {
+        // Leaving without an error while the call is aborted means the client went away.
+        stream?.end(error ?? (ctx.signal.aborted ? ctx.signal.reason : undefined));
       }
     },
   };

@@ -7,18 +7,26 @@ import type {
   PublishRequest,
   PublishResponseSchema,
 } from "../gen/eventservice/ingest/v1/ingest_pb.js";
+import type { Metrics } from "../metrics.js";
 import { authorizePublish } from "../watch/plan.js";
 import { isViolation, validatePublishBatch } from "../watch/validate.js";
 import { fromResourceEvent } from "./convert.js";
 import type { ErrorFunnel } from "./error-funnel.js";
 import { principalOf } from "./principal-context.js";
+import type { RateLimiter } from "./rate-limiter.js";
 
 /** eventservice.ingest.v1.IngestService: authorize, validate the whole batch, publish. */
-export function createIngestService(
-  bus: EventBus,
-  isDraining: () => boolean,
-  funnel: ErrorFunnel,
-): ServiceImpl<typeof IngestService> {
+export interface IngestServiceDeps {
+  readonly bus: EventBus;
+  readonly isDraining: () => boolean;
+  readonly funnel: ErrorFunnel;
+  /** Per-publisher rate limit, in events. */
+  readonly limiter: RateLimiter;
+  readonly metrics: Metrics;
+}
+
+export function createIngestService(deps: IngestServiceDeps): ServiceImpl<typeof IngestService> {
+  const { bus, isDraining, funnel, limiter, metrics } = deps;
   return {
     async publish(req, ctx) {
       try {

@@ -1,29 +1,55 @@
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/authenticator.js";
 import type { EventBus, PublishedEvent } from "../bus/event-bus.js";
-import { ServiceError } from "../errors.js";
+import { ServiceError, toConnectError } from "../errors.js";
+import type { Metrics } from "../metrics.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { planWatch } from "../watch/plan.js";
 import { isViolation, validateWatchRequest } from "../watch/validate.js";
 
 // setTimeout's longest delay; longer credential lifetimes re-arm the timer.
 const MAX_TIMER_MS = 2_147_483_647;
+// One write in this many feeds the publish-to-write latency histogram.
+const LATENCY_SAMPLE_MASK = 7;
 
 export interface WatchSessionsDeps {
   readonly bus: EventBus;
   readonly authenticator: Authenticator;
   readonly logger: Logger;
+  readonly metrics: Metrics;
   readonly maxBacklog: number;
+  readonly maxStreamsPerSubject: number;
+  /** 0: streams live as long as their clients want. */
+  readonly maxLifetimeMs: number;
+  /** Wall clock, ms since the epoch (credential expiry). */
   readonly now: () => number;
+  /** Monotonic clock, ms (durations, latency). */
+  readonly monotonicNow: () => number;
+}
+
+/** One open stream, as an edge drives it. */
+export interface WatchStream {
+  /** The events to write, in order. Throws when the stream is ended by the server. */
+  readonly events: AsyncIterableIterator<PublishedEvent>;
+  /** Call after each event is handed to the transport. */
+  wrote(event: PublishedEvent): void;
+  /**
+   * Call exactly once when the edge stops, with what ended it (undefined: a normal end).
+   * Logs the one line per stream and updates the metrics.
+   */
+  end(error: unknown): void;
 }
 
 /**
  * Opens watch streams for both edges (Connect and JSONL): validates and authorizes the
- * request, subscribes to the bus, and ends the stream with `unauthenticated` when its
- * credential expires or is revoked, or with `unavailable` when the server drains.
+ * request, caps streams per subject, subscribes to the bus, and ends the stream with
+ * `unauthenticated` when its credential expires or is revoked, with `unavailable` when it
+ * reaches its maximum lifetime, or when the server drains.
  */
 export class WatchSessions {
   private readonly byCredential = new Map<string, Set<AbortController>>();
+  private readonly perSubject = new Map<string, number>();
   private draining = false;
   private readonly stopRevocations: () => void;
 
@@ -44,15 +70,16 @@ export class WatchSessions {
   }
 
   /**
-   * Opens a stream for `principal`. Throws ServiceError before anything is streamed when the
-   * request is invalid or not allowed; the returned iterator ends when `signal` aborts (with its
-   * reason), and throws or finishes as the bus decides.
+   * Opens a stream for `principal` over `protocol` (for logs and metrics). Throws ServiceError
+   * before anything is streamed when the request is invalid or not allowed; the stream's events
+   * end when `signal` aborts (with its reason), and throw or finish as the bus decides.
    */
   async open(
     principal: Principal,
     raw: WatchRequest,
     signal: AbortSignal,
-  ): Promise<AsyncIterableIterator<PublishedEvent>> {
+    protocol: string,
+  ): Promise<WatchStream> {
     if (this.draining) throw new ServiceError("unavailable", "the server is shutting down");
     const request = validateWatchRequest(raw);
     if (isViolation(request)) throw new ServiceError(request.kind, request.message);
@@ -62,6 +89,15 @@ export class WatchSessions {
         : undefined;
     const plan = planWatch(principal, request, environment);
     if (isViolation(plan)) throw new ServiceError(plan.kind, plan.message);
+    const subject = principal.subject;
+    const streams = this.perSubject.get(subject) ?? 0;
+    if (streams >= this.deps.maxStreamsPerSubject) {
+      throw new ServiceError(
+        "resource_exhausted",
+        `too many open streams for this caller (at most ${this.deps.maxStreamsPerSubject})`,
+      );
+    }
+    this.perSubject.set(subject, streams + 1);
 
     const controller = new AbortController();
     const onAbort = () => controller.abort(signal.reason);
@@ -74,7 +110,8 @@ export class WatchSessions {
       this.byCredential.set(credentialId, set);
     }
     set.add(controller);
-    let timer: NodeJS.Timeout | undefined;
+
+    const timers: NodeJS.Timeout[] = [];
     const expiresAtMs = principal.expiresAtMs;
     if (expiresAtMs !== undefined) {
       const arm = () => {
@@ -83,21 +120,73 @@ export class WatchSessions {
           controller.abort(new ServiceError("unauthenticated", "token expired"));
           return;
         }
-        timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
-        timer.unref();
+        const t = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+        t.unref();
+        timers.push(t);
       };
       arm();
     }
-    const cleanup = () => {
+    if (this.deps.maxLifetimeMs > 0) {
+      // Jitter spreads reconnections of streams opened together (a deploy, say).
+      const lifetime = this.deps.maxLifetimeMs * (0.9 + 0.1 * Math.random());
+      const t = setTimeout(() => {
+        controller.abort(
+          new ServiceError("unavailable", "stream reached its maximum lifetime; reconnect"),
+        );
+      }, lifetime);
+      t.unref();
+      timers.push(t);
+    }
+    const release = () => {
       signal.removeEventListener("abort", onAbort);
-      if (timer !== undefined) clearTimeout(timer);
+      for (const t of timers) clearTimeout(t);
       const s = this.byCredential.get(credentialId);
       if (s?.delete(controller) && s.size === 0) this.byCredential.delete(credentialId);
+      const n = (this.perSubject.get(subject) ?? 1) - 1;
+      if (n <= 0) this.perSubject.delete(subject);
+      else this.perSubject.set(subject, n);
     };
-    return this.deps.bus.subscribe(plan, {
+    const events = this.deps.bus.subscribe(plan, {
       signal: controller.signal,
       maxBacklog: this.deps.maxBacklog,
-      onClose: cleanup,
+      onClose: release,
     });
+
+    const { metrics, logger, monotonicNow } = this.deps;
+    const scope = request.scope.kind;
+    const startedAt = monotonicNow();
+    let delivered = 0;
+    let ended = false;
+    metrics.streamOpened(protocol, scope);
+    return {
+      events,
+      wrote(event) {
+        delivered++;
+        metrics.deliveries++;
+        if ((delivered & LATENCY_SAMPLE_MASK) === 0 && event.publishedAtMs !== undefined) {
+          metrics.observeLatencyMs(monotonicNow() - event.publishedAtMs);
+        }
+      },
+      end(error) {
+        if (ended) return;
+        ended = true;
+        // Leaving the loop early (a client gone mid-write) must still unsubscribe.
+        void events.return?.();
+        const reason = error === undefined ? "ok" : codeToString(toConnectError(error).code);
+        metrics.streamEnded(protocol, scope, reason);
+        logger.info(
+          {
+            rpc: "WatchEvents",
+            protocol,
+            scope,
+            subject,
+            code: reason,
+            durationMs: Math.round(monotonicNow() - startedAt),
+            delivered,
+          },
+          "stream ended",
+        );
+      },
+    };
   }
 }

@@ -48,7 +48,14 @@ export function createIngestService(deps: IngestServiceDeps): ServiceImpl<typeof
     const events = validatePublishBatch(raw);
     if (isViolation(events)) throw new ServiceError(events.kind, events.message);
     if (isDraining()) throw new ServiceError("unavailable", "the server is shutting down");
+    if (!limiter.take(principal.subject, events.length)) {
+      throw new ServiceError(
+        "resource_exhausted",
+        "publish rate limit exceeded for this publisher; retry with backoff",
+      );
+    }
     const result = await bus.publish(events);
+    metrics.published += events.length;
     return {
       firstSequence: BigInt(result.firstSequence),
       lastSequence: BigInt(result.lastSequence),

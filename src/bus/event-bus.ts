@@ -9,7 +9,7 @@ export interface PublishedEvent {
   /** The creator as the server knows it: the event's own, or the one recorded earlier, or "". */
   readonly creatorId: string;
   /** When the publish was accepted (monotonic ms, performance.now()), for latency metrics. */
-  readonly publishedAtMs?: number;
+  readonly publishedAtMs: number;
 }
 
 export interface PublishResult {
@@ -17,21 +17,37 @@ export interface PublishResult {
   readonly lastSequence: number;
 }
 
+/** What a subscription did, reported once when it ends (for the edge's end-of-stream log). */
+export interface SubscriptionStats {
+  /**
+   * Events that did not reach the subscriber as an event of their own, because it was behind
+   * and they were merged with, or cancelled by, another event of the same resource.
+   */
+  readonly coalesced: number;
+}
+
 export interface SubscribeOptions {
   /** Aborting it ends the subscription with `signal.reason`. */
   readonly signal: AbortSignal;
-  /** Events a subscriber may fall behind by before its stream is ended. */
+  /**
+   * How many events a subscriber may fall behind by. Once that many are pending, its pending
+   * events of one resource are merged into one (see `coalesce` in src/watch); its stream is
+   * ended only when more than `maxBacklog` distinct resources are pending.
+   */
   readonly maxBacklog: number;
-  /** Called once when the subscription ends, however it ends. */
-  readonly onClose?: () => void;
+  /** Called once when the subscription ends, however it ends, with what it did. */
+  readonly onClose?: (stats: SubscriptionStats) => void;
 }
 
 /**
  * The event bus port. `publish` accepts a validated batch whole and hands its events, in batch
  * order after every earlier batch, to every subscription whose plan matches them. A
- * subscription yields its events in that order; it throws when it is ended by the bus (falling
- * behind: `resource_exhausted`; bus closed: `unavailable`) and finishes normally after the
- * deletion of the environment it watches.
+ * subscription yields its events in that order, except that a subscriber that has fallen
+ * `maxBacklog` events behind gets the pending events of one resource merged into one event, in
+ * the place of the first of them (that event carries the newest sequence). It throws when it
+ * is ended by the bus (falling behind by more than `maxBacklog` resources: `resource_exhausted`;
+ * bus closed: `unavailable`) and finishes normally after the deletion of the environment it
+ * watches, which is always its last event.
  */
 export interface EventBus {
   publish(events: readonly ResourceEvent[]): Promise<PublishResult>;

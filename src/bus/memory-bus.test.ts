@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ServiceError } from "../errors.js";
+import { BoundedQueue } from "../stream/bounded-queue.js";
 import {
   type EnvironmentRecord,
   Operation,
@@ -12,7 +13,7 @@ import {
 } from "../watch/model.js";
 import { planWatch, type WatchPlan } from "../watch/plan.js";
 import { isViolation } from "../watch/validate.js";
-import type { PublishedEvent } from "./event-bus.js";
+import type { PublishedEvent, SubscriptionStats } from "./event-bus.js";
 import { MemoryBus } from "./memory-bus.js";
 
 const ORG_A = "0a0a0a0a-0000-4000-8000-000000000001";
@@ -78,15 +79,30 @@ function newBus(): MemoryBus {
 
 function subscribe(bus: MemoryBus, p: WatchPlan, maxBacklog = 100) {
   const controller = new AbortController();
-  const closes = { count: 0 };
+  const closes: { count: number; stats?: SubscriptionStats } = { count: 0 };
   const sub = bus.subscribe(p, {
     signal: controller.signal,
     maxBacklog,
-    onClose: () => {
+    onClose: (stats) => {
       closes.count++;
+      closes.stats = stats;
     },
   });
   return { sub, controller, closes };
+}
+
+/** Events a subscription holds for its reader (the memory bus hands out its queue). */
+function pending(sub: AsyncIterator<PublishedEvent>): number {
+  expect(sub).toBeInstanceOf(BoundedQueue);
+  return (sub as BoundedQueue<PublishedEvent>).size;
+}
+
+/** The error a subscription's next pull throws. */
+async function failure(sub: AsyncIterator<PublishedEvent>): Promise<unknown> {
+  return sub.next().then(
+    (r) => new Error(`expected the subscription to throw, got ${JSON.stringify(r)}`),
+    (err: unknown) => err,
+  );
 }
 
 /** The next `n` events of a subscription, failing if it ends first. */
@@ -388,5 +404,149 @@ describe("MemoryBus", () => {
     const bus = newBus();
     await bus.close(new Error("shutdown"));
     await expect(bus.publish([ev()])).rejects.toMatchObject({ kind: "unavailable" });
+  });
+
+  describe("a subscriber that falls behind", () => {
+    it("gets the pending events of each resource merged, in order, while others get everything", async () => {
+      const bus = newBus();
+      const slow = subscribe(bus, orgPlan(adminA), 4);
+      const fast = subscribe(bus, orgPlan(adminA), 2000);
+      // The first resource is created, then updated; the second gets both kinds of update,
+      // status first; the third only status updates.
+      const resources = [uuid(), uuid(), uuid()];
+      const operationOf = (i: number): number => {
+        const round = Math.floor(i / 3);
+        if (i % 3 === 0) return round === 0 ? Operation.CREATE : Operation.UPDATE;
+        if (i % 3 === 1) return round % 2 === 0 ? Operation.UPDATE_STATUS : Operation.UPDATE;
+        return Operation.UPDATE_STATUS;
+      };
+      const events = Array.from({ length: 1000 }, (_, i) =>
+        ev({ resourceId: resources[i % 3] as string, operation: operationOf(i) }),
+      );
+      let last = 0;
+      for (let i = 0; i < events.length; i += 10) {
+        last = (await bus.publish(events.slice(i, i + 10))).lastSequence;
+        expect(pending(slow.sub)).toBeLessThanOrEqual(3);
+      }
+      expect(bus.subscriberCount).toBe(2);
+      expect(await takeEvents(fast.sub, 1000)).toEqual(events);
+      const merged = await take(slow.sub, 3);
+      // Each is the first pending event of its resource with the merged operation...
+      expect(merged.map((p) => p.event)).toEqual([
+        events[0],
+        { ...events[1], operation: Operation.UPDATE },
+        events[2],
+      ]);
+      // ...and the sequence of the newest event it stands for (events 999, 997, 998).
+      expect(merged.map((p) => p.sequence)).toEqual([last, last - 2, last - 1]);
+      expect(pending(slow.sub)).toBe(0);
+      const sentinel = ev();
+      await bus.publish([sentinel]);
+      expect(await takeEvents(slow.sub, 1)).toEqual([sentinel]);
+      await slow.sub.return?.();
+      expect(slow.closes.stats).toEqual({ coalesced: 997 });
+    });
+
+    it("ends with resource_exhausted when more resources than its backlog are pending, not the others", async () => {
+      const bus = newBus();
+      const slow = subscribe(bus, orgPlan(adminA), 4);
+      const fast = subscribe(bus, orgPlan(adminA), 100);
+      const early = [ev(), ev()];
+      await bus.publish(early);
+      expect(await takeEvents(slow.sub, 2)).toEqual(early);
+      const resources = [uuid(), uuid(), uuid(), uuid()];
+      const updates = resources.flatMap((resourceId) => [ev({ resourceId }), ev({ resourceId })]);
+      await bus.publish(updates);
+      expect(bus.subscriberCount).toBe(2);
+      expect(pending(slow.sub)).toBe(4);
+      const fifth = ev();
+      await bus.publish([fifth]);
+      expect(bus.subscriberCount).toBe(1);
+      expect(slow.closes).toEqual({ count: 1, stats: { coalesced: 4 } });
+      const error = await failure(slow.sub);
+      expect(error).toBeInstanceOf(ServiceError);
+      expect((error as ServiceError).kind).toBe("resource_exhausted");
+      expect(await takeEvents(fast.sub, 11)).toEqual([...early, ...updates, fifth]);
+    });
+
+    it("merges only events of the same resource type", async () => {
+      const bus = newBus();
+      const { sub } = subscribe(bus, orgPlan(adminA), 2);
+      const resourceId = uuid();
+      const runner = ev({ resourceId, resourceType: ResourceType.RUNNER });
+      const project = ev({ resourceId, resourceType: ResourceType.PROJECT });
+      const runnerAgain = ev({ ...runner, operation: Operation.DELETE });
+      await bus.publish([runner, project, runnerAgain]);
+      expect(await takeEvents(sub, 2)).toEqual([
+        { ...runner, operation: Operation.DELETE },
+        project,
+      ]);
+    });
+
+    it("drops a resource created and deleted while pending", async () => {
+      const bus = newBus();
+      const { sub, closes } = subscribe(bus, orgPlan(adminA), 2);
+      const kept = ev();
+      const created = ev({ operation: Operation.CREATE });
+      const other = ev();
+      await bus.publish([kept, created, ev({ ...created, operation: Operation.DELETE }), other]);
+      expect(await takeEvents(sub, 2)).toEqual([kept, other]);
+      await sub.return?.();
+      expect(closes.stats).toEqual({ coalesced: 2 });
+    });
+
+    it("still tells a watcher that knew a resource that it was deleted, re-created and deleted", async () => {
+      const bus = newBus();
+      const { sub } = subscribe(bus, orgPlan(adminA), 2);
+      const known = ev({ operation: Operation.UPDATE });
+      const other = ev();
+      await bus.publish([
+        known,
+        other,
+        ev({ ...known, operation: Operation.DELETE }),
+        ev({ ...known, operation: Operation.CREATE }),
+        ev({ ...known, operation: Operation.UPDATE_STATUS }),
+        ev({ ...known, operation: Operation.DELETE }),
+      ]);
+      expect(await takeEvents(sub, 2)).toEqual([{ ...known, operation: Operation.DELETE }, other]);
+      // Re-created and not deleted again: CREATE.
+      const recreated = ev();
+      const third = ev();
+      await bus.publish([
+        recreated,
+        third,
+        ev({ ...recreated, operation: Operation.DELETE }),
+        ev({ ...recreated, operation: Operation.CREATE }),
+        ev({ ...recreated, operation: Operation.UPDATE }),
+      ]);
+      expect(await takeEvents(sub, 2)).toEqual([
+        { ...recreated, operation: Operation.CREATE },
+        third,
+      ]);
+    });
+
+    it("delivers the DELETE of a watched environment last, even when merged, then finishes", async () => {
+      const bus = newBus();
+      const env = ev({
+        resourceType: ResourceType.ENVIRONMENT,
+        operation: Operation.CREATE,
+        creatorId: MEMBER_A,
+      });
+      await bus.publish([env]);
+      const { sub, closes } = subscribe(bus, await envPlan(bus, memberA, env.resourceId), 2);
+      const envStatus = ev({ ...env, operation: Operation.UPDATE_STATUS, creatorId: "" });
+      const task = ev({ resourceType: ResourceType.TASK, environmentId: env.resourceId });
+      const taskAgain = ev({ ...task, operation: Operation.UPDATE_STATUS });
+      const envDelete = ev({ ...env, operation: Operation.DELETE, creatorId: "" });
+      await bus.publish([envStatus, task, taskAgain, envDelete]);
+      expect(bus.subscriberCount).toBe(0);
+      expect(closes.count).toBe(0);
+      expect(await takeEvents(sub, 2)).toEqual([
+        { ...task, operation: Operation.UPDATE },
+        envDelete,
+      ]);
+      expect(await sub.next()).toEqual({ value: undefined, done: true });
+      expect(closes).toEqual({ count: 1, stats: { coalesced: 2 } });
+    });
   });
 });

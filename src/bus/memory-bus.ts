@@ -1,5 +1,6 @@
 import { ServiceError } from "../errors.js";
-import { BoundedQueue } from "../stream/bounded-queue.js";
+import { BoundedQueue, type CoalescePolicy } from "../stream/bounded-queue.js";
+import { coalesce, deliveredOperation } from "../watch/coalesce.js";
 import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
 import { ResourceType } from "../watch/model.js";
 import { endsStream, matches, type WatchPlan } from "../watch/plan.js";
@@ -31,7 +32,9 @@ export interface MemoryBusOptions {
  * indexes (organization, resource type, environment) to the watchers that could receive it, so
  * its cost grows with those candidates, not with every connected watcher; each candidate is
  * matched once and gets the shared PublishedEvent pushed onto its bounded queue. A full queue
- * ends that stream with `resource_exhausted`; the publisher never waits on a reader.
+ * coalesces the pending events of each resource (see `coalesce`); one that still cannot take a
+ * new resource ends that stream with `resource_exhausted`. The publisher never waits on a
+ * reader.
  */
 export class MemoryBus implements EventBus {
   private sequence = 0;
@@ -41,6 +44,16 @@ export class MemoryBus implements EventBus {
   private readonly environments = new Map<string, Set<Watcher>>();
   private readonly directory: ResourceDirectory;
   private count = 0;
+  /**
+   * Fold states of merged events whose state is not the operation they show (RECREATED): only
+   * ever set while a queue coalesces, and gone with the event.
+   */
+  private readonly foldStates = new WeakMap<PublishedEvent, number>();
+  /** Shared by every queue; called only by queues that are full. */
+  private readonly coalescing: CoalescePolicy<PublishedEvent> = {
+    key: (p) => `${p.event.resourceType}:${p.event.resourceId}`,
+    merge: (pending, next) => this.merge(pending, next),
+  };
 
   constructor(options: MemoryBusOptions) {
     this.directory = new ResourceDirectory(options.directoryMaxEntries);
@@ -51,11 +64,17 @@ export class MemoryBus implements EventBus {
   }
 
   async publish(events: readonly ResourceEvent[]): Promise<PublishResult> {
+    const publishedAtMs = performance.now();
     if (this.closed) throw new ServiceError("unavailable", "the server is shutting down");
     const firstSequence = this.sequence + 1;
     for (const event of events) {
       const creatorId = this.directory.creatorOf(event);
-      const published: PublishedEvent = { sequence: ++this.sequence, event, creatorId };
+      const published: PublishedEvent = {
+        sequence: ++this.sequence,
+        event,
+        creatorId,
+        publishedAtMs,
+      };
       this.dispatch(published);
       this.directory.learn(event, creatorId);
     }
@@ -70,9 +89,10 @@ export class MemoryBus implements EventBus {
     let watcher: Watcher | undefined;
     const queue = new BoundedQueue<PublishedEvent>(options.maxBacklog, {
       signal: options.signal,
-      onClose: () => {
+      coalesce: this.coalescing,
+      onClose: (stats) => {
         if (watcher !== undefined) this.remove(watcher);
-        options.onClose?.();
+        options.onClose?.(stats);
       },
     });
     if (this.closed) {
@@ -113,7 +133,9 @@ export class MemoryBus implements EventBus {
 
   private deliver(w: Watcher, published: PublishedEvent): void {
     if (!matches(w.plan, published.event, published.creatorId)) return;
-    if (!w.queue.push(published)) {
+    const last = endsStream(w.plan, published.event);
+    // The event that ends the stream is delivered last even when merged into a pending one.
+    if (!(last ? w.queue.endWith(published) : w.queue.push(published))) {
       w.queue.fail(
         new ServiceError(
           "resource_exhausted",
@@ -122,11 +144,28 @@ export class MemoryBus implements EventBus {
       );
       return;
     }
-    if (endsStream(w.plan, published.event)) {
-      // The consumer drains what is pending, then finishes; nothing more is routed to it.
-      w.queue.end();
-      this.remove(w);
-    }
+    // The consumer drains what is pending, then finishes; nothing more is routed to it.
+    if (last) this.remove(w);
+  }
+
+  /**
+   * Two pending events of one resource as one: the operation `coalesce` gives, the newest
+   * sequence, the first event's identity; undefined when they cancel out.
+   */
+  private merge(pending: PublishedEvent, next: PublishedEvent): PublishedEvent | undefined {
+    const before = this.foldStates.get(pending) ?? pending.event.operation;
+    const state = coalesce(before, next.event.operation);
+    if (state === undefined) return undefined;
+    const operation = deliveredOperation(state);
+    const merged: PublishedEvent = {
+      sequence: next.sequence,
+      event: { ...pending.event, operation },
+      creatorId: pending.creatorId || next.creatorId,
+      // The oldest change it carries: latency measures how stale the reader's view was.
+      publishedAtMs: pending.publishedAtMs,
+    };
+    if (state !== operation) this.foldStates.set(merged, state);
+    return merged;
   }
 
   private add(w: Watcher): void {

@@ -1,7 +1,7 @@
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/authenticator.js";
-import type { EventBus, PublishedEvent } from "../bus/event-bus.js";
+import type { EventBus, PublishedEvent, SubscriptionStats } from "../bus/event-bus.js";
 import { ServiceError, toConnectError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
@@ -137,7 +137,9 @@ export class WatchSessions {
       t.unref();
       timers.push(t);
     }
-    const release = () => {
+    let coalesced = 0;
+    const release = (stats: SubscriptionStats) => {
+      coalesced = stats.coalesced;
       signal.removeEventListener("abort", onAbort);
       for (const t of timers) clearTimeout(t);
       const s = this.byCredential.get(credentialId);
@@ -163,15 +165,17 @@ export class WatchSessions {
       wrote(event) {
         delivered++;
         metrics.deliveries++;
-        if ((delivered & LATENCY_SAMPLE_MASK) === 0 && event.publishedAtMs !== undefined) {
+        if ((delivered & LATENCY_SAMPLE_MASK) === 0) {
           metrics.observeLatencyMs(monotonicNow() - event.publishedAtMs);
         }
       },
       end(error) {
         if (ended) return;
         ended = true;
-        // Leaving the loop early (a client gone mid-write) must still unsubscribe.
+        // Leaving the loop early (a client gone mid-write) must still unsubscribe; the
+        // subscription reports its stats (coalesced) as it closes.
         void events.return?.();
+        metrics.coalesced += coalesced;
         const reason = error === undefined ? "ok" : codeToString(toConnectError(error).code);
         metrics.streamEnded(protocol, scope, reason);
         logger.info(
@@ -183,6 +187,7 @@ export class WatchSessions {
             code: reason,
             durationMs: Math.round(monotonicNow() - startedAt),
             delivered,
+            coalesced,
           },
           "stream ended",
         );

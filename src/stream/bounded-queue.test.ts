@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
-import { BoundedQueue } from "./bounded-queue.js";
+import { describe, expect, it, vi } from "vitest";
+import { BoundedQueue, type BoundedQueueStats } from "./bounded-queue.js";
 
 /** A queue whose onClose calls are counted. */
 function queue(capacity: number, signal?: AbortSignal) {
@@ -14,7 +14,7 @@ function queue(capacity: number, signal?: AbortSignal) {
 }
 
 const done = { value: undefined, done: true };
-const item = (value: number) => ({ value, done: false });
+const item = <T>(value: T) => ({ value, done: false });
 
 describe("BoundedQueue", () => {
   it("yields pushed items in push order", async () => {
@@ -256,4 +256,310 @@ describe("BoundedQueue", () => {
     expect(q.isClosed).toBe(true);
     expect(closes.count).toBe(1);
   });
+});
+
+/** An event-like item: what it is about, and which pushes it stands for. */
+interface Note {
+  readonly key: string;
+  readonly first: number;
+  readonly last: number;
+  /** Cancels a pending note of the same key (both are dropped). */
+  readonly cancel?: boolean;
+}
+
+const note = (key: string, n: number, cancel = false): Note => ({
+  key,
+  first: n,
+  last: n,
+  ...(cancel && { cancel }),
+});
+
+function mergeNotes(pending: Note, next: Note): Note | undefined {
+  return next.cancel ? undefined : { key: pending.key, first: pending.first, last: next.last };
+}
+
+/** A coalescing queue of notes whose policy calls are counted. */
+function coalescing(capacity: number) {
+  const key = vi.fn((n: Note) => n.key);
+  const merge = vi.fn(mergeNotes);
+  const stats: BoundedQueueStats[] = [];
+  const q = new BoundedQueue<Note>(capacity, {
+    coalesce: { key, merge },
+    onClose: (s) => stats.push(s),
+  });
+  return { q, key, merge, stats };
+}
+
+/** Everything pending, in order (the queue is left open and empty). */
+async function drain<T>(q: BoundedQueue<T>): Promise<T[]> {
+  const out: T[] = [];
+  while (q.size > 0) out.push((await q.next()).value as T);
+  return out;
+}
+
+describe("BoundedQueue with a coalescing policy", () => {
+  it("never builds an index nor calls the policy while it has room", async () => {
+    const { q, key, merge } = coalescing(4);
+    for (let round = 0; round < 100; round++) {
+      for (let i = 0; i < 4; i++) expect(q.push(note("a", i))).toBe(true);
+      expect(q.isCoalescing).toBe(false);
+      expect(await drain(q)).toEqual([0, 1, 2, 3].map((i) => note("a", i)));
+    }
+    expect(key).not.toHaveBeenCalled();
+    expect(merge).not.toHaveBeenCalled();
+    expect(q.coalesced).toBe(0);
+  });
+
+  it("when full, merges pending items of one key into the place of the first, keeping order", async () => {
+    const { q } = coalescing(4);
+    for (const n of [note("a", 1), note("b", 2), note("a", 3), note("c", 4)]) q.push(n);
+    expect(q.push(note("d", 5))).toBe(true);
+    expect(q.isCoalescing).toBe(true);
+    expect(q.size).toBe(4);
+    expect(q.push(note("b", 6))).toBe(true);
+    expect(q.push(note("a", 7))).toBe(true);
+    expect(q.size).toBe(4);
+    expect(await drain(q)).toEqual([
+      { key: "a", first: 1, last: 7 },
+      { key: "b", first: 2, last: 6 },
+      note("c", 4),
+      note("d", 5),
+    ]);
+  });
+
+  it("drops both items of a pair that cancels out, before and after it starts coalescing", async () => {
+    const { q } = coalescing(3);
+    for (const n of [note("a", 1), note("b", 2), note("a", 3, true)]) q.push(n);
+    expect(q.push(note("c", 4))).toBe(true);
+    expect(q.size).toBe(2);
+    expect(q.push(note("b", 5, true))).toBe(true);
+    expect(q.size).toBe(1);
+    expect(q.push(note("a", 6))).toBe(true);
+    expect(await drain(q)).toEqual([note("c", 4), note("a", 6)]);
+  });
+
+  it("stops coalescing when a cancelling pair empties it", async () => {
+    const { q, key } = coalescing(1);
+    q.push(note("a", 1));
+    expect(q.push(note("a", 2, true))).toBe(true);
+    expect(q.size).toBe(0);
+    expect(q.isCoalescing).toBe(false);
+    key.mockClear();
+    expect(q.push(note("b", 3))).toBe(true);
+    expect(key).not.toHaveBeenCalled();
+    expect(await drain(q)).toEqual([note("b", 3)]);
+  });
+
+  it("refuses an item of a new key when capacity distinct keys are pending, and changes nothing", async () => {
+    const { q, stats } = coalescing(2);
+    q.push(note("a", 1));
+    q.push(note("b", 2));
+    expect(q.push(note("c", 3))).toBe(false);
+    expect(q.push(note("a", 4))).toBe(true);
+    expect(q.push(note("d", 5))).toBe(false);
+    expect(q.size).toBe(2);
+    expect(q.isClosed).toBe(false);
+    expect(stats).toEqual([]);
+    expect(await drain(q)).toEqual([{ key: "a", first: 1, last: 4 }, note("b", 2)]);
+  });
+
+  it("accepts new keys again once merging made room", async () => {
+    const { q } = coalescing(3);
+    for (const n of [note("a", 1), note("a", 2), note("b", 3)]) q.push(n);
+    expect(q.push(note("c", 4))).toBe(true);
+    expect(q.push(note("d", 5))).toBe(false);
+    expect(await drain(q)).toEqual([{ key: "a", first: 1, last: 2 }, note("b", 3), note("c", 4)]);
+  });
+
+  it("counts every accepted item that is not delivered on its own", async () => {
+    const { q } = coalescing(2);
+    const pushes = [
+      note("a", 1),
+      note("a", 2), // fills the queue with duplicates
+      note("b", 3), // starts coalescing: a2 merged (1)
+      note("a", 4), // merged (2)
+      note("b", 5, true), // cancels b3 (4)
+      note("c", 6),
+      note("c", 7), // merged (5)
+    ];
+    for (const n of pushes) expect(q.push(n)).toBe(true);
+    expect(q.coalesced).toBe(5);
+    const delivered = await drain(q);
+    expect(delivered).toEqual([
+      { key: "a", first: 1, last: 4 },
+      { key: "c", first: 6, last: 7 },
+    ]);
+    expect(pushes.length).toBe(delivered.length + q.size + q.coalesced);
+  });
+
+  it("stops coalescing once drained and then keeps duplicates again", async () => {
+    const { q, key } = coalescing(2);
+    for (const n of [note("a", 1), note("a", 2), note("a", 3)]) q.push(n);
+    expect(q.isCoalescing).toBe(true);
+    expect(await q.next()).toEqual(item({ key: "a", first: 1, last: 3 }));
+    expect(q.isCoalescing).toBe(false);
+    key.mockClear();
+    q.push(note("a", 4));
+    q.push(note("a", 5));
+    expect(key).not.toHaveBeenCalled();
+    expect(await drain(q)).toEqual([note("a", 4), note("a", 5)]);
+  });
+
+  it("keeps coalescing while the consumer pulls but never catches up", async () => {
+    const { q } = coalescing(2);
+    for (const n of [note("a", 1), note("b", 2), note("a", 3)]) q.push(n);
+    expect(await q.next()).toEqual(item({ key: "a", first: 1, last: 3 }));
+    expect(q.isCoalescing).toBe(true);
+    // a is no longer pending: it comes after b, and b still merges in place.
+    q.push(note("a", 4));
+    q.push(note("b", 5));
+    expect(q.push(note("c", 6))).toBe(false);
+    expect(await drain(q)).toEqual([{ key: "b", first: 2, last: 5 }, note("a", 4)]);
+  });
+
+  it("delivers endWith's item last, merged with a pending one of its key, then finishes", async () => {
+    const { q, stats } = coalescing(3);
+    for (const n of [note("a", 1), note("b", 2), note("c", 3), note("b", 4)]) q.push(n);
+    expect(q.endWith(note("a", 5))).toBe(true);
+    expect(q.isClosed).toBe(true);
+    expect(q.push(note("d", 6))).toBe(false);
+    expect(await drain(q)).toEqual([
+      { key: "b", first: 2, last: 4 },
+      note("c", 3),
+      { key: "a", first: 1, last: 5 },
+    ]);
+    expect(await q.next()).toEqual(done);
+    expect(stats).toEqual([{ coalesced: 2 }]);
+  });
+
+  it("delivers endWith's item itself when it would cancel a pending one", async () => {
+    const { q } = coalescing(2);
+    for (const n of [note("a", 1), note("b", 2), note("c", 3)]) q.push(n);
+    expect(q.endWith(note("a", 4, true))).toBe(true);
+    expect(await drain(q)).toEqual([note("b", 2), note("a", 4, true)]);
+    expect(await q.next()).toEqual(done);
+  });
+
+  it("refuses endWith's item of a new key when full, leaving the queue open", () => {
+    const { q } = coalescing(2);
+    for (const n of [note("a", 1), note("b", 2)]) q.push(n);
+    expect(q.endWith(note("c", 3))).toBe(false);
+    expect(q.isClosed).toBe(false);
+    expect(q.size).toBe(2);
+  });
+
+  it("ends with endWith like push then end when it has room or a waiting consumer", async () => {
+    const { q, key } = coalescing(2);
+    const waiting = q.next();
+    expect(q.endWith(note("a", 1))).toBe(true);
+    expect(await waiting).toEqual(item(note("a", 1)));
+    expect(await q.next()).toEqual(done);
+    const other = coalescing(2);
+    other.q.push(note("a", 2));
+    expect(other.q.endWith(note("a", 3))).toBe(true);
+    expect(await drain(other.q)).toEqual([note("a", 2), note("a", 3)]);
+    expect(key).not.toHaveBeenCalled();
+    expect(other.key).not.toHaveBeenCalled();
+  });
+
+  it("drops the coalescing backlog on fail() and return(), reporting the count once", async () => {
+    const failing = coalescing(1);
+    failing.q.push(note("a", 1));
+    failing.q.push(note("a", 2));
+    const err = new Error("boom");
+    failing.q.fail(err);
+    expect(failing.q.size).toBe(0);
+    await expect(failing.q.next()).rejects.toBe(err);
+    expect(failing.stats).toEqual([{ coalesced: 1 }]);
+    const leaving = coalescing(1);
+    leaving.q.push(note("a", 1));
+    leaving.q.push(note("a", 2));
+    await leaving.q.return();
+    expect(leaving.q.size).toBe(0);
+    expect(await leaving.q.next()).toEqual(done);
+    expect(leaving.stats).toEqual([{ coalesced: 1 }]);
+  });
+
+  /** The rules, written plainly (O(n) per operation), to hold the queue's bookkeeping to. */
+  class Model {
+    items: Note[] = [];
+    coalescing = false;
+    coalesced = 0;
+    constructor(readonly capacity: number) {}
+    push(n: Note): boolean {
+      if (!this.coalescing) {
+        if (this.items.length < this.capacity) {
+          this.items.push(n);
+          return true;
+        }
+        if (this.items.length === 0) return false;
+        this.coalescing = true;
+        const pending = this.items;
+        this.items = [];
+        for (const p of pending) this.merge(p, Number.POSITIVE_INFINITY);
+        if (this.items.length === 0) {
+          this.coalescing = false;
+          return this.push(n);
+        }
+      }
+      const accepted = this.merge(n, this.capacity);
+      if (this.items.length === 0) this.coalescing = false;
+      return accepted;
+    }
+    private merge(n: Note, capacity: number): boolean {
+      const at = this.items.findIndex((p) => p.key === n.key);
+      if (at < 0) {
+        if (this.items.length >= capacity) return false;
+        this.items.push(n);
+        return true;
+      }
+      const merged = mergeNotes(this.items[at] as Note, n);
+      if (merged === undefined) {
+        this.items.splice(at, 1);
+        this.coalesced += 2;
+      } else {
+        this.items[at] = merged;
+        this.coalesced++;
+      }
+      return true;
+    }
+    pop(): Note | undefined {
+      const n = this.items.shift();
+      if (this.items.length === 0) this.coalescing = false;
+      return n;
+    }
+  }
+
+  // [case, capacity, distinct keys, chance of a pull, items the consumer leaves, chance of a cancel]
+  it.each([
+    ["fewer keys than capacity and a consumer slightly too slow", 8, 6, 0.45, 0, 0.05],
+    ["more keys than capacity, so refusals", 8, 12, 0.4, 0, 0.05],
+    ["a consumer that mostly keeps up", 4, 10, 0.6, 0, 0.05],
+    ["capacity 1", 1, 3, 0.5, 0, 0.05],
+    ["a consumer that never catches up", 4, 6, 0.3, 1, 0],
+    ["a consumer that never catches up, and cancels", 4, 6, 0.3, 1, 0.1],
+  ])(
+    "behaves like the plain rules with %s",
+    async (_, capacity, keyCount, pullRate, left, cancelRate) => {
+      let seed = 42;
+      const random = () => {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        return seed / 2147483648;
+      };
+      const { q } = coalescing(capacity);
+      const model = new Model(capacity);
+      for (let n = 0; n < 20_000; n++) {
+        if (random() < pullRate && model.items.length > left) {
+          expect((await q.next()).value).toEqual(model.pop());
+        } else {
+          const next = note(`k${Math.floor(random() * keyCount)}`, n, random() < cancelRate);
+          expect(q.push(next)).toBe(model.push(next));
+        }
+        expect(q.size).toBe(model.items.length);
+        expect(q.isCoalescing).toBe(model.coalescing);
+        expect(q.coalesced).toBe(model.coalesced);
+      }
+      expect(await drain(q)).toEqual(model.items);
+    },
+  );
 });

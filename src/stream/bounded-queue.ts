@@ -1,18 +1,68 @@
 /**
+ * How a full queue makes room: items with the same key may be merged into one. The queue calls
+ * these only while it is coalescing (see BoundedQueue), never while it has room.
+ */
+export interface CoalescePolicy<T> {
+  /** What an item is about; pending items with equal keys are merged. */
+  key(item: T): string;
+  /**
+   * One item standing for `pending` followed by `next` (same key; the result stays in the place
+   * and under the key of `pending`), or `undefined` when the two amount to nothing and both are
+   * dropped.
+   */
+  merge(pending: T, next: T): T | undefined;
+}
+
+/** Reported once to `onClose`. */
+export interface BoundedQueueStats {
+  /**
+   * Accepted items that did not reach the consumer as an item of their own: each merge absorbs
+   * one, each cancelling pair removes two. Accepted = delivered + pending + coalesced.
+   */
+  readonly coalesced: number;
+}
+
+export interface BoundedQueueOptions<T> {
+  /** Aborting it is `fail(signal.reason)`. */
+  readonly signal?: AbortSignal;
+  /** Runs exactly once, when the queue closes however it closes. */
+  readonly onClose?: (stats: BoundedQueueStats) => void;
+  /** Without it a full queue refuses every push. */
+  readonly coalesce?: CoalescePolicy<T>;
+}
+
+/** Marks the place of an item removed from the middle of the backlog (only while coalescing). */
+const HOLE: unique symbol = Symbol("hole");
+
+/**
  * A bounded push->pull queue: one producer pushes synchronously (the bus, never waiting), one
  * consumer pulls with `for await` (a stream writer, at the pace of its client).
  *
  * Overflow policy: `push` refuses an item when `capacity` items are pending and leaves the
- * decision to the producer (which ends the stream: see the bus). Nothing here grows without bound.
+ * decision to the producer (which ends the stream: see the bus). With a `coalesce` policy, a push
+ * that finds the queue full first switches it to coalescing: pending items with the same key are
+ * merged (a merged item keeps the place of the earliest), and from then on an item whose key is
+ * pending is merged into it, while an item of a new key is accepted only while fewer than
+ * `capacity` items are pending. The queue stops coalescing once it is empty again. A queue
+ * that never fills keeps no index and never calls the policy. Nothing here grows without bound:
+ * at most `capacity` items, as many keys, and no more holes than items.
  *
- * Lifecycle: `end()` lets the consumer drain what is pending and then finish; `fail(err)` drops
- * what is pending and makes the consumer throw `err`; an aborted `signal` is `fail(signal.reason)`;
- * the consumer leaving (`break`, `return`) closes the queue. `onClose` runs exactly once, whichever
- * of these comes first, so the producer can forget the queue.
+ * Lifecycle: `end()` (or `endWith(last)`) lets the consumer drain what is pending and then
+ * finish; `fail(err)` drops what is pending and makes the consumer throw `err`; an aborted
+ * `signal` is `fail(signal.reason)`; the consumer leaving (`break`, `return`) closes the queue.
+ * `onClose` runs exactly once, whichever of these comes first, so the producer can forget the
+ * queue.
  */
 export class BoundedQueue<T> implements AsyncIterableIterator<T> {
-  private items: T[] = [];
+  private items: (T | typeof HOLE | undefined)[] = [];
   private head = 0;
+  /** Set only while coalescing: the key of each pending item -> its position in `items`. */
+  private index: Map<string, number> | undefined;
+  /** While coalescing, `keys[i]` is the key of `items[i]`. */
+  private keys: (string | undefined)[] = [];
+  /** HOLEs in `items` after `head` (only while coalescing). */
+  private holes = 0;
+  private coalescedCount = 0;
   private ended = false;
   private error: unknown = undefined;
   private failed = false;
@@ -23,7 +73,7 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
 
   constructor(
     readonly capacity: number,
-    private readonly options: { signal?: AbortSignal; onClose?: () => void } = {},
+    private readonly options: BoundedQueueOptions<T> = {},
   ) {
     const signal = options.signal;
     if (signal) {
@@ -38,7 +88,17 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
 
   /** Items waiting for the consumer. */
   get size(): number {
-    return this.items.length - this.head;
+    return this.items.length - this.head - this.holes;
+  }
+
+  /** See BoundedQueueStats. */
+  get coalesced(): number {
+    return this.coalescedCount;
+  }
+
+  /** True while a full queue merges items (see the class comment). */
+  get isCoalescing(): boolean {
+    return this.index !== undefined;
   }
 
   /** True once no more items are accepted. */
@@ -46,7 +106,10 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
     return this.closed || this.ended || this.failed;
   }
 
-  /** Hands an item to the consumer; false (nothing changed) when full or no longer open. */
+  /**
+   * Hands an item to the consumer, or merges it into a pending one while coalescing; false
+   * (nothing changed) when full or no longer open.
+   */
   push(item: T): boolean {
     if (this.ended || this.failed || this.closed) return false;
     const waiter = this.waiter;
@@ -56,8 +119,55 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
       waiter({ value: item, done: false });
       return true;
     }
-    if (this.size >= this.capacity) return false;
-    this.items.push(item);
+    if (this.index === undefined) {
+      if (this.size < this.capacity) {
+        this.items.push(item);
+        return true;
+      }
+      if (!this.startCoalescing()) return false;
+      if (this.index === undefined) return this.push(item); // the backlog cancelled out
+    }
+    const policy = this.options.coalesce as CoalescePolicy<T>;
+    const key = policy.key(item);
+    const at = this.index.get(key);
+    if (at === undefined) {
+      if (this.size >= this.capacity) return false;
+      this.append(item, key);
+      return true;
+    }
+    const merged = policy.merge(this.items[at] as T, item);
+    if (merged === undefined) {
+      this.coalescedCount += 2;
+      this.removeAt(at);
+    } else {
+      this.coalescedCount++;
+      this.items[at] = merged;
+    }
+    return true;
+  }
+
+  /**
+   * Hands `item` to the consumer as the last one, then ends as `end()` does. While coalescing, a
+   * pending item with the same key is merged into it and the result is delivered last, not in
+   * the pending item's place; if the two cancel out, `item` itself is delivered, for a final item
+   * must reach the consumer. False (nothing changed) when full or no longer open.
+   */
+  endWith(item: T): boolean {
+    if (this.ended || this.failed || this.closed) return false;
+    if (this.index === undefined && this.size >= this.capacity) this.startCoalescing();
+    const index = this.index;
+    if (index !== undefined) {
+      const policy = this.options.coalesce as CoalescePolicy<T>;
+      const at = index.get(policy.key(item));
+      if (at !== undefined) {
+        const merged = policy.merge(this.items[at] as T, item) ?? item;
+        this.coalescedCount++;
+        this.removeAt(at);
+        item = merged;
+      }
+    }
+    if (!this.push(item)) return false;
+    this.end();
     return true;
   }
 
@@ -79,8 +189,7 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
     if (this.failed || this.closed) return;
     this.failed = true;
     this.error = err;
-    this.items = [];
-    this.head = 0;
+    this.clear();
     const reject = this.waiterReject;
     this.waiter = undefined;
     this.waiterReject = undefined;
@@ -91,8 +200,9 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
   next(): Promise<IteratorResult<T>> {
     if (this.failed) return Promise.reject(this.error);
     if (this.size > 0) {
+      if (this.index !== undefined) return Promise.resolve({ value: this.shift(), done: false });
       const value = this.items[this.head] as T;
-      this.items[this.head] = undefined as T;
+      this.items[this.head] = undefined;
       this.head++;
       if (this.head === this.items.length) {
         this.items.length = 0;
@@ -114,8 +224,7 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
   }
 
   return(): Promise<IteratorResult<T>> {
-    this.items = [];
-    this.head = 0;
+    this.clear();
     this.ended = true;
     const waiter = this.waiter;
     this.waiter = undefined;
@@ -133,6 +242,117 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
     if (this.closed) return;
     this.closed = true;
     if (this.abortListener) this.options.signal?.removeEventListener("abort", this.abortListener);
-    this.options.onClose?.();
+    this.options.onClose?.({ coalesced: this.coalescedCount });
+  }
+
+  /** Drops everything pending and stops coalescing. */
+  private clear(): void {
+    this.items = [];
+    this.head = 0;
+    this.index = undefined;
+    this.keys = [];
+    this.holes = 0;
+  }
+
+  /**
+   * Switches a full queue to coalescing: indexes the pending items by key, merging those with
+   * the same key into the place of the earliest. False without a policy (or with nothing
+   * pending, when capacity is 0). Costs O(capacity), paid once per backlog that fills up.
+   */
+  private startCoalescing(): boolean {
+    const policy = this.options.coalesce;
+    if (policy === undefined || this.size === 0) return false;
+    const pending = this.items;
+    const start = this.head;
+    this.clear();
+    const index = new Map<string, number>();
+    this.index = index;
+    for (let i = start; i < pending.length; i++) {
+      const item = pending[i] as T;
+      const key = policy.key(item);
+      const at = index.get(key);
+      if (at === undefined) {
+        this.append(item, key);
+        continue;
+      }
+      const merged = policy.merge(this.items[at] as T, item);
+      if (merged === undefined) {
+        this.coalescedCount += 2;
+        this.punch(at);
+      } else {
+        this.coalescedCount++;
+        this.items[at] = merged;
+      }
+    }
+    if (this.size === 0) this.clear();
+    else if (this.holes > 0) this.compact();
+    return true;
+  }
+
+  private append(item: T, key: string): void {
+    (this.index as Map<string, number>).set(key, this.items.length);
+    this.items.push(item);
+    this.keys.push(key);
+  }
+
+  /** Removes the pending item at `at` (coalescing only), leaving a HOLE in its place. */
+  private punch(at: number): void {
+    (this.index as Map<string, number>).delete(this.keys[at] as string);
+    this.items[at] = HOLE;
+    this.keys[at] = undefined;
+    this.holes++;
+  }
+
+  private removeAt(at: number): void {
+    this.punch(at);
+    this.tidy();
+  }
+
+  /** Takes the first pending item (coalescing only; size > 0). */
+  private shift(): T {
+    const items = this.items;
+    while (items[this.head] === HOLE) {
+      items[this.head] = undefined;
+      this.head++;
+      this.holes--;
+    }
+    const value = items[this.head] as T;
+    items[this.head] = undefined;
+    (this.index as Map<string, number>).delete(this.keys[this.head] as string);
+    this.keys[this.head] = undefined;
+    this.head++;
+    this.tidy();
+    return value;
+  }
+
+  /**
+   * Keeps the coalescing backlog small: stops coalescing once it is drained, and compacts it
+   * when holes outnumber items or the consumed prefix is large. Each compaction costs at most
+   * twice the holes and consumed items it drops, so this stays O(1) amortized.
+   */
+  private tidy(): void {
+    if (this.size === 0) this.clear();
+    else if (this.holes > this.size || (this.head >= 1024 && this.head * 2 >= this.items.length)) {
+      this.compact();
+    }
+  }
+
+  /** Rewrites the backlog without holes or consumed prefix, re-indexing it (coalescing only). */
+  private compact(): void {
+    const index = this.index as Map<string, number>;
+    const items: (T | typeof HOLE | undefined)[] = [];
+    const keys: (string | undefined)[] = [];
+    for (let i = this.head; i < this.items.length; i++) {
+      const item = this.items[i];
+      if (item === HOLE) continue;
+      const key = this.keys[i] as string;
+      index.set(key, items.length);
+      items.push(item);
+      keys.push(key);
+    }
+    this.items = items;
+    this.keys = keys;
+    this.head = 0;
+    this.holes = 0;
   }
 }

@@ -1,12 +1,12 @@
 import type { AddressInfo } from "node:net";
-import { Code, ConnectError, type createConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "./auth/authenticator.js";
 import type { EventBus } from "./bus/event-bus.js";
 import type { Config } from "./config.js";
 import { IngestService } from "./gen/eventservice/ingest/v1/ingest_pb.js";
 import { EventService } from "./gen/gitpod/v1/event_pb.js";
+import { createConnectHandler } from "./http/connect-handler.js";
 import { handleJsonlWatch, wantsJsonl } from "./http/jsonl.js";
 import { Listener } from "./http/listener.js";
 import { type Req, type Res, writer } from "./http/types.js";
@@ -84,21 +84,21 @@ export function createApp(deps: AppDeps): App {
     () => performance.now(),
   );
 
-  const routes = (router: ReturnType<typeof createConnectRouter>) => {
+  const routes = (router: ConnectRouter) => {
     router.service(EventService, createEventService(sessions, funnel));
     router.service(
       IngestService,
       createIngestService({ bus, isDraining: () => draining, funnel, limiter, metrics }),
     );
   };
-  const adapterOptions = {
+  const connect = createConnectHandler({
     routes,
+    prefixes: ["", "/api"],
     requestGate: authenticationGate(authenticator),
     readMaxBytes: config.requestMaxBytes,
     shutdownSignal: shutdown.signal,
-  };
-  const rootAdapter = connectNodeAdapter(adapterOptions);
-  const apiAdapter = connectNodeAdapter({ ...adapterOptions, requestPathPrefix: "/api" });
+    logger,
+  });
   const jsonlDeps = {
     authenticator,
     sessions,
@@ -135,8 +135,7 @@ export function createApp(deps: AppDeps): App {
       void handleJsonlWatch(req, res, jsonlDeps);
       return;
     }
-    if (path.startsWith("/api/")) apiAdapter(req, res);
-    else rootAdapter(req, res);
+    if (!connect(req, res, path)) sendText(res, 404, "not found\n");
   };
 
   const listener = new Listener(handler, {

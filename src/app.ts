@@ -7,9 +7,10 @@ import type { Config } from "./config.js";
 import { IngestService } from "./gen/eventservice/ingest/v1/ingest_pb.js";
 import { EventService } from "./gen/gitpod/v1/event_pb.js";
 import { createConnectHandler } from "./http/connect-handler.js";
-import { handleJsonlWatch, wantsJsonl } from "./http/jsonl.js";
 import { Listener } from "./http/listener.js";
 import { type Req, type Res, writer } from "./http/types.js";
+import { watchProtocolOf } from "./http/watch-protocols.js";
+import { handleWatch } from "./http/watch-stream.js";
 import { Metrics } from "./metrics.js";
 import { createErrorFunnel } from "./rpc/error-funnel.js";
 import { createEventService } from "./rpc/event-service.js";
@@ -99,7 +100,7 @@ export function createApp(deps: AppDeps): App {
     shutdownSignal: shutdown.signal,
     logger,
   });
-  const jsonlDeps = {
+  const streamDeps = {
     authenticator,
     sessions,
     funnel,
@@ -131,8 +132,9 @@ export function createApp(deps: AppDeps): App {
       );
       return;
     }
-    if (WATCH_PATHS.has(path) && wantsJsonl(req)) {
-      void handleJsonlWatch(req, res, jsonlDeps);
+    const protocol = WATCH_PATHS.has(path) ? watchProtocolOf(req) : undefined;
+    if (protocol !== undefined) {
+      void handleWatch(req, res, protocol, streamDeps);
       return;
     }
     if (!connect(req, res, path)) sendText(res, 404, "not found\n");

@@ -12,6 +12,11 @@ export interface PublishedEvent {
   readonly publishedAtMs: number;
 }
 
+/** A subscription's events, in order; `poll` takes what is already pending without waiting. */
+export interface Subscription extends AsyncIterableIterator<PublishedEvent> {
+  poll(): PublishedEvent | undefined;
+}
+
 export interface PublishResult {
   readonly firstSequence: number;
   readonly lastSequence: number;
@@ -53,7 +58,7 @@ export interface EventBus {
   publish(events: readonly ResourceEvent[]): Promise<PublishResult>;
   /** What is known of an environment, to authorize environment scope. */
   environment(environmentId: string): Promise<EnvironmentRecord | undefined>;
-  subscribe(plan: WatchPlan, options: SubscribeOptions): AsyncIterableIterator<PublishedEvent>;
+  subscribe(plan: WatchPlan, options: SubscribeOptions): Subscription;
   /** Open subscriptions (for health, metrics and leak tests). */
   readonly subscriberCount: number;
   /** Ends every subscription with `reason` and refuses new work. */

@@ -5,7 +5,13 @@ import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
 import { ResourceType } from "../watch/model.js";
 import { endsStream, matches, type WatchPlan } from "../watch/plan.js";
 import { isEnvironmentOwned } from "../watch/validate.js";
-import type { EventBus, PublishedEvent, PublishResult, SubscribeOptions } from "./event-bus.js";
+import type {
+  EventBus,
+  PublishedEvent,
+  PublishResult,
+  SubscribeOptions,
+  Subscription,
+} from "./event-bus.js";
 import { ResourceDirectory } from "./resource-directory.js";
 
 interface Watcher {
@@ -85,7 +91,7 @@ export class MemoryBus implements EventBus {
     return this.directory.environment(environmentId);
   }
 
-  subscribe(plan: WatchPlan, options: SubscribeOptions): AsyncIterableIterator<PublishedEvent> {
+  subscribe(plan: WatchPlan, options: SubscribeOptions): Subscription {
     let watcher: Watcher | undefined;
     const queue = new BoundedQueue<PublishedEvent>(options.maxBacklog, {
       signal: options.signal,

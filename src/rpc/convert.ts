@@ -1,4 +1,4 @@
-import { create, toJsonString } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import type { PublishedEvent } from "../bus/event-bus.js";
 import type { ResourceEvent as ProtoResourceEvent } from "../gen/eventservice/ingest/v1/ingest_pb.js";
 import {
@@ -34,10 +34,9 @@ export function fromResourceEvent(e: ProtoResourceEvent): ResourceEvent {
   };
 }
 
-// Each event is converted (and JSON-encoded) once and the result shared by every stream that
-// receives it; the caches hold nothing once the event is gone.
+// Each event is converted once and the message shared by every stream that receives it; the
+// cache holds nothing once the event is gone.
 const responses = new WeakMap<PublishedEvent, WatchEventsResponse>();
-const jsonLines = new WeakMap<PublishedEvent, Buffer>();
 
 export function toWatchResponse(p: PublishedEvent): WatchEventsResponse {
   let msg = responses.get(p);
@@ -50,14 +49,4 @@ export function toWatchResponse(p: PublishedEvent): WatchEventsResponse {
     responses.set(p, msg);
   }
   return msg;
-}
-
-/** The event as one JSONL line: proto3 JSON (camelCase keys, enum names), ended by "\n". */
-export function toJsonLine(p: PublishedEvent): Buffer {
-  let line = jsonLines.get(p);
-  if (line === undefined) {
-    line = Buffer.from(`${toJsonString(WatchEventsResponseSchema, toWatchResponse(p))}\n`, "utf8");
-    jsonLines.set(p, line);
-  }
-  return line;
 }

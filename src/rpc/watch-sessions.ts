@@ -1,7 +1,12 @@
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/authenticator.js";
-import type { EventBus, PublishedEvent, SubscriptionStats } from "../bus/event-bus.js";
+import type {
+  EventBus,
+  PublishedEvent,
+  Subscription,
+  SubscriptionStats,
+} from "../bus/event-bus.js";
 import { ServiceError, toConnectError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
@@ -31,7 +36,7 @@ export interface WatchSessionsDeps {
 /** One open stream, as an edge drives it. */
 export interface WatchStream {
   /** The events to write, in order. Throws when the stream is ended by the server. */
-  readonly events: AsyncIterableIterator<PublishedEvent>;
+  readonly events: Subscription;
   /** Call after each event is handed to the transport. */
   wrote(event: PublishedEvent): void;
   /**

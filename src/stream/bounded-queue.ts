@@ -197,22 +197,18 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
     if (reject !== undefined) reject(err);
   }
 
+  /**
+   * Takes the next pending item without waiting, or undefined when none is pending (or the
+   * queue failed: `next()` then reports it). Lets a writer batch what is already there.
+   */
+  poll(): T | undefined {
+    if (this.failed || this.size === 0) return undefined;
+    return this.take();
+  }
+
   next(): Promise<IteratorResult<T>> {
     if (this.failed) return Promise.reject(this.error);
-    if (this.size > 0) {
-      if (this.index !== undefined) return Promise.resolve({ value: this.shift(), done: false });
-      const value = this.items[this.head] as T;
-      this.items[this.head] = undefined;
-      this.head++;
-      if (this.head === this.items.length) {
-        this.items.length = 0;
-        this.head = 0;
-      } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-        this.items = this.items.slice(this.head);
-        this.head = 0;
-      }
-      return Promise.resolve({ value, done: false });
-    }
+    if (this.size > 0) return Promise.resolve({ value: this.take(), done: false });
     if (this.ended || this.closed) {
       this.close();
       return Promise.resolve({ value: undefined, done: true });
@@ -236,6 +232,21 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
 
   [Symbol.asyncIterator](): this {
     return this;
+  }
+
+  private take(): T {
+    if (this.index !== undefined) return this.shift();
+    const value = this.items[this.head] as T;
+    this.items[this.head] = undefined;
+    this.head++;
+    if (this.head === this.items.length) {
+      this.items.length = 0;
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return value;
   }
 
   private close(): void {

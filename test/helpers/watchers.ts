@@ -3,6 +3,7 @@ import { fileURLToPath } from "node:url";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { createClient, type Transport } from "@connectrpc/connect";
 import {
+  compressionGzip,
   createConnectTransport,
   createGrpcTransport,
   createGrpcWebTransport,
@@ -299,6 +300,21 @@ export const connectClients: WatchClient[] = [
   connectClient("connect-node gRPC over HTTP/2", (baseUrl) => createGrpcTransport({ baseUrl })),
   connectClient("connect-node gRPC-Web over HTTP/1.1", (baseUrl) =>
     createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
+  ),
+  // Compressed requests are served by the Connect runtime rather than the streaming edge.
+  connectClient(
+    "connect-node Connect binary, gzip-compressed request (Connect runtime)",
+    (baseUrl) =>
+      createConnectTransport({
+        baseUrl,
+        httpVersion: "2",
+        useBinaryFormat: true,
+        sendCompression: compressionGzip,
+        compressMinBytes: 0,
+      }),
+  ),
+  connectClient("connect-node gRPC, gzip-compressed request (Connect runtime)", (baseUrl) =>
+    createGrpcTransport({ baseUrl, sendCompression: compressionGzip, compressMinBytes: 0 }),
   ),
   connectClient("connect-node gRPC-Web over HTTP/2 under /api", (baseUrl) =>
     createGrpcWebTransport({ baseUrl: `${baseUrl}/api`, httpVersion: "2", useBinaryFormat: true }),

@@ -34,13 +34,17 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 # --- runtime ----------------------------------------------------------------------------------
 FROM node:24-slim
 ENV NODE_ENV=production \
-    PORT=8080
+    PORT=8080 \
+    DATA_DIR=/data
 WORKDIR /app
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
 # package.json's "type": "module" makes dist/*.js ES modules.
 COPY --chown=root:root package.json ./
-# Files stay owned by root, so the server cannot rewrite its own code.
+# The embedded SQLite store lives in /data: mount a volume there to keep it (without
+# DATABASE_URL). Files stay owned by root, so the server cannot rewrite its own code.
+RUN mkdir -p /data && chown node:node /data
+VOLUME /data
 USER node
 EXPOSE 8080
 # Liveness through node itself: slim images have no curl or wget.

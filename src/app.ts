@@ -12,18 +12,22 @@ import { type Req, type Res, writer } from "./http/types.js";
 import { watchProtocolOf } from "./http/watch-protocols.js";
 import { handleWatch } from "./http/watch-stream.js";
 import { Metrics } from "./metrics.js";
+import { createAuditService } from "./rpc/audit-service.js";
 import { createErrorFunnel } from "./rpc/error-funnel.js";
 import { createEventService } from "./rpc/event-service.js";
 import { createIngestService } from "./rpc/ingest-service.js";
 import { authenticationGate } from "./rpc/principal-context.js";
 import { RateLimiter } from "./rpc/rate-limiter.js";
 import { WatchSessions } from "./rpc/watch-sessions.js";
+import type { Store } from "./store/store.js";
 
 export interface AppDeps {
   readonly config: Config;
   readonly logger: Logger;
   readonly bus: EventBus;
   readonly authenticator: Authenticator;
+  /** The store behind the bus: readiness and the audit log. */
+  readonly store: Store;
   /** Wall clock in ms since the epoch (injectable for credential expiry tests). */
   readonly now?: () => number;
 }
@@ -61,12 +65,34 @@ function sendText(res: Res, status: number, body: string): void {
 
 /** Builds the server: every protocol on one port, health endpoints. Never listens by itself. */
 export function createApp(deps: AppDeps): App {
-  const { config, logger, bus, authenticator } = deps;
+  const { config, logger, bus, authenticator, store } = deps;
   let ready = false;
   let draining = false;
   let closing = false;
   const shutdown = new AbortController();
   const funnel = createErrorFunnel(logger);
+  // Readiness asks the database at most once a second, and waits at most a second for it.
+  let storeOk = true;
+  let storeCheckedAt = Number.NEGATIVE_INFINITY;
+  const storeHealthy = async (): Promise<boolean> => {
+    const at = performance.now();
+    if (at - storeCheckedAt < 1000) return storeOk;
+    storeCheckedAt = at;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("ping timed out")), 1000);
+    });
+    try {
+      await Promise.race([store.ping(), timeout]);
+      storeOk = true;
+    } catch (err) {
+      if (storeOk) logger.warn({ err }, "database not ready");
+      storeOk = false;
+    } finally {
+      clearTimeout(timer);
+    }
+    return storeOk;
+  };
   const metrics = new Metrics(() => bus.subscriberCount);
   const sessions = new WatchSessions({
     bus,
@@ -86,7 +112,10 @@ export function createApp(deps: AppDeps): App {
   );
 
   const routes = (router: ConnectRouter) => {
-    router.service(EventService, createEventService(sessions, funnel));
+    router.service(EventService, {
+      ...createEventService(sessions, funnel),
+      ...createAuditService({ store, funnel }),
+    });
     router.service(
       IngestService,
       createIngestService({ bus, isDraining: () => draining, funnel, limiter, metrics }),
@@ -114,9 +143,11 @@ export function createApp(deps: AppDeps): App {
     const path = q === -1 ? url : url.slice(0, q);
     if (path === "/healthz") return sendText(res, 200, "ok\n");
     if (path === "/readyz") {
-      return ready && !draining
-        ? sendText(res, 200, "ready\n")
-        : sendText(res, 503, draining ? "draining\n" : "starting\n");
+      if (!ready || draining) return sendText(res, 503, draining ? "draining\n" : "starting\n");
+      void storeHealthy().then((ok) =>
+        ok ? sendText(res, 200, "ready\n") : sendText(res, 503, "database unavailable\n"),
+      );
+      return;
     }
     if (path === "/metrics") {
       void metrics.registry.metrics().then(

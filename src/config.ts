@@ -41,6 +41,16 @@ export interface Config {
   readonly h2MaxConcurrentStreams: number;
   /** Interval of HTTP/2 PINGs; a connection that has not answered the previous one is closed (0: off). */
   readonly h2PingIntervalMs: number;
+  /** Folder of the embedded SQLite database (unused with a database URL). */
+  readonly dataDir: string;
+  /** PostgreSQL URL: the store shared by replicas; absent means the embedded SQLite store. */
+  readonly databaseUrl: string | undefined;
+  /** SQLite commit durability: full (power loss) or normal (process crash). */
+  readonly sqliteSynchronous: "full" | "normal";
+  /** How long the event log keeps events. */
+  readonly eventLogRetentionMs: number;
+  /** How long the audit log keeps entries, in days. */
+  readonly auditLogRetentionDays: number;
 }
 
 /** Thrown by loadConfig with every problem found, one per line. */
@@ -95,6 +105,15 @@ export function loadConfig(env: Env): Config {
     );
   }
   const devMode = !production && !hasTokenSource;
+  const databaseUrl = str("DATABASE_URL");
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\/\S+$/.test(databaseUrl)) {
+    problems.push("DATABASE_URL: expected postgres://user@host:port/database");
+  }
+  const sync = str("SQLITE_SYNCHRONOUS") ?? "full";
+  if (sync !== "full" && sync !== "normal") {
+    problems.push(`SQLITE_SYNCHRONOUS: expected full or normal, got "${sync}"`);
+  }
+  const sqliteSynchronous = sync === "normal" ? "normal" : "full";
   const logLevel = str("LOG_LEVEL") ?? "info";
   if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) {
     problems.push(
@@ -125,6 +144,16 @@ export function loadConfig(env: Env): Config {
     keepAliveTimeoutMs: int("KEEP_ALIVE_TIMEOUT_MS", 5_000, 100, 600_000),
     h2MaxConcurrentStreams: int("H2_MAX_CONCURRENT_STREAMS", 256, 1, 100_000),
     h2PingIntervalMs: int("H2_PING_INTERVAL_MS", 30_000, 0, 3600_000),
+    dataDir: str("DATA_DIR") ?? "./data",
+    databaseUrl,
+    sqliteSynchronous,
+    eventLogRetentionMs: int(
+      "EVENT_LOG_RETENTION_MS",
+      7 * 24 * 3600_000,
+      60_000,
+      3650 * 24 * 3600_000,
+    ),
+    auditLogRetentionDays: int("AUDIT_LOG_RETENTION_DAYS", 365, 1, 36500),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

@@ -1,9 +1,13 @@
+import { join } from "node:path";
 import { createApp } from "./app.js";
 import { createAuthenticator } from "./auth/create-authenticator.js";
 import { DEV_ORGANIZATION, DEV_TOKENS } from "./auth/dev-tokens.js";
-import { MemoryBus } from "./bus/memory-bus.js";
-import { ConfigError, loadConfig } from "./config.js";
+import { StoreBus } from "./bus/store-bus.js";
+import { type Config, ConfigError, loadConfig } from "./config.js";
 import { createLogger } from "./logger.js";
+import { startPruning } from "./store/pruner.js";
+import { SqliteStore } from "./store/sqlite-store.js";
+import type { Store } from "./store/store.js";
 
 // The only module that touches the process: environment, signals, exit.
 
@@ -27,6 +31,18 @@ function devBanner(host: string, port: number): string {
   ].join("\n");
 }
 
+/** PostgreSQL when DATABASE_URL is set (replicas share it), else SQLite under DATA_DIR. */
+async function openStore(config: Config): Promise<Store> {
+  if (config.databaseUrl !== undefined) {
+    const { PostgresStore } = await import("./store/postgres-store.js");
+    return PostgresStore.open({ url: config.databaseUrl });
+  }
+  return SqliteStore.open({
+    path: join(config.dataDir, "events.db"),
+    synchronous: config.sqliteSynchronous,
+  });
+}
+
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
   try {
@@ -46,8 +62,16 @@ async function main(): Promise<void> {
     process.stderr.write(`invalid configuration:\n  - ${(err as Error).message}\n`);
     process.exit(78);
   }
-  const bus = new MemoryBus({ directoryMaxEntries: config.directoryMaxEntries });
-  const app = createApp({ config, logger, bus, authenticator });
+  let store: Store;
+  try {
+    store = await openStore(config);
+  } catch (err) {
+    process.stderr.write(`cannot open the store: ${(err as Error).message}\n`);
+    process.exit(69); // EX_UNAVAILABLE
+  }
+  const bus = await StoreBus.open({ store, logger, replicated: config.databaseUrl !== undefined });
+  const stopPruning = startPruning(store, { ...config, logger });
+  const app = createApp({ config, logger, bus, authenticator, store });
   const address = await app.listen();
   logger.info({ host: address.address, port: address.port, devMode: config.devMode }, "listening");
   if (config.devMode) process.stdout.write(devBanner(address.address, address.port));
@@ -62,16 +86,20 @@ async function main(): Promise<void> {
       logger.warn("shutdown timeout reached; exiting");
       process.exit(0);
     }, config.shutdownTimeoutMs).unref();
-    app.close(Math.max(0, config.shutdownTimeoutMs - 250)).then(
-      () => {
-        logger.info("stopped");
-        process.exit(0);
-      },
-      (err: unknown) => {
-        logger.error({ err }, "error during shutdown");
-        process.exit(1);
-      },
-    );
+    stopPruning();
+    app
+      .close(Math.max(0, config.shutdownTimeoutMs - 250))
+      .then(() => store.close())
+      .then(
+        () => {
+          logger.info("stopped");
+          process.exit(0);
+        },
+        (err: unknown) => {
+          logger.error({ err }, "error during shutdown");
+          process.exit(1);
+        },
+      );
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));

@@ -1,4 +1,5 @@
 import { create } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { PublishedEvent } from "../bus/event-bus.js";
 import type { ResourceEvent as ProtoResourceEvent } from "../gen/eventservice/ingest/v1/ingest_pb.js";
 import {
@@ -31,6 +32,10 @@ export function fromResourceEvent(e: ProtoResourceEvent): ResourceEvent {
     organizationId: e.organizationId,
     environmentId: e.environmentId,
     creatorId: e.creatorId,
+    actorId: e.actorId,
+    actorPrincipal: e.actorPrincipal,
+    action: e.action,
+    ...(e.occurredAt !== undefined && { occurredAtMs: timestampMs(e.occurredAt) }),
   };
 }
 

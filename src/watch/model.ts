@@ -79,7 +79,21 @@ export interface ResourceEvent {
   readonly environmentId: string;
   /** "" when the publisher did not say. */
   readonly creatorId: string;
+  /** Who made the change ("" or absent: nobody to audit, e.g. a status change a machine reported). */
+  readonly actorId?: string;
+  /** `gitpod.v1.Principal` number of the actor. */
+  readonly actorPrincipal?: number;
+  /** What was done (`environment.start`); derived from type and operation when empty. */
+  readonly action?: string;
+  /** When it happened, ms since the epoch; absent: when the server accepted it. */
+  readonly occurredAtMs?: number;
 }
+
+/** `gitpod.v1.Principal` numbers: 0 (unspecified) .. MAX_PRINCIPAL are defined. */
+export const MAX_PRINCIPAL = 6;
+
+/** `gitpod.v1.AuditLogEntryKind` numbers this server records. */
+export const AuditLogEntryKind = { RESOURCE_CHANGE: 3 } as const;
 
 export interface ResourceTypeFilter {
   readonly resourceType: number;

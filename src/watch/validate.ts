@@ -1,5 +1,6 @@
 import {
   MAX_OPERATION,
+  MAX_PRINCIPAL,
   MAX_RESOURCE_TYPE,
   type ResourceEvent,
   ResourceType,
@@ -14,6 +15,8 @@ export const MAX_FILTERS = 50;
 export const MAX_FILTER_IDS = 25;
 /** Limits of PublishRequest. */
 export const MAX_PUBLISH_BATCH = 1000;
+/** Longest audit action accepted (`environment.start` and the like). */
+export const MAX_ACTION_LENGTH = 128;
 
 const invalid = (message: string): Violation => violation("invalid_argument", message);
 
@@ -106,6 +109,27 @@ function checkEvent(ev: ResourceEvent, field: string): Violation | undefined {
   if (ev.creatorId !== "" && !isUuid(ev.creatorId)) {
     return invalid(`${field}.creator_id: not a UUID (leave it empty when unknown)`);
   }
+  if (ev.actorId && !isUuid(ev.actorId)) {
+    return invalid(`${field}.actor_id: not a UUID (leave it empty when no one acted)`);
+  }
+  const principal = ev.actorPrincipal ?? 0;
+  if (!Number.isInteger(principal) || principal < 0 || principal > MAX_PRINCIPAL) {
+    return invalid(`${field}.actor_principal: must be a defined principal`);
+  }
+  if (
+    ev.action !== undefined &&
+    (ev.action.length > MAX_ACTION_LENGTH || /[^\x21-\x7e]/.test(ev.action))
+  ) {
+    return invalid(
+      `${field}.action: at most ${MAX_ACTION_LENGTH} printable ASCII characters without spaces`,
+    );
+  }
+  if (
+    ev.occurredAtMs !== undefined &&
+    !(Number.isFinite(ev.occurredAtMs) && ev.occurredAtMs >= 0)
+  ) {
+    return invalid(`${field}.occurred_at: not a valid time`);
+  }
   const env = ev.environmentId;
   if (isEnvironmentOwned(ev.resourceType)) {
     if (env === "") return invalid(`${field}.environment_id: required for this resource type`);
@@ -146,6 +170,12 @@ export function validatePublishBatch(
       environmentId:
         ev.resourceType === ResourceType.ENVIRONMENT ? resourceId : ev.environmentId.toLowerCase(),
       creatorId: ev.creatorId.toLowerCase(),
+      ...(ev.actorId && {
+        actorId: ev.actorId.toLowerCase(),
+        actorPrincipal: ev.actorPrincipal ?? 0,
+      }),
+      ...(ev.action && { action: ev.action }),
+      ...(ev.occurredAtMs !== undefined && { occurredAtMs: ev.occurredAtMs }),
     };
   }
   return out;

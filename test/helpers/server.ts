@@ -4,15 +4,18 @@ import { join } from "node:path";
 import { pino } from "pino";
 import { type App, createApp } from "../../src/app.js";
 import { createAuthenticator } from "../../src/auth/create-authenticator.js";
-import { MemoryBus } from "../../src/bus/memory-bus.js";
+import { StoreBus } from "../../src/bus/store-bus.js";
 import { loadConfig } from "../../src/config.js";
+import { SqliteStore } from "../../src/store/sqlite-store.js";
+import type { Store } from "../../src/store/store.js";
 import { TOKEN_ENTRIES } from "./fixtures.js";
 
 export interface TestServer {
   readonly url: string;
   readonly port: number;
   readonly app: App;
-  readonly bus: MemoryBus;
+  readonly bus: StoreBus;
+  readonly store: Store;
   /** The token file the server watches (tests may rewrite it). */
   readonly tokensFile: string;
   close(): Promise<void>;
@@ -20,11 +23,12 @@ export interface TestServer {
 
 /**
  * Starts the real server in this process on 127.0.0.1, port 0, with the fixture tokens in a
- * watched token file. `env` overrides configuration variables.
+ * watched token file and an in-memory SQLite store (or `options.store`). `env` overrides
+ * configuration variables.
  */
 export async function startServer(
   env: Record<string, string> = {},
-  options: { now?: () => number } = {},
+  options: { now?: () => number; store?: Store } = {},
 ): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), "events-test-"));
   const tokensFile = join(dir, "tokens.json");
@@ -38,13 +42,15 @@ export async function startServer(
     ...env,
   });
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
-  const bus = new MemoryBus({ directoryMaxEntries: config.directoryMaxEntries });
+  const store = options.store ?? (await SqliteStore.open({ path: ":memory:" }));
+  const bus = await StoreBus.open({ store, logger, replicated: false });
   const authenticator = createAuthenticator(config, logger);
   const app = createApp({
     config,
     logger,
     bus,
     authenticator,
+    store,
     ...(options.now !== undefined && { now: options.now }),
   });
   const address = await app.listen();
@@ -53,9 +59,11 @@ export async function startServer(
     port: address.port,
     app,
     bus,
+    store,
     tokensFile,
     async close() {
       await app.close(1000);
+      await store.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

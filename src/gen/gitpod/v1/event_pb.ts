@@ -9,13 +9,242 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Principal } from "./identity_pb.js";
+import { file_gitpod_v1_identity } from "./identity_pb.js";
+import type { PaginationRequest, PaginationResponse, Sort } from "./pagination_pb.js";
+import { file_gitpod_v1_pagination } from "./pagination_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file gitpod/v1/event.proto.
  */
 export const file_gitpod_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChVnaXRwb2QvdjEvZXZlbnQucHJvdG8SCWdpdHBvZC52MSKRAgoSV2F0Y2hFdmVudHNSZXF1ZXN0EhYKDG9yZ2FuaXphdGlvbhgBIAEoCEgAEhgKDmVudmlyb25tZW50X2lkGAIgASgJSAASTwoVcmVzb3VyY2VfdHlwZV9maWx0ZXJzGAMgAygLMjAuZ2l0cG9kLnYxLldhdGNoRXZlbnRzUmVxdWVzdC5SZXNvdXJjZVR5cGVGaWx0ZXIabwoSUmVzb3VyY2VUeXBlRmlsdGVyEi4KDXJlc291cmNlX3R5cGUYASABKA4yFy5naXRwb2QudjEuUmVzb3VyY2VUeXBlEhQKDHJlc291cmNlX2lkcxgCIAMoCRITCgtjcmVhdG9yX2lkcxgDIAMoCUIHCgVzY29wZSKLAQoTV2F0Y2hFdmVudHNSZXNwb25zZRIvCglvcGVyYXRpb24YASABKA4yHC5naXRwb2QudjEuUmVzb3VyY2VPcGVyYXRpb24SLgoNcmVzb3VyY2VfdHlwZRgCIAEoDjIXLmdpdHBvZC52MS5SZXNvdXJjZVR5cGUSEwoLcmVzb3VyY2VfaWQYAyABKAkqugEKEVJlc291cmNlT3BlcmF0aW9uEiIKHlJFU09VUkNFX09QRVJBVElPTl9VTlNQRUNJRklFRBAAEh0KGVJFU09VUkNFX09QRVJBVElPTl9DUkVBVEUQARIdChlSRVNPVVJDRV9PUEVSQVRJT05fVVBEQVRFEAISHQoZUkVTT1VSQ0VfT1BFUkFUSU9OX0RFTEVURRADEiQKIFJFU09VUkNFX09QRVJBVElPTl9VUERBVEVfU1RBVFVTEAQq0w0KDFJlc291cmNlVHlwZRIdChlSRVNPVVJDRV9UWVBFX1VOU1BFQ0lGSUVEEAASHQoZUkVTT1VSQ0VfVFlQRV9FTlZJUk9OTUVOVBABEhgKFFJFU09VUkNFX1RZUEVfUlVOTkVSEAISGQoVUkVTT1VSQ0VfVFlQRV9QUk9KRUNUEAMSFgoSUkVTT1VSQ0VfVFlQRV9UQVNLEAQSIAocUkVTT1VSQ0VfVFlQRV9UQVNLX0VYRUNVVElPThAFEhkKFVJFU09VUkNFX1RZUEVfU0VSVklDRRAGEh4KGlJFU09VUkNFX1RZUEVfT1JHQU5JWkFUSU9OEAcSFgoSUkVTT1VSQ0VfVFlQRV9VU0VSEAgSIwofUkVTT1VSQ0VfVFlQRV9FTlZJUk9OTUVOVF9DTEFTUxAJEigKJFJFU09VUkNFX1RZUEVfUlVOTkVSX1NDTV9JTlRFR1JBVElPThAKEisKJ1JFU09VUkNFX1RZUEVfSE9TVF9BVVRIRU5USUNBVElPTl9UT0tFThALEhcKE1JFU09VUkNFX1RZUEVfR1JPVVAQDBInCiNSRVNPVVJDRV9UWVBFX1BFUlNPTkFMX0FDQ0VTU19UT0tFThANEiEKHVJFU09VUkNFX1RZUEVfVVNFUl9QUkVGRVJFTkNFEA4SIQodUkVTT1VSQ0VfVFlQRV9TRVJWSUNFX0FDQ09VTlQQDxIYChRSRVNPVVJDRV9UWVBFX1NFQ1JFVBAQEhwKGFJFU09VUkNFX1RZUEVfU1NPX0NPTkZJRxAREiUKIVJFU09VUkNFX1RZUEVfRE9NQUlOX1ZFUklGSUNBVElPThASEiEKHVJFU09VUkNFX1RZUEVfQUdFTlRfRVhFQ1VUSU9OEBMSKAokUkVTT1VSQ0VfVFlQRV9SVU5ORVJfTExNX0lOVEVHUkFUSU9OEBQSFwoTUkVTT1VSQ0VfVFlQRV9BR0VOVBAVEiUKIVJFU09VUkNFX1RZUEVfRU5WSVJPTk1FTlRfU0VTU0lPThAWEh0KGVJFU09VUkNFX1RZUEVfVVNFUl9TRUNSRVQQFxIlCiFSRVNPVVJDRV9UWVBFX09SR0FOSVpBVElPTl9QT0xJQ1kQGBIlCiFSRVNPVVJDRV9UWVBFX09SR0FOSVpBVElPTl9TRUNSRVQQGRIrCidSRVNPVVJDRV9UWVBFX1BST0pFQ1RfRU5WSVJPTk1FTlRfQ0xBU1MQGhIZChVSRVNPVVJDRV9UWVBFX0JJTExJTkcQGxIYChRSRVNPVVJDRV9UWVBFX1BST01QVBAcEhgKFFJFU09VUkNFX1RZUEVfQ09VUE9OEB0SIwofUkVTT1VSQ0VfVFlQRV9DT1VQT05fUkVERU1QVElPThAeEhkKFVJFU09VUkNFX1RZUEVfQUNDT1VOVBAfEh0KGVJFU09VUkNFX1RZUEVfSU5URUdSQVRJT04QIBIaChZSRVNPVVJDRV9UWVBFX1dPUktGTE9XECESJAogUkVTT1VSQ0VfVFlQRV9XT1JLRkxPV19FWEVDVVRJT04QIhIrCidSRVNPVVJDRV9UWVBFX1dPUktGTE9XX0VYRUNVVElPTl9BQ1RJT04QIxIaChZSRVNPVVJDRV9UWVBFX1NOQVBTSE9UECQSGgoWUkVTT1VSQ0VfVFlQRV9QUkVCVUlMRBAlEi4KKlJFU09VUkNFX1RZUEVfT1JHQU5JWkFUSU9OX0xMTV9JTlRFR1JBVElPThAmEh8KG1JFU09VUkNFX1RZUEVfQ1VTVE9NX0RPTUFJThAnEikKJVJFU09VUkNFX1RZUEVfUk9MRV9BU1NJR05NRU5UX0NIQU5HRUQQKBIqCiZSRVNPVVJDRV9UWVBFX0dST1VQX01FTUJFUlNISVBfQ0hBTkdFRBApEhkKFVJFU09VUkNFX1RZUEVfV0VCSE9PSxAqEiQKIFJFU09VUkNFX1RZUEVfU0NJTV9DT05GSUdVUkFUSU9OECsSKAokUkVTT1VSQ0VfVFlQRV9TRVJWSUNFX0FDQ09VTlRfU0VDUkVUECwSJQohUkVTT1VSQ0VfVFlQRV9BTk5PVU5DRU1FTlRfQkFOTkVSEC0SJwojUkVTT1VSQ0VfVFlQRV9TRVJWSUNFX0FDQ09VTlRfVE9LRU4QLhIhCh1SRVNPVVJDRV9UWVBFX1JPTEVfQVNTSUdOTUVOVBAvEhsKF1JFU09VUkNFX1RZUEVfV0FSTV9QT09MEDASHgoaUkVTT1VSQ0VfVFlQRV9OT1RJRklDQVRJT04QMRIhCh1SRVNPVVJDRV9UWVBFX1NFQ1VSSVRZX1BPTElDWRAyMl4KDEV2ZW50U2VydmljZRJOCgtXYXRjaEV2ZW50cxIdLmdpdHBvZC52MS5XYXRjaEV2ZW50c1JlcXVlc3QaHi5naXRwb2QudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABYgZwcm90bzM");
+  fileDesc("ChVnaXRwb2QvdjEvZXZlbnQucHJvdG8SCWdpdHBvZC52MSKEAwoUTGlzdEF1ZGl0TG9nc1JlcXVlc3QSMAoKcGFnaW5hdGlvbhgBIAEoCzIcLmdpdHBvZC52MS5QYWdpbmF0aW9uUmVxdWVzdBI2CgZmaWx0ZXIYAiABKAsyJi5naXRwb2QudjEuTGlzdEF1ZGl0TG9nc1JlcXVlc3QuRmlsdGVyEh0KBHNvcnQYAyABKAsyDy5naXRwb2QudjEuU29ydBriAQoGRmlsdGVyEhEKCWFjdG9yX2lkcxgBIAMoCRIuChBhY3Rvcl9wcmluY2lwYWxzGAIgAygOMhQuZ2l0cG9kLnYxLlByaW5jaXBhbBITCgtzdWJqZWN0X2lkcxgDIAMoCRIuCg1zdWJqZWN0X3R5cGVzGAQgAygOMhcuZ2l0cG9kLnYxLlJlc291cmNlVHlwZRIoCgRmcm9tGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgJ0bxgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAimQMKFUxpc3RBdWRpdExvZ3NSZXNwb25zZRI/CgdlbnRyaWVzGAEgAygLMi4uZ2l0cG9kLnYxLkxpc3RBdWRpdExvZ3NSZXNwb25zZS5BdWRpdExvZ0VudHJ5EjEKCnBhZ2luYXRpb24YAiABKAsyHS5naXRwb2QudjEuUGFnaW5hdGlvblJlc3BvbnNlGosCCg1BdWRpdExvZ0VudHJ5EgoKAmlkGAEgASgJEhAKCGFjdG9yX2lkGAIgASgJEi0KD2FjdG9yX3ByaW5jaXBhbBgDIAEoDjIULmdpdHBvZC52MS5QcmluY2lwYWwSEgoKc3ViamVjdF9pZBgEIAEoCRItCgxzdWJqZWN0X3R5cGUYBSABKA4yFy5naXRwb2QudjEuUmVzb3VyY2VUeXBlEg4KBmFjdGlvbhgGIAEoCRIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgRraW5kGAggASgOMhwuZ2l0cG9kLnYxLkF1ZGl0TG9nRW50cnlLaW5kIjAKEkdldEF1ZGl0TG9nUmVxdWVzdBIaChJhdWRpdF9sb2dfZW50cnlfaWQYASABKAkihgEKE0dldEF1ZGl0TG9nUmVzcG9uc2USPQoFZW50cnkYASABKAsyLi5naXRwb2QudjEuTGlzdEF1ZGl0TG9nc1Jlc3BvbnNlLkF1ZGl0TG9nRW50cnkSMAoHZGV0YWlscxgCIAEoCzIfLmdpdHBvZC52MS5BdWRpdExvZ0VudHJ5RGV0YWlscyIWChRBdWRpdExvZ0VudHJ5RGV0YWlscyKRAgoSV2F0Y2hFdmVudHNSZXF1ZXN0EhYKDG9yZ2FuaXphdGlvbhgBIAEoCEgAEhgKDmVudmlyb25tZW50X2lkGAIgASgJSAASTwoVcmVzb3VyY2VfdHlwZV9maWx0ZXJzGAMgAygLMjAuZ2l0cG9kLnYxLldhdGNoRXZlbnRzUmVxdWVzdC5SZXNvdXJjZVR5cGVGaWx0ZXIabwoSUmVzb3VyY2VUeXBlRmlsdGVyEi4KDXJlc291cmNlX3R5cGUYASABKA4yFy5naXRwb2QudjEuUmVzb3VyY2VUeXBlEhQKDHJlc291cmNlX2lkcxgCIAMoCRITCgtjcmVhdG9yX2lkcxgDIAMoCUIHCgVzY29wZSKLAQoTV2F0Y2hFdmVudHNSZXNwb25zZRIvCglvcGVyYXRpb24YASABKA4yHC5naXRwb2QudjEuUmVzb3VyY2VPcGVyYXRpb24SLgoNcmVzb3VyY2VfdHlwZRgCIAEoDjIXLmdpdHBvZC52MS5SZXNvdXJjZVR5cGUSEwoLcmVzb3VyY2VfaWQYAyABKAkqrgIKEUF1ZGl0TG9nRW50cnlLaW5kEiQKIEFVRElUX0xPR19FTlRSWV9LSU5EX1VOU1BFQ0lGSUVEEAASOAowQVVESVRfTE9HX0VOVFJZX0tJTkRfQUdFTlRfU0VDVVJJVFlfRVhFQ19CTE9DS0VEEAEaAggBEjgKMEFVRElUX0xPR19FTlRSWV9LSU5EX0FHRU5UX1NFQ1VSSVRZX0VYRUNfQVVESVRFRBACGgIIARIoCiRBVURJVF9MT0dfRU5UUllfS0lORF9SRVNPVVJDRV9DSEFOR0UQAxIqCiZBVURJVF9MT0dfRU5UUllfS0lORF9DUkVERU5USUFMX0FDQ0VTUxAEEikKJUFVRElUX0xPR19FTlRSWV9LSU5EX0VOVklST05NRU5UX1ZFVE8QBSq6AQoRUmVzb3VyY2VPcGVyYXRpb24SIgoeUkVTT1VSQ0VfT1BFUkFUSU9OX1VOU1BFQ0lGSUVEEAASHQoZUkVTT1VSQ0VfT1BFUkFUSU9OX0NSRUFURRABEh0KGVJFU09VUkNFX09QRVJBVElPTl9VUERBVEUQAhIdChlSRVNPVVJDRV9PUEVSQVRJT05fREVMRVRFEAMSJAogUkVTT1VSQ0VfT1BFUkFUSU9OX1VQREFURV9TVEFUVVMQBCrTDQoMUmVzb3VyY2VUeXBlEh0KGVJFU09VUkNFX1RZUEVfVU5TUEVDSUZJRUQQABIdChlSRVNPVVJDRV9UWVBFX0VOVklST05NRU5UEAESGAoUUkVTT1VSQ0VfVFlQRV9SVU5ORVIQAhIZChVSRVNPVVJDRV9UWVBFX1BST0pFQ1QQAxIWChJSRVNPVVJDRV9UWVBFX1RBU0sQBBIgChxSRVNPVVJDRV9UWVBFX1RBU0tfRVhFQ1VUSU9OEAUSGQoVUkVTT1VSQ0VfVFlQRV9TRVJWSUNFEAYSHgoaUkVTT1VSQ0VfVFlQRV9PUkdBTklaQVRJT04QBxIWChJSRVNPVVJDRV9UWVBFX1VTRVIQCBIjCh9SRVNPVVJDRV9UWVBFX0VOVklST05NRU5UX0NMQVNTEAkSKAokUkVTT1VSQ0VfVFlQRV9SVU5ORVJfU0NNX0lOVEVHUkFUSU9OEAoSKwonUkVTT1VSQ0VfVFlQRV9IT1NUX0FVVEhFTlRJQ0FUSU9OX1RPS0VOEAsSFwoTUkVTT1VSQ0VfVFlQRV9HUk9VUBAMEicKI1JFU09VUkNFX1RZUEVfUEVSU09OQUxfQUNDRVNTX1RPS0VOEA0SIQodUkVTT1VSQ0VfVFlQRV9VU0VSX1BSRUZFUkVOQ0UQDhIhCh1SRVNPVVJDRV9UWVBFX1NFUlZJQ0VfQUNDT1VOVBAPEhgKFFJFU09VUkNFX1RZUEVfU0VDUkVUEBASHAoYUkVTT1VSQ0VfVFlQRV9TU09fQ09ORklHEBESJQohUkVTT1VSQ0VfVFlQRV9ET01BSU5fVkVSSUZJQ0FUSU9OEBISIQodUkVTT1VSQ0VfVFlQRV9BR0VOVF9FWEVDVVRJT04QExIoCiRSRVNPVVJDRV9UWVBFX1JVTk5FUl9MTE1fSU5URUdSQVRJT04QFBIXChNSRVNPVVJDRV9UWVBFX0FHRU5UEBUSJQohUkVTT1VSQ0VfVFlQRV9FTlZJUk9OTUVOVF9TRVNTSU9OEBYSHQoZUkVTT1VSQ0VfVFlQRV9VU0VSX1NFQ1JFVBAXEiUKIVJFU09VUkNFX1RZUEVfT1JHQU5JWkFUSU9OX1BPTElDWRAYEiUKIVJFU09VUkNFX1RZUEVfT1JHQU5JWkFUSU9OX1NFQ1JFVBAZEisKJ1JFU09VUkNFX1RZUEVfUFJPSkVDVF9FTlZJUk9OTUVOVF9DTEFTUxAaEhkKFVJFU09VUkNFX1RZUEVfQklMTElORxAbEhgKFFJFU09VUkNFX1RZUEVfUFJPTVBUEBwSGAoUUkVTT1VSQ0VfVFlQRV9DT1VQT04QHRIjCh9SRVNPVVJDRV9UWVBFX0NPVVBPTl9SRURFTVBUSU9OEB4SGQoVUkVTT1VSQ0VfVFlQRV9BQ0NPVU5UEB8SHQoZUkVTT1VSQ0VfVFlQRV9JTlRFR1JBVElPThAgEhoKFlJFU09VUkNFX1RZUEVfV09SS0ZMT1cQIRIkCiBSRVNPVVJDRV9UWVBFX1dPUktGTE9XX0VYRUNVVElPThAiEisKJ1JFU09VUkNFX1RZUEVfV09SS0ZMT1dfRVhFQ1VUSU9OX0FDVElPThAjEhoKFlJFU09VUkNFX1RZUEVfU05BUFNIT1QQJBIaChZSRVNPVVJDRV9UWVBFX1BSRUJVSUxEECUSLgoqUkVTT1VSQ0VfVFlQRV9PUkdBTklaQVRJT05fTExNX0lOVEVHUkFUSU9OECYSHwobUkVTT1VSQ0VfVFlQRV9DVVNUT01fRE9NQUlOECcSKQolUkVTT1VSQ0VfVFlQRV9ST0xFX0FTU0lHTk1FTlRfQ0hBTkdFRBAoEioKJlJFU09VUkNFX1RZUEVfR1JPVVBfTUVNQkVSU0hJUF9DSEFOR0VEECkSGQoVUkVTT1VSQ0VfVFlQRV9XRUJIT09LECoSJAogUkVTT1VSQ0VfVFlQRV9TQ0lNX0NPTkZJR1VSQVRJT04QKxIoCiRSRVNPVVJDRV9UWVBFX1NFUlZJQ0VfQUNDT1VOVF9TRUNSRVQQLBIlCiFSRVNPVVJDRV9UWVBFX0FOTk9VTkNFTUVOVF9CQU5ORVIQLRInCiNSRVNPVVJDRV9UWVBFX1NFUlZJQ0VfQUNDT1VOVF9UT0tFThAuEiEKHVJFU09VUkNFX1RZUEVfUk9MRV9BU1NJR05NRU5UEC8SGwoXUkVTT1VSQ0VfVFlQRV9XQVJNX1BPT0wQMBIeChpSRVNPVVJDRV9UWVBFX05PVElGSUNBVElPThAxEiEKHVJFU09VUkNFX1RZUEVfU0VDVVJJVFlfUE9MSUNZEDIyigIKDEV2ZW50U2VydmljZRJOCgtXYXRjaEV2ZW50cxIdLmdpdHBvZC52MS5XYXRjaEV2ZW50c1JlcXVlc3QaHi5naXRwb2QudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABElcKDUxpc3RBdWRpdExvZ3MSHy5naXRwb2QudjEuTGlzdEF1ZGl0TG9nc1JlcXVlc3QaIC5naXRwb2QudjEuTGlzdEF1ZGl0TG9nc1Jlc3BvbnNlIgOQAgESUQoLR2V0QXVkaXRMb2cSHS5naXRwb2QudjEuR2V0QXVkaXRMb2dSZXF1ZXN0Gh4uZ2l0cG9kLnYxLkdldEF1ZGl0TG9nUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_gitpod_v1_identity, file_gitpod_v1_pagination, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message gitpod.v1.ListAuditLogsRequest
+ */
+export type ListAuditLogsRequest = Message<"gitpod.v1.ListAuditLogsRequest"> & {
+  /**
+   * @generated from field: gitpod.v1.PaginationRequest pagination = 1;
+   */
+  pagination?: PaginationRequest | undefined;
+
+  /**
+   * @generated from field: gitpod.v1.ListAuditLogsRequest.Filter filter = 2;
+   */
+  filter?: ListAuditLogsRequest_Filter | undefined;
+
+  /**
+   * Only the field `createdAt`; newest first by default.
+   *
+   * @generated from field: gitpod.v1.Sort sort = 3;
+   */
+  sort?: Sort | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.ListAuditLogsRequest.
+ * Use `create(ListAuditLogsRequestSchema)` to create a new message.
+ */
+export const ListAuditLogsRequestSchema: GenMessage<ListAuditLogsRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 0);
+
+/**
+ * Entries must match every field that is set; within a list, any value.
+ *
+ * @generated from message gitpod.v1.ListAuditLogsRequest.Filter
+ */
+export type ListAuditLogsRequest_Filter = Message<"gitpod.v1.ListAuditLogsRequest.Filter"> & {
+  /**
+   * At most 25 UUIDs.
+   *
+   * @generated from field: repeated string actor_ids = 1;
+   */
+  actorIds: string[];
+
+  /**
+   * At most 25 defined values.
+   *
+   * @generated from field: repeated gitpod.v1.Principal actor_principals = 2;
+   */
+  actorPrincipals: Principal[];
+
+  /**
+   * At most 25 UUIDs.
+   *
+   * @generated from field: repeated string subject_ids = 3;
+   */
+  subjectIds: string[];
+
+  /**
+   * At most 25 defined values.
+   *
+   * @generated from field: repeated gitpod.v1.ResourceType subject_types = 4;
+   */
+  subjectTypes: ResourceType[];
+
+  /**
+   * Entries created at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp from = 5;
+   */
+  from?: Timestamp | undefined;
+
+  /**
+   * Entries created before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp to = 6;
+   */
+  to?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.ListAuditLogsRequest.Filter.
+ * Use `create(ListAuditLogsRequest_FilterSchema)` to create a new message.
+ */
+export const ListAuditLogsRequest_FilterSchema: GenMessage<ListAuditLogsRequest_Filter> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 0, 0);
+
+/**
+ * @generated from message gitpod.v1.ListAuditLogsResponse
+ */
+export type ListAuditLogsResponse = Message<"gitpod.v1.ListAuditLogsResponse"> & {
+  /**
+   * @generated from field: repeated gitpod.v1.ListAuditLogsResponse.AuditLogEntry entries = 1;
+   */
+  entries: ListAuditLogsResponse_AuditLogEntry[];
+
+  /**
+   * @generated from field: gitpod.v1.PaginationResponse pagination = 2;
+   */
+  pagination?: PaginationResponse | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.ListAuditLogsResponse.
+ * Use `create(ListAuditLogsResponseSchema)` to create a new message.
+ */
+export const ListAuditLogsResponseSchema: GenMessage<ListAuditLogsResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 1);
+
+/**
+ * @generated from message gitpod.v1.ListAuditLogsResponse.AuditLogEntry
+ */
+export type ListAuditLogsResponse_AuditLogEntry = Message<"gitpod.v1.ListAuditLogsResponse.AuditLogEntry"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Who acted.
+   *
+   * @generated from field: string actor_id = 2;
+   */
+  actorId: string;
+
+  /**
+   * @generated from field: gitpod.v1.Principal actor_principal = 3;
+   */
+  actorPrincipal: Principal;
+
+  /**
+   * What was acted on.
+   *
+   * @generated from field: string subject_id = 4;
+   */
+  subjectId: string;
+
+  /**
+   * @generated from field: gitpod.v1.ResourceType subject_type = 5;
+   */
+  subjectType: ResourceType;
+
+  /**
+   * What was done, for instance `environment.start`.
+   *
+   * @generated from field: string action = 6;
+   */
+  action: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 7;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: gitpod.v1.AuditLogEntryKind kind = 8;
+   */
+  kind: AuditLogEntryKind;
+};
+
+/**
+ * Describes the message gitpod.v1.ListAuditLogsResponse.AuditLogEntry.
+ * Use `create(ListAuditLogsResponse_AuditLogEntrySchema)` to create a new message.
+ */
+export const ListAuditLogsResponse_AuditLogEntrySchema: GenMessage<ListAuditLogsResponse_AuditLogEntry> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 1, 0);
+
+/**
+ * @generated from message gitpod.v1.GetAuditLogRequest
+ */
+export type GetAuditLogRequest = Message<"gitpod.v1.GetAuditLogRequest"> & {
+  /**
+   * The UUID of the entry.
+   *
+   * @generated from field: string audit_log_entry_id = 1;
+   */
+  auditLogEntryId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.GetAuditLogRequest.
+ * Use `create(GetAuditLogRequestSchema)` to create a new message.
+ */
+export const GetAuditLogRequestSchema: GenMessage<GetAuditLogRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 2);
+
+/**
+ * @generated from message gitpod.v1.GetAuditLogResponse
+ */
+export type GetAuditLogResponse = Message<"gitpod.v1.GetAuditLogResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.ListAuditLogsResponse.AuditLogEntry entry = 1;
+   */
+  entry?: ListAuditLogsResponse_AuditLogEntry | undefined;
+
+  /**
+   * Absent when the entry has none.
+   *
+   * @generated from field: gitpod.v1.AuditLogEntryDetails details = 2;
+   */
+  details?: AuditLogEntryDetails | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.GetAuditLogResponse.
+ * Use `create(GetAuditLogResponseSchema)` to create a new message.
+ */
+export const GetAuditLogResponseSchema: GenMessage<GetAuditLogResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 3);
+
+/**
+ * More about an entry, by kind. No kind this server records has details yet.
+ *
+ * @generated from message gitpod.v1.AuditLogEntryDetails
+ */
+export type AuditLogEntryDetails = Message<"gitpod.v1.AuditLogEntryDetails"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.AuditLogEntryDetails.
+ * Use `create(AuditLogEntryDetailsSchema)` to create a new message.
+ */
+export const AuditLogEntryDetailsSchema: GenMessage<AuditLogEntryDetails> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 4);
 
 /**
  * @generated from message gitpod.v1.WatchEventsRequest
@@ -61,7 +290,7 @@ export type WatchEventsRequest = Message<"gitpod.v1.WatchEventsRequest"> & {
  * Use `create(WatchEventsRequestSchema)` to create a new message.
  */
 export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
-  messageDesc(file_gitpod_v1_event, 0);
+  messageDesc(file_gitpod_v1_event, 5);
 
 /**
  * A filter entry selects events of one resource type, optionally narrowed to some resources
@@ -98,7 +327,7 @@ export type WatchEventsRequest_ResourceTypeFilter = Message<"gitpod.v1.WatchEven
  * Use `create(WatchEventsRequest_ResourceTypeFilterSchema)` to create a new message.
  */
 export const WatchEventsRequest_ResourceTypeFilterSchema: GenMessage<WatchEventsRequest_ResourceTypeFilter> = /*@__PURE__*/
-  messageDesc(file_gitpod_v1_event, 0, 0);
+  messageDesc(file_gitpod_v1_event, 5, 0);
 
 /**
  * @generated from message gitpod.v1.WatchEventsResponse
@@ -131,7 +360,50 @@ export type WatchEventsResponse = Message<"gitpod.v1.WatchEventsResponse"> & {
  * Use `create(WatchEventsResponseSchema)` to create a new message.
  */
 export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
-  messageDesc(file_gitpod_v1_event, 1);
+  messageDesc(file_gitpod_v1_event, 6);
+
+/**
+ * @generated from enum gitpod.v1.AuditLogEntryKind
+ */
+export enum AuditLogEntryKind {
+  /**
+   * @generated from enum value: AUDIT_LOG_ENTRY_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: AUDIT_LOG_ENTRY_KIND_AGENT_SECURITY_EXEC_BLOCKED = 1 [deprecated = true];
+   * @deprecated
+   */
+  AGENT_SECURITY_EXEC_BLOCKED = 1,
+
+  /**
+   * @generated from enum value: AUDIT_LOG_ENTRY_KIND_AGENT_SECURITY_EXEC_AUDITED = 2 [deprecated = true];
+   * @deprecated
+   */
+  AGENT_SECURITY_EXEC_AUDITED = 2,
+
+  /**
+   * @generated from enum value: AUDIT_LOG_ENTRY_KIND_RESOURCE_CHANGE = 3;
+   */
+  RESOURCE_CHANGE = 3,
+
+  /**
+   * @generated from enum value: AUDIT_LOG_ENTRY_KIND_CREDENTIAL_ACCESS = 4;
+   */
+  CREDENTIAL_ACCESS = 4,
+
+  /**
+   * @generated from enum value: AUDIT_LOG_ENTRY_KIND_ENVIRONMENT_VETO = 5;
+   */
+  ENVIRONMENT_VETO = 5,
+}
+
+/**
+ * Describes the enum gitpod.v1.AuditLogEntryKind.
+ */
+export const AuditLogEntryKindSchema: GenEnum<AuditLogEntryKind> = /*@__PURE__*/
+  enumDesc(file_gitpod_v1_event, 0);
 
 /**
  * @generated from enum gitpod.v1.ResourceOperation
@@ -170,7 +442,7 @@ export enum ResourceOperation {
  * Describes the enum gitpod.v1.ResourceOperation.
  */
 export const ResourceOperationSchema: GenEnum<ResourceOperation> = /*@__PURE__*/
-  enumDesc(file_gitpod_v1_event, 0);
+  enumDesc(file_gitpod_v1_event, 1);
 
 /**
  * @generated from enum gitpod.v1.ResourceType
@@ -436,7 +708,7 @@ export enum ResourceType {
  * Describes the enum gitpod.v1.ResourceType.
  */
 export const ResourceTypeSchema: GenEnum<ResourceType> = /*@__PURE__*/
-  enumDesc(file_gitpod_v1_event, 1);
+  enumDesc(file_gitpod_v1_event, 2);
 
 /**
  * EventService tells clients about changes to the resources they may see.
@@ -455,6 +727,27 @@ export const EventService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchEventsRequestSchema;
     output: typeof WatchEventsResponseSchema;
+  },
+  /**
+   * ListAuditLogs lists the audit log of the caller's organization, newest first unless the
+   * request sorts otherwise. For admins of the organization and auditors.
+   *
+   * @generated from rpc gitpod.v1.EventService.ListAuditLogs
+   */
+  listAuditLogs: {
+    methodKind: "unary";
+    input: typeof ListAuditLogsRequestSchema;
+    output: typeof ListAuditLogsResponseSchema;
+  },
+  /**
+   * GetAuditLog returns one entry of the caller's organization's audit log.
+   *
+   * @generated from rpc gitpod.v1.EventService.GetAuditLog
+   */
+  getAuditLog: {
+    methodKind: "unary";
+    input: typeof GetAuditLogRequestSchema;
+    output: typeof GetAuditLogResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_gitpod_v1_event, 0);

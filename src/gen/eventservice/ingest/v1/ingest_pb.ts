@@ -8,13 +8,17 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { ResourceOperation, ResourceType } from "../../../gitpod/v1/event_pb.js";
 import { file_gitpod_v1_event } from "../../../gitpod/v1/event_pb.js";
+import type { Principal } from "../../../gitpod/v1/identity_pb.js";
+import { file_gitpod_v1_identity } from "../../../gitpod/v1/identity_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file eventservice/ingest/v1/ingest.proto.
  */
 export const file_eventservice_ingest_v1_ingest: GenFile = /*@__PURE__*/
-  fileDesc("CiNldmVudHNlcnZpY2UvaW5nZXN0L3YxL2luZ2VzdC5wcm90bxIWZXZlbnRzZXJ2aWNlLmluZ2VzdC52MSJHCg5QdWJsaXNoUmVxdWVzdBI1CgZldmVudHMYASADKAsyJS5ldmVudHNlcnZpY2UuaW5nZXN0LnYxLlJlc291cmNlRXZlbnQiygEKDVJlc291cmNlRXZlbnQSLgoNcmVzb3VyY2VfdHlwZRgBIAEoDjIXLmdpdHBvZC52MS5SZXNvdXJjZVR5cGUSLwoJb3BlcmF0aW9uGAIgASgOMhwuZ2l0cG9kLnYxLlJlc291cmNlT3BlcmF0aW9uEhMKC3Jlc291cmNlX2lkGAMgASgJEhcKD29yZ2FuaXphdGlvbl9pZBgEIAEoCRIWCg5lbnZpcm9ubWVudF9pZBgFIAEoCRISCgpjcmVhdG9yX2lkGAYgASgJIkAKD1B1Ymxpc2hSZXNwb25zZRIWCg5maXJzdF9zZXF1ZW5jZRgBIAEoBBIVCg1sYXN0X3NlcXVlbmNlGAIgASgEMmsKDUluZ2VzdFNlcnZpY2USWgoHUHVibGlzaBImLmV2ZW50c2VydmljZS5pbmdlc3QudjEuUHVibGlzaFJlcXVlc3QaJy5ldmVudHNlcnZpY2UuaW5nZXN0LnYxLlB1Ymxpc2hSZXNwb25zZWIGcHJvdG8z", [file_gitpod_v1_event]);
+  fileDesc("CiNldmVudHNlcnZpY2UvaW5nZXN0L3YxL2luZ2VzdC5wcm90bxIWZXZlbnRzZXJ2aWNlLmluZ2VzdC52MSJHCg5QdWJsaXNoUmVxdWVzdBI1CgZldmVudHMYASADKAsyJS5ldmVudHNlcnZpY2UuaW5nZXN0LnYxLlJlc291cmNlRXZlbnQizAIKDVJlc291cmNlRXZlbnQSLgoNcmVzb3VyY2VfdHlwZRgBIAEoDjIXLmdpdHBvZC52MS5SZXNvdXJjZVR5cGUSLwoJb3BlcmF0aW9uGAIgASgOMhwuZ2l0cG9kLnYxLlJlc291cmNlT3BlcmF0aW9uEhMKC3Jlc291cmNlX2lkGAMgASgJEhcKD29yZ2FuaXphdGlvbl9pZBgEIAEoCRIWCg5lbnZpcm9ubWVudF9pZBgFIAEoCRISCgpjcmVhdG9yX2lkGAYgASgJEhAKCGFjdG9yX2lkGAcgASgJEi0KD2FjdG9yX3ByaW5jaXBhbBgIIAEoDjIULmdpdHBvZC52MS5QcmluY2lwYWwSDgoGYWN0aW9uGAkgASgJEi8KC29jY3VycmVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJACg9QdWJsaXNoUmVzcG9uc2USFgoOZmlyc3Rfc2VxdWVuY2UYASABKAQSFQoNbGFzdF9zZXF1ZW5jZRgCIAEoBDJrCg1Jbmdlc3RTZXJ2aWNlEloKB1B1Ymxpc2gSJi5ldmVudHNlcnZpY2UuaW5nZXN0LnYxLlB1Ymxpc2hSZXF1ZXN0GicuZXZlbnRzZXJ2aWNlLmluZ2VzdC52MS5QdWJsaXNoUmVzcG9uc2ViBnByb3RvMw", [file_gitpod_v1_event, file_gitpod_v1_identity, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message eventservice.ingest.v1.PublishRequest
@@ -82,6 +86,37 @@ export type ResourceEvent = Message<"eventservice.ingest.v1.ResourceEvent"> & {
    * @generated from field: string creator_id = 6;
    */
   creatorId: string;
+
+  /**
+   * The UUID of who made the change, when a user or service did. An event with an actor is a
+   * user-visible action and becomes one audit log entry; events without one (status changes
+   * reported by machines, say) are not audited.
+   *
+   * @generated from field: string actor_id = 7;
+   */
+  actorId: string;
+
+  /**
+   * What kind of principal the actor is.
+   *
+   * @generated from field: gitpod.v1.Principal actor_principal = 8;
+   */
+  actorPrincipal: Principal;
+
+  /**
+   * What was done, for instance `environment.start`; derived from the type and the operation
+   * (`environment.create`) when empty.
+   *
+   * @generated from field: string action = 9;
+   */
+  action: string;
+
+  /**
+   * When the change happened; the server's time when absent.
+   *
+   * @generated from field: google.protobuf.Timestamp occurred_at = 10;
+   */
+  occurredAt?: Timestamp | undefined;
 };
 
 /**

@@ -1,5 +1,7 @@
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { ServiceError } from "../errors.js";
+import { SqliteStore } from "../store/sqlite-store.js";
 import { BoundedQueue } from "../stream/bounded-queue.js";
 import {
   type EnvironmentRecord,
@@ -14,7 +16,7 @@ import {
 import { planWatch, type WatchPlan } from "../watch/plan.js";
 import { isViolation } from "../watch/validate.js";
 import type { PublishedEvent, SubscriptionStats } from "./event-bus.js";
-import { MemoryBus } from "./memory-bus.js";
+import { StoreBus } from "./store-bus.js";
 
 const ORG_A = "0a0a0a0a-0000-4000-8000-000000000001";
 const ORG_B = "0b0b0b0b-0000-4000-8000-000000000002";
@@ -64,7 +66,7 @@ function orgPlan(p: Principal, filters: ResourceTypeFilter[] = []): WatchPlan {
   return plan(p, { scope: { kind: "organization" }, filters });
 }
 
-async function envPlan(bus: MemoryBus, p: Principal, environmentId: string): Promise<WatchPlan> {
+async function envPlan(bus: StoreBus, p: Principal, environmentId: string): Promise<WatchPlan> {
   const request: WatchRequest = { scope: { kind: "environment", environmentId }, filters: [] };
   return plan(p, request, await bus.environment(environmentId));
 }
@@ -73,11 +75,13 @@ function typeFilter(resourceType: number): ResourceTypeFilter {
   return { resourceType, resourceIds: [], creatorIds: [] };
 }
 
-function newBus(): MemoryBus {
-  return new MemoryBus({ directoryMaxEntries: 1000 });
+/** A single-process bus on an in-memory SQLite store. */
+async function newBus(): Promise<StoreBus> {
+  const store = await SqliteStore.open({ path: ":memory:" });
+  return StoreBus.open({ store, logger: pino({ level: "silent" }), replicated: false });
 }
 
-function subscribe(bus: MemoryBus, p: WatchPlan, maxBacklog = 100) {
+function subscribe(bus: StoreBus, p: WatchPlan, maxBacklog = 100) {
   const controller = new AbortController();
   const closes: { count: number; stats?: SubscriptionStats } = { count: 0 };
   const sub = bus.subscribe(p, {
@@ -120,9 +124,9 @@ async function takeEvents(sub: AsyncIterator<PublishedEvent>, n: number): Promis
   return (await take(sub, n)).map((p) => p.event);
 }
 
-describe("MemoryBus", () => {
+describe("StoreBus (single process, SQLite in memory)", () => {
   it("delivers events in publish order across batches, each once", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const { sub } = subscribe(bus, orgPlan(adminA));
     const batches = [[ev(), ev(), ev()], [ev()], [ev(), ev()]];
     for (const batch of batches) await bus.publish(batch);
@@ -132,7 +136,7 @@ describe("MemoryBus", () => {
   });
 
   it("assigns consecutive sequence numbers, reported by publish and carried by each event", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const { sub } = subscribe(bus, orgPlan(adminA));
     const first = await bus.publish([ev(), ev(), ev()]);
     const second = await bus.publish([ev()]);
@@ -151,7 +155,7 @@ describe("MemoryBus", () => {
   });
 
   it("keeps organizations apart", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const a = subscribe(bus, orgPlan(adminA));
     const b = subscribe(bus, orgPlan(adminB));
     const a1 = ev();
@@ -165,7 +169,7 @@ describe("MemoryBus", () => {
   });
 
   it("gives a filtered subscriber only its types, an unfiltered one all it may see", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const filtered = subscribe(bus, orgPlan(memberA, [typeFilter(ResourceType.RUNNER)]));
     const unfiltered = subscribe(bus, orgPlan(memberA));
     const runner1 = ev({ resourceType: ResourceType.RUNNER });
@@ -181,7 +185,7 @@ describe("MemoryBus", () => {
   });
 
   it("gives an environment-scope subscriber its environment's events, then finishes after its DELETE", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const env = ev({
       resourceType: ResourceType.ENVIRONMENT,
       operation: Operation.CREATE,
@@ -211,7 +215,7 @@ describe("MemoryBus", () => {
   });
 
   it("shows a DELETE without creator_id to the member who created the resource earlier", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const creator = subscribe(bus, orgPlan(memberA));
     const other = subscribe(bus, orgPlan(otherMemberA));
     const token = ev({
@@ -231,7 +235,7 @@ describe("MemoryBus", () => {
   });
 
   it("learns a creator from an earlier event of the same batch", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const { sub } = subscribe(bus, orgPlan(memberA));
     const env = ev({
       resourceType: ResourceType.ENVIRONMENT,
@@ -244,7 +248,7 @@ describe("MemoryBus", () => {
   });
 
   it("shows a DELETE of a resource whose creator it never learned to admins only", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const member = subscribe(bus, orgPlan(memberA));
     const admin = subscribe(bus, orgPlan(adminA));
     const orphan = ev({ resourceType: ResourceType.ENVIRONMENT, operation: Operation.DELETE });
@@ -255,7 +259,7 @@ describe("MemoryBus", () => {
   });
 
   it("knows an environment after its CREATE and forgets it after its DELETE", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const env = ev({
       resourceType: ResourceType.ENVIRONMENT,
       operation: Operation.CREATE,
@@ -277,14 +281,14 @@ describe("MemoryBus", () => {
   });
 
   it("does not take a non-environment resource for an environment", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const runner = ev({ resourceType: ResourceType.RUNNER, creatorId: MEMBER_A });
     await bus.publish([runner]);
     expect(await bus.environment(runner.resourceId)).toBeUndefined();
   });
 
   it("ends a subscriber whose backlog overflows with resource_exhausted, not the others", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const slow = subscribe(bus, orgPlan(adminA), 2);
     const fast = subscribe(bus, orgPlan(adminA), 100);
     const events = [ev(), ev(), ev(), ev()];
@@ -304,7 +308,7 @@ describe("MemoryBus", () => {
   });
 
   it("keeps a subscriber that is exactly at its backlog limit", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const { sub } = subscribe(bus, orgPlan(adminA), 2);
     const events = [ev(), ev()];
     await bus.publish(events);
@@ -313,7 +317,7 @@ describe("MemoryBus", () => {
   });
 
   it("counts only events the subscriber may see against its backlog", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const { sub } = subscribe(bus, orgPlan(memberA, [typeFilter(ResourceType.PROJECT)]), 1);
     const project = ev({ resourceType: ResourceType.PROJECT });
     await bus.publish([ev(), ev(), ev({ organizationId: ORG_B }), project, ev()]);
@@ -325,7 +329,7 @@ describe("MemoryBus", () => {
     ["an organization-scope", false],
     ["an environment-scope", true],
   ])("removes %s subscriber when its signal aborts", async (_, environmentScope) => {
-    const bus = newBus();
+    const bus = await newBus();
     const env = ev({ resourceType: ResourceType.ENVIRONMENT, creatorId: MEMBER_A });
     await bus.publish([env]);
     const p = environmentScope ? await envPlan(bus, memberA, env.resourceId) : orgPlan(memberA);
@@ -340,7 +344,7 @@ describe("MemoryBus", () => {
   });
 
   it("removes a subscriber on return()", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const { sub, closes } = subscribe(bus, orgPlan(memberA, [typeFilter(ResourceType.RUNNER)]));
     expect(bus.subscriberCount).toBe(1);
     await sub.return?.();
@@ -351,7 +355,7 @@ describe("MemoryBus", () => {
   });
 
   it("removes a subscriber that leaves a for-await loop", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const { sub } = subscribe(bus, orgPlan(adminA));
     await bus.publish([ev(), ev()]);
     for await (const _ of sub) break;
@@ -359,7 +363,7 @@ describe("MemoryBus", () => {
   });
 
   it("never registers a subscriber whose signal is already aborted", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const reason = new Error("gone");
     const sub = bus.subscribe(orgPlan(adminA), {
       signal: AbortSignal.abort(reason),
@@ -370,7 +374,7 @@ describe("MemoryBus", () => {
   });
 
   it("fails every subscription with the close reason and refuses new ones at once", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     const env = ev({ resourceType: ResourceType.ENVIRONMENT, creatorId: MEMBER_A });
     await bus.publish([env]);
     const subs = [
@@ -401,14 +405,14 @@ describe("MemoryBus", () => {
   });
 
   it("refuses to publish after close with unavailable", async () => {
-    const bus = newBus();
+    const bus = await newBus();
     await bus.close(new Error("shutdown"));
     await expect(bus.publish([ev()])).rejects.toMatchObject({ kind: "unavailable" });
   });
 
   describe("a subscriber that falls behind", () => {
     it("gets the pending events of each resource merged, in order, while others get everything", async () => {
-      const bus = newBus();
+      const bus = await newBus();
       const slow = subscribe(bus, orgPlan(adminA), 4);
       const fast = subscribe(bus, orgPlan(adminA), 2000);
       // The first resource is created, then updated; the second gets both kinds of update,
@@ -448,7 +452,7 @@ describe("MemoryBus", () => {
     });
 
     it("ends with resource_exhausted when more resources than its backlog are pending, not the others", async () => {
-      const bus = newBus();
+      const bus = await newBus();
       const slow = subscribe(bus, orgPlan(adminA), 4);
       const fast = subscribe(bus, orgPlan(adminA), 100);
       const early = [ev(), ev()];
@@ -470,7 +474,7 @@ describe("MemoryBus", () => {
     });
 
     it("merges only events of the same resource type", async () => {
-      const bus = newBus();
+      const bus = await newBus();
       const { sub } = subscribe(bus, orgPlan(adminA), 2);
       const resourceId = uuid();
       const runner = ev({ resourceId, resourceType: ResourceType.RUNNER });
@@ -484,7 +488,7 @@ describe("MemoryBus", () => {
     });
 
     it("drops a resource created and deleted while pending", async () => {
-      const bus = newBus();
+      const bus = await newBus();
       const { sub, closes } = subscribe(bus, orgPlan(adminA), 2);
       const kept = ev();
       const created = ev({ operation: Operation.CREATE });
@@ -496,7 +500,7 @@ describe("MemoryBus", () => {
     });
 
     it("still tells a watcher that knew a resource that it was deleted, re-created and deleted", async () => {
-      const bus = newBus();
+      const bus = await newBus();
       const { sub } = subscribe(bus, orgPlan(adminA), 2);
       const known = ev({ operation: Operation.UPDATE });
       const other = ev();
@@ -526,7 +530,7 @@ describe("MemoryBus", () => {
     });
 
     it("delivers the DELETE of a watched environment last, even when merged, then finishes", async () => {
-      const bus = newBus();
+      const bus = await newBus();
       const env = ev({
         resourceType: ResourceType.ENVIRONMENT,
         operation: Operation.CREATE,

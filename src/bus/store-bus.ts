@@ -1,0 +1,175 @@
+import type { Logger } from "pino";
+import { ServiceError } from "../errors.js";
+import type { Store, StoredEvent } from "../store/store.js";
+import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
+import type { WatchPlan } from "../watch/plan.js";
+import { Dispatcher } from "./dispatcher.js";
+import type {
+  EventBus,
+  PublishedEvent,
+  PublishResult,
+  SubscribeOptions,
+  Subscription,
+} from "./event-bus.js";
+
+/** Events read from the log per query when catching up. */
+const READ_BATCH = 1000;
+
+export interface StoreBusOptions {
+  readonly store: Store;
+  readonly logger: Logger;
+  /**
+   * Several replicas share the store: events appended elsewhere are read from the log, woken
+   * by the store's notifications and, in case one is lost, every `pollIntervalMs`.
+   */
+  readonly replicated: boolean;
+  readonly pollIntervalMs?: number;
+  /** Wall clock for the stored times (ms since the epoch). */
+  readonly now?: () => number;
+}
+
+/**
+ * The event bus on a store: a publish is appended (durable, numbered in the one global order)
+ * before any watcher sees it, then dispatched. The log is the truth: this replica dispatches
+ * sequence after sequence, its own batches straight from memory and everything else read from
+ * the log, so a lost notification, a dropped connection or a slow replica delays delivery but
+ * never loses or reorders it. Every replica dispatches the same events in the same order.
+ */
+export class StoreBus implements EventBus {
+  private readonly dispatcher = new Dispatcher();
+  private readonly store: Store;
+  private readonly logger: Logger;
+  private readonly replicated: boolean;
+  private readonly now: () => number;
+  /** The last sequence handed to the dispatcher. */
+  private dispatched: number;
+  /** This replica's appended batches not yet dispatched, by their first sequence. */
+  private readonly local = new Map<number, PublishedEvent[]>();
+  private pumping: Promise<void> | undefined;
+  private again = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private stopListening: (() => Promise<void>) | undefined;
+  private closed = false;
+
+  private constructor(options: StoreBusOptions, last: number) {
+    this.store = options.store;
+    this.logger = options.logger;
+    this.replicated = options.replicated;
+    this.now = options.now ?? Date.now;
+    this.dispatched = last;
+  }
+
+  /** Starts after the last event already in the log: watchers see what is published from now on. */
+  static async open(options: StoreBusOptions): Promise<StoreBus> {
+    const bus = new StoreBus(options, await options.store.lastSequence());
+    if (options.replicated) {
+      if (options.store.listen !== undefined) {
+        bus.stopListening = await options.store.listen(() => void bus.catchUp());
+      }
+      bus.pollTimer = setInterval(() => void bus.catchUp(), options.pollIntervalMs ?? 1000);
+      bus.pollTimer.unref();
+    }
+    return bus;
+  }
+
+  get subscriberCount(): number {
+    return this.dispatcher.subscriberCount;
+  }
+
+  async publish(events: readonly ResourceEvent[]): Promise<PublishResult> {
+    if (this.closed) throw new ServiceError("unavailable", "the server is shutting down");
+    const publishedAtMs = performance.now();
+    const stored = await this.store.append(events, this.now());
+    const first = stored[0] as StoredEvent;
+    const last = stored[stored.length - 1] as StoredEvent;
+    this.local.set(
+      first.sequence,
+      stored.map((s) => ({ ...s, publishedAtMs })),
+    );
+    await this.catchUp();
+    return { firstSequence: first.sequence, lastSequence: last.sequence };
+  }
+
+  async environment(environmentId: string): Promise<EnvironmentRecord | undefined> {
+    return this.store.environment(environmentId);
+  }
+
+  subscribe(plan: WatchPlan, options: SubscribeOptions): Subscription {
+    return this.dispatcher.subscribe(plan, options);
+  }
+
+  async close(reason: unknown): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.pollTimer !== undefined) clearInterval(this.pollTimer);
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    this.dispatcher.close(reason);
+    await this.stopListening?.();
+  }
+
+  /**
+   * Dispatches everything up to the end of the log, one pump at a time; a call while pumping
+   * makes the pump go round once more and shares its promise.
+   */
+  private catchUp(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    if (this.pumping !== undefined) {
+      this.again = true;
+      return this.pumping;
+    }
+    this.pumping = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.drain();
+        } while (this.again && !this.closed);
+      } catch (err) {
+        // The store is unreachable: watchers keep their streams; try again shortly.
+        this.logger.warn({ err }, "cannot read the event log; retrying");
+        this.retryTimer ??= setTimeout(() => {
+          this.retryTimer = undefined;
+          void this.catchUp();
+        }, 500);
+        this.retryTimer.unref();
+      } finally {
+        this.pumping = undefined;
+      }
+    })();
+    return this.pumping;
+  }
+
+  private async drain(): Promise<void> {
+    for (;;) {
+      if (this.closed) return;
+      const batch = this.local.get(this.dispatched + 1);
+      if (batch !== undefined) {
+        this.local.delete(this.dispatched + 1);
+        for (const p of batch) this.dispatcher.dispatch(p);
+        this.dispatched = (batch[batch.length - 1] as PublishedEvent).sequence;
+        continue;
+      }
+      // Single process: every sequence is appended here, so nothing else can be missing.
+      if (!this.replicated) return;
+      const rows = await this.store.readAfter(this.dispatched, READ_BATCH);
+      if (rows.length === 0) return;
+      const at = performance.now();
+      for (const r of rows) {
+        if (r.sequence !== this.dispatched + 1) {
+          // Only retention pruning can open a gap (appends are gap-free): this replica was
+          // further behind than the log keeps. Go on rather than stop delivering.
+          this.logger.error(
+            { expected: this.dispatched + 1, read: r.sequence },
+            "event log gap: events pruned before this replica read them",
+          );
+        }
+        this.dispatcher.dispatch({ ...r, publishedAtMs: at });
+        this.dispatched = r.sequence;
+      }
+      for (const [first, b] of this.local) {
+        if ((b[b.length - 1] as PublishedEvent).sequence <= this.dispatched)
+          this.local.delete(first);
+      }
+    }
+  }
+}

@@ -1,0 +1,394 @@
+import { randomBytes } from "node:crypto";
+import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import pg from "pg";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ServiceError } from "../errors.js";
+import { Operation, type ResourceEvent, ResourceType } from "../watch/model.js";
+import { PostgresStore, type PostgresStoreOptions } from "./postgres-store.js";
+import type { Store } from "./store.js";
+import { describeStoreContract } from "./store-contract.js";
+
+/**
+ * Runs against a real PostgreSQL (CI starts one): every store gets a scratch database of this
+ * run, dropped at the end. Unreachable PostgreSQL fails the tests; it does not skip them.
+ */
+const SERVER_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const PREFIX = "eventserver_test_";
+/** Names carry their run's start (s since the epoch), so a later run can sweep what a killed one left. */
+const RUN = `${PREFIX}${Math.floor(Date.now() / 1000)}_${randomBytes(4).toString("hex")}`;
+const STALE_AFTER_S = 3600;
+
+let admin: pg.Pool | undefined;
+const databases: string[] = [];
+const urls = new WeakMap<Store, string>();
+
+function redacted(url: string): string {
+  const u = new URL(url);
+  if (u.password !== "") u.password = "***";
+  return u.toString();
+}
+
+beforeAll(async () => {
+  // A few connections: dropping the scratch databases one after another would take seconds.
+  const pool = new pg.Pool({ connectionString: SERVER_URL, connectionTimeoutMillis: 5000, max: 4 });
+  pool.on("error", () => {});
+  try {
+    await pool.query("SELECT 1");
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw new Error(
+      `PostgreSQL is not reachable at ${redacted(SERVER_URL)} (${String(err)}). These tests need ` +
+        "it: start it (locally: pg_ctlcluster --skip-systemctl-redirect <version> main start) " +
+        "or point TEST_DATABASE_URL at a server whose user may CREATE DATABASE.",
+      { cause: err },
+    );
+  }
+  admin = pool;
+  const nowS = Math.floor(Date.now() / 1000);
+  const res = await pool.query<{ datname: string }>(
+    "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+    [PREFIX],
+  );
+  const stale = res.rows
+    .map((r) => r.datname)
+    .filter((name) => nowS - Number(name.slice(PREFIX.length).split("_")[0]) > STALE_AFTER_S);
+  await Promise.all(
+    stale.map((name) =>
+      pool.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
+    ),
+  );
+});
+
+afterAll(async () => {
+  if (admin === undefined) return;
+  const pool = admin;
+  await Promise.all(
+    databases.map((name) =>
+      pool.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
+    ),
+  );
+  await pool.end();
+});
+
+/** A new, empty database of this run; returns its URL. */
+async function scratchDatabase(): Promise<string> {
+  if (admin === undefined) throw new Error("PostgreSQL is not reachable (see the first failure)");
+  const name = `${RUN}_${databases.length + 1}`;
+  await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(name)}`);
+  databases.push(name);
+  const u = new URL(SERVER_URL);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+async function openAt(
+  url: string,
+  more: Partial<PostgresStoreOptions> = {},
+): Promise<PostgresStore> {
+  const store = await PostgresStore.open({ url, ...more });
+  urls.set(store, url);
+  return store;
+}
+
+describeStoreContract("PostgresStore", async () => openAt(await scratchDatabase()), {
+  reopen: (closed) => {
+    const url = urls.get(closed);
+    if (url === undefined) throw new Error("not a store of this suite");
+    return openAt(url);
+  },
+});
+
+const ORG = "0a0a0a0a-0000-4000-8000-00000000000a";
+const ALICE = "0c0c0c0c-0000-4000-8000-0000000000a1";
+const NOW = 1_700_000_000_000;
+
+function id(n: number): string {
+  return `0f0f0f0f-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
+}
+
+function ev(more: Partial<ResourceEvent> = {}): ResourceEvent {
+  return {
+    resourceType: ResourceType.PROJECT,
+    operation: Operation.CREATE,
+    resourceId: id(1),
+    organizationId: ORG,
+    environmentId: "",
+    creatorId: "",
+    ...more,
+  };
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve = () => {};
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/** A TCP proxy in front of PostgreSQL that a test can cut (refusing and resetting) and restore. */
+class CuttableProxy {
+  private server: Server | undefined;
+  private readonly sockets = new Set<Socket>();
+  port = 0;
+
+  constructor(
+    private readonly targetHost: string,
+    private readonly targetPort: number,
+  ) {}
+
+  async start(): Promise<void> {
+    const server = createServer((client) => {
+      const upstream = tcpConnect(this.targetPort, this.targetHost);
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on("close", () => this.sockets.delete(s));
+        s.on("error", () => {});
+      }
+      client.pipe(upstream).pipe(client);
+      client.on("close", () => upstream.destroy());
+      upstream.on("close", () => client.destroy());
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(this.port, "127.0.0.1", () => resolve());
+    });
+    const address = server.address();
+    if (address === null || typeof address === "string") throw new Error("no port");
+    this.port = address.port;
+    this.server = server;
+  }
+
+  /** Resets every open connection and refuses new ones. */
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.sockets) s.resetAndDestroy();
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  }
+
+  url(): string {
+    const u = new URL(SERVER_URL);
+    u.hostname = "127.0.0.1";
+    u.port = String(this.port);
+    return u.toString();
+  }
+}
+
+describe("PostgresStore on a shared database", () => {
+  const opened: Store[] = [];
+  const open = async (url: string, more: Partial<PostgresStoreOptions> = {}) => {
+    const store = await openAt(url, more);
+    opened.push(store);
+    return store;
+  };
+
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((s) => s.close()));
+  });
+
+  it("gives two replicas appending at once one gap-free order, each event once", async () => {
+    const url = await scratchDatabase();
+    const [one, two] = await Promise.all([open(url), open(url)]);
+    const batch = (replica: number, n: number) =>
+      Array.from({ length: 5 }, (_, i) =>
+        ev({ resourceId: id(replica * 10_000 + n * 10 + i), creatorId: ALICE }),
+      );
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, n) => [
+        one.append(batch(1, n), NOW),
+        two.append(batch(2, n), NOW),
+      ]).flat(),
+    );
+    for (const stored of results) {
+      const first = stored[0]?.sequence ?? 0;
+      expect(stored.map((s) => s.sequence)).toEqual([0, 1, 2, 3, 4].map((i) => first + i));
+    }
+    const given = results.flat().sort((a, b) => a.sequence - b.sequence);
+    expect(given.map((s) => s.sequence)).toEqual(Array.from({ length: 200 }, (_, i) => i + 1));
+
+    for (const replica of [one, two]) {
+      const read = await replica.readAfter(0, 1000);
+      expect(read.map((s) => s.sequence)).toEqual(given.map((s) => s.sequence));
+      expect(read.map((s) => s.event.resourceId)).toEqual(given.map((s) => s.event.resourceId));
+      expect(new Set(read.map((s) => s.event.resourceId)).size).toBe(200);
+      expect(await replica.lastSequence()).toBe(200);
+    }
+    // What one replica learned, the other uses.
+    const [recalled] = await two.append(
+      [ev({ resourceId: id(10_000), operation: Operation.UPDATE })],
+      NOW,
+    );
+    expect(recalled).toMatchObject({ sequence: 201, creatorId: ALICE });
+  });
+
+  it("wakes the listeners of another replica when it appends, until they stop", async () => {
+    const url = await scratchDatabase();
+    const [one, two] = await Promise.all([open(url), open(url)]);
+    let wakeups = 0;
+    let woken = deferred();
+    const stop = await one.listen(() => {
+      wakeups++;
+      woken.resolve();
+    });
+    await two.append([ev()], NOW);
+    await woken.promise;
+    expect(wakeups).toBe(1);
+
+    woken = deferred();
+    await one.append([ev({ operation: Operation.UPDATE })], NOW);
+    await woken.promise;
+    expect(wakeups).toBe(2);
+
+    await stop();
+    // A listener that is still there proves the NOTIFY went out; the stopped one stays silent.
+    const control = deferred();
+    const stopControl = await two.listen(() => control.resolve());
+    await two.append([ev({ operation: Operation.UPDATE })], NOW);
+    await control.promise;
+    await stopControl();
+    expect(wakeups).toBe(2);
+  });
+
+  it("migrates once when three replicas open a new database at the same time", async () => {
+    const url = await scratchDatabase();
+    const stores = await Promise.all([open(url), open(url), open(url)]);
+    const secrets = await Promise.all(stores.map((s) => s.secret()));
+    expect(secrets[1]).toEqual(secrets[0]);
+    expect(secrets[2]).toEqual(secrets[0]);
+    const check = new pg.Client({ connectionString: url });
+    await check.connect();
+    try {
+      const res = await check.query("SELECT version FROM schema_migrations ORDER BY version");
+      expect(res.rows.map((r) => r.version)).toEqual([1, 2]);
+    } finally {
+      await check.end();
+    }
+    const [first] = await Promise.all(
+      stores.map((s, i) => s.append([ev({ resourceId: id(i) })], NOW)),
+    );
+    expect(first?.[0]?.sequence).toBeGreaterThan(0);
+    expect(await stores[2]?.lastSequence()).toBe(3);
+  });
+
+  it("rolls a failing append back whole and stays usable", async () => {
+    const store = await open(await scratchDatabase());
+    const env = id(0xe1);
+    const failing = store.append(
+      [
+        ev({
+          resourceType: ResourceType.ENVIRONMENT,
+          resourceId: env,
+          environmentId: env,
+          creatorId: ALICE,
+        }),
+        // Not a UUID: the audit part of the batch's one write fails, after the counter moved.
+        ev({ resourceId: id(2), actorId: "not-a-uuid" }),
+      ],
+      NOW,
+    );
+    await expect(failing).rejects.toThrow();
+    expect(await store.lastSequence()).toBe(0);
+    expect(await store.readAfter(0, 10)).toEqual([]);
+    expect(await store.environment(env)).toBeUndefined();
+    const stored = await store.append([ev()], NOW);
+    expect(stored.map((s) => s.sequence)).toEqual([1]);
+  });
+
+  it("gives up with unavailable when the append lock is held too long, and writes nothing", async () => {
+    const url = await scratchDatabase();
+    const store = await open(url, { statementTimeoutMs: 300 });
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT last FROM event_sequence FOR UPDATE");
+      await expect(store.append([ev()], NOW)).rejects.toMatchObject({ kind: "unavailable" });
+      await holder.query("ROLLBACK");
+    } finally {
+      await holder.end();
+    }
+    expect((await store.append([ev()], NOW)).map((s) => s.sequence)).toEqual([1]);
+  });
+
+  it("deletes in chunks until nothing older is left", async () => {
+    const store = await open(await scratchDatabase(), { pruneChunkRows: 7 });
+    await store.append(
+      Array.from({ length: 30 }, (_, i) => ev({ resourceId: id(i), actorId: ALICE })),
+      NOW - 1000,
+    );
+    await store.append([ev({ resourceId: id(99), actorId: ALICE })], NOW);
+    await store.prune({ eventsBeforeMs: NOW, auditBeforeMs: NOW });
+    expect((await store.readAfter(0, 100)).map((s) => s.sequence)).toEqual([31]);
+    const left = await store.listAudit({
+      filter: {
+        organizationId: ORG,
+        actorIds: [],
+        actorPrincipals: [],
+        subjectIds: [],
+        subjectTypes: [],
+      },
+      descending: false,
+      limit: 100,
+    });
+    expect(left.map((e) => e.subjectId)).toEqual([id(99)]);
+  });
+
+  it("fails to open with unavailable when nothing listens", async () => {
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+    const address = probe.address();
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    if (address === null || typeof address === "string") throw new Error("no port");
+    const u = new URL(SERVER_URL);
+    u.hostname = "127.0.0.1";
+    u.port = String(address.port);
+    const opening = PostgresStore.open({ url: u.toString() });
+    await expect(opening).rejects.toBeInstanceOf(ServiceError);
+    await expect(opening).rejects.toMatchObject({
+      kind: "unavailable",
+      message: "database unavailable",
+    });
+  });
+
+  it("answers unavailable while the database is cut off, writes nothing, and recovers", async () => {
+    const url = await scratchDatabase();
+    const direct = await open(url);
+    const target = new URL(SERVER_URL);
+    const proxy = new CuttableProxy(target.hostname, Number(target.port || 5432));
+    await proxy.start();
+    try {
+      const store = await open(proxy.url().replace(/\/[^/]*$/, new URL(url).pathname), {
+        connectionTimeoutMs: 1000,
+        pingTimeoutMs: 1000,
+        listenBackoffMinMs: 10,
+        listenBackoffMaxMs: 50,
+      });
+      let wakeups = 0;
+      const stop = await store.listen(() => {
+        wakeups++;
+      });
+      await store.append([ev()], NOW);
+      await expect.poll(() => wakeups).toBe(1);
+
+      await proxy.cut();
+      await expect(store.ping()).rejects.toMatchObject({ kind: "unavailable" });
+      await expect(store.append([ev({ resourceId: id(2) })], NOW)).rejects.toMatchObject({
+        kind: "unavailable",
+      });
+      await expect(store.readAfter(0, 10)).rejects.toMatchObject({ kind: "unavailable" });
+      expect(await direct.lastSequence()).toBe(1);
+
+      await proxy.start();
+      // Reconnected: the listener says so once (something may have been missed).
+      await expect.poll(() => wakeups, { timeout: 5000 }).toBe(2);
+      await store.ping();
+      const stored = await store.append([ev({ resourceId: id(3) })], NOW);
+      expect(stored.map((s) => s.sequence)).toEqual([2]);
+      await expect.poll(() => wakeups).toBe(3);
+      await stop();
+    } finally {
+      await proxy.cut();
+    }
+  });
+});

@@ -1,0 +1,366 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { ServiceError } from "../errors.js";
+import {
+  AuditLogEntryKind,
+  type EnvironmentRecord,
+  Operation,
+  type ResourceEvent,
+  ResourceType,
+} from "../watch/model.js";
+import { actionOf } from "./action.js";
+import type { AuditEntry, AuditPageQuery, Store, StoredEvent } from "./store.js";
+
+/** Versioned schema steps; each runs once, in order, in one transaction with its version row. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+   CREATE TABLE events (
+     sequence INTEGER PRIMARY KEY,
+     organization_id TEXT NOT NULL,
+     resource_type INTEGER NOT NULL,
+     operation INTEGER NOT NULL,
+     resource_id TEXT NOT NULL,
+     environment_id TEXT NOT NULL,
+     creator_id TEXT NOT NULL,
+     created_at_ms INTEGER NOT NULL
+   );
+   CREATE INDEX events_created_at ON events (created_at_ms);
+   CREATE TABLE resources (
+     resource_id TEXT PRIMARY KEY,
+     organization_id TEXT NOT NULL,
+     resource_type INTEGER NOT NULL,
+     creator_id TEXT NOT NULL
+   ) WITHOUT ROWID;
+   CREATE TABLE audit_log (
+     id TEXT PRIMARY KEY,
+     organization_id TEXT NOT NULL,
+     actor_id TEXT NOT NULL,
+     actor_principal INTEGER NOT NULL,
+     subject_id TEXT NOT NULL,
+     subject_type INTEGER NOT NULL,
+     action TEXT NOT NULL,
+     created_at_ms INTEGER NOT NULL,
+     kind INTEGER NOT NULL
+   ) WITHOUT ROWID;
+   CREATE INDEX audit_org_time ON audit_log (organization_id, created_at_ms, id);
+   CREATE INDEX audit_org_actor_time ON audit_log (organization_id, actor_id, created_at_ms, id);
+   CREATE INDEX audit_org_subject_time ON audit_log (organization_id, subject_id, created_at_ms, id);
+   CREATE INDEX audit_time ON audit_log (created_at_ms);`,
+];
+
+// Rows deleted per statement when pruning, so a prune never holds the write lock for long.
+const PRUNE_CHUNK = 10_000;
+
+interface KnownRow {
+  organization_id: string;
+  resource_type: number;
+  creator_id: string;
+}
+
+interface EventRow {
+  sequence: number;
+  organization_id: string;
+  resource_type: number;
+  operation: number;
+  resource_id: string;
+  environment_id: string;
+  creator_id: string;
+}
+
+interface AuditRow {
+  id: string;
+  organization_id: string;
+  actor_id: string;
+  actor_principal: number;
+  subject_id: string;
+  subject_type: number;
+  action: string;
+  created_at_ms: number;
+  kind: number;
+}
+
+function toStored(r: EventRow): StoredEvent {
+  return {
+    sequence: r.sequence,
+    creatorId: r.creator_id,
+    event: {
+      resourceType: r.resource_type,
+      operation: r.operation,
+      resourceId: r.resource_id,
+      organizationId: r.organization_id,
+      environmentId: r.environment_id,
+      creatorId: r.creator_id,
+    },
+  };
+}
+
+function toAudit(r: AuditRow): AuditEntry {
+  return {
+    id: r.id,
+    organizationId: r.organization_id,
+    actorId: r.actor_id,
+    actorPrincipal: r.actor_principal,
+    subjectId: r.subject_id,
+    subjectType: r.subject_type,
+    action: r.action,
+    createdAtMs: r.created_at_ms,
+    kind: r.kind,
+  };
+}
+
+/** SQLite errors that mean "cannot write now" rather than a bug. */
+function storeError(err: unknown): unknown {
+  const code = (err as { errcode?: number; code?: string }).errcode;
+  // SQLITE_BUSY 5, SQLITE_LOCKED 6, SQLITE_IOERR 10, SQLITE_FULL 13, SQLITE_CANTOPEN 14.
+  if (code !== undefined && [5, 6, 10, 13, 14].includes(code & 0xff)) {
+    return new ServiceError("unavailable", "database unavailable", { cause: err });
+  }
+  return err;
+}
+
+export interface SqliteStoreOptions {
+  /** Database file (created with its folder when missing). */
+  readonly path: string;
+  /**
+   * `full`: every commit is on disk before a publish is acknowledged (survives power loss);
+   * `normal`: on the OS before (survives a crash of the process, not of the machine).
+   */
+  readonly synchronous?: "full" | "normal";
+}
+
+/**
+ * The embedded store: one SQLite file in WAL mode through Node's built-in `node:sqlite`. One
+ * process at a time (it is the single-replica default). Calls run synchronously on the event
+ * loop, each publish one short transaction of prepared statements.
+ */
+export class SqliteStore implements Store {
+  private last: number;
+  private readonly secretBytes: Buffer;
+  private readonly stmt: {
+    known: StatementSync;
+    insertKnown: StatementSync;
+    updateCreator: StatementSync;
+    forget: StatementSync;
+    insertEvent: StatementSync;
+    insertAudit: StatementSync;
+    setLast: StatementSync;
+    readAfter: StatementSync;
+    getAudit: StatementSync;
+  };
+
+  private constructor(private readonly db: DatabaseSync) {
+    migrate(db);
+    const meta = db.prepare("SELECT value FROM meta WHERE key = ?");
+    let secret = meta.get("secret")?.value as Uint8Array | undefined;
+    if (secret === undefined) {
+      secret = randomBytes(32);
+      db.prepare("INSERT INTO meta (key, value) VALUES ('secret', ?)").run(secret);
+    }
+    this.secretBytes = Buffer.from(secret);
+    const last = meta.get("last_sequence")?.value as Uint8Array | undefined;
+    this.last = last === undefined ? 0 : Number(Buffer.from(last).readBigUInt64BE());
+    this.stmt = {
+      known: db.prepare(
+        "SELECT organization_id, resource_type, creator_id FROM resources WHERE resource_id = ?",
+      ),
+      insertKnown: db.prepare(
+        "INSERT OR REPLACE INTO resources (resource_id, organization_id, resource_type, creator_id) VALUES (?, ?, ?, ?)",
+      ),
+      updateCreator: db.prepare("UPDATE resources SET creator_id = ? WHERE resource_id = ?"),
+      forget: db.prepare("DELETE FROM resources WHERE resource_id = ?"),
+      insertEvent: db.prepare(
+        "INSERT INTO events (sequence, organization_id, resource_type, operation, resource_id, environment_id, creator_id, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      ),
+      insertAudit: db.prepare(
+        "INSERT INTO audit_log (id, organization_id, actor_id, actor_principal, subject_id, subject_type, action, created_at_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ),
+      setLast: db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_sequence', ?)"),
+      readAfter: db.prepare(
+        "SELECT sequence, organization_id, resource_type, operation, resource_id, environment_id, creator_id FROM events WHERE sequence > ? ORDER BY sequence LIMIT ?",
+      ),
+      getAudit: db.prepare("SELECT * FROM audit_log WHERE id = ? AND organization_id = ?"),
+    };
+  }
+
+  /** Opens (creating and migrating when needed) the database at `options.path`. */
+  static async open(options: SqliteStoreOptions): Promise<SqliteStore> {
+    if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
+    const db = new DatabaseSync(options.path);
+    try {
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
+      db.exec("PRAGMA busy_timeout = 5000");
+      return new SqliteStore(db);
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  async append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]> {
+    const { db, stmt } = this;
+    const out: StoredEvent[] = new Array(events.length);
+    let sequence = this.last;
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      for (let i = 0; i < events.length; i++) {
+        const event = events[i] as ResourceEvent;
+        const id = event.resourceId;
+        const known = stmt.known.get(id) as KnownRow | undefined;
+        const sameOrg = known !== undefined && known.organization_id === event.organizationId;
+        const creatorId = event.creatorId || (sameOrg ? known.creator_id : "");
+        // Learn, as ResourceDirectory does: never touch another organization's record.
+        if (known === undefined || sameOrg) {
+          if (event.operation === Operation.DELETE) {
+            if (known !== undefined) stmt.forget.run(id);
+          } else if (known !== undefined) {
+            if (creatorId !== known.creator_id) stmt.updateCreator.run(creatorId, id);
+          } else if (creatorId !== "" || event.resourceType === ResourceType.ENVIRONMENT) {
+            stmt.insertKnown.run(id, event.organizationId, event.resourceType, creatorId);
+          }
+        }
+        sequence++;
+        const createdAtMs = event.occurredAtMs ?? nowMs;
+        stmt.insertEvent.run(
+          sequence,
+          event.organizationId,
+          event.resourceType,
+          event.operation,
+          id,
+          event.environmentId,
+          creatorId,
+          nowMs,
+        );
+        if (event.actorId) {
+          stmt.insertAudit.run(
+            randomUUID(),
+            event.organizationId,
+            event.actorId,
+            event.actorPrincipal ?? 0,
+            id,
+            event.resourceType,
+            actionOf(event),
+            createdAtMs,
+            AuditLogEntryKind.RESOURCE_CHANGE,
+          );
+        }
+        out[i] = { sequence, event, creatorId };
+      }
+      const last = Buffer.alloc(8);
+      last.writeBigUInt64BE(BigInt(sequence));
+      stmt.setLast.run(last);
+      db.exec("COMMIT");
+    } catch (err) {
+      if (db.isTransaction) db.exec("ROLLBACK");
+      throw storeError(err);
+    }
+    this.last = sequence;
+    return out;
+  }
+
+  async readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
+    return (this.stmt.readAfter.all(sequence, limit) as unknown as EventRow[]).map(toStored);
+  }
+
+  async lastSequence(): Promise<number> {
+    return this.last;
+  }
+
+  async environment(environmentId: string): Promise<EnvironmentRecord | undefined> {
+    const k = this.stmt.known.get(environmentId) as KnownRow | undefined;
+    if (k === undefined || k.resource_type !== ResourceType.ENVIRONMENT) return undefined;
+    return { organizationId: k.organization_id, creatorId: k.creator_id };
+  }
+
+  async listAudit(query: AuditPageQuery): Promise<AuditEntry[]> {
+    const f = query.filter;
+    const where = ["organization_id = ?"];
+    const args: SQLInputValue[] = [f.organizationId];
+    const anyOf = (column: string, values: readonly (string | number)[]) => {
+      if (values.length === 0) return;
+      where.push(`${column} IN (${values.map(() => "?").join(", ")})`);
+      args.push(...values);
+    };
+    anyOf("actor_id", f.actorIds);
+    anyOf("actor_principal", f.actorPrincipals);
+    anyOf("subject_id", f.subjectIds);
+    anyOf("subject_type", f.subjectTypes);
+    if (f.fromMs !== undefined) {
+      where.push("created_at_ms >= ?");
+      args.push(f.fromMs);
+    }
+    if (f.toMs !== undefined) {
+      where.push("created_at_ms < ?");
+      args.push(f.toMs);
+    }
+    const dir = query.descending ? "DESC" : "ASC";
+    if (query.after !== undefined) {
+      where.push(`(created_at_ms, id) ${query.descending ? "<" : ">"} (?, ?)`);
+      args.push(query.after.createdAtMs, query.after.id);
+    }
+    args.push(query.limit);
+    const sql = `SELECT * FROM audit_log WHERE ${where.join(" AND ")} ORDER BY created_at_ms ${dir}, id ${dir} LIMIT ?`;
+    return (this.db.prepare(sql).all(...args) as unknown as AuditRow[]).map(toAudit);
+  }
+
+  async getAudit(organizationId: string, id: string): Promise<AuditEntry | undefined> {
+    const row = this.stmt.getAudit.get(id, organizationId) as AuditRow | undefined;
+    return row === undefined ? undefined : toAudit(row);
+  }
+
+  async prune(options: { eventsBeforeMs?: number; auditBeforeMs?: number }): Promise<void> {
+    const chunked = (sql: string, before: number | undefined) => {
+      if (before === undefined) return;
+      const stmt = this.db.prepare(sql);
+      while (Number(stmt.run(before, PRUNE_CHUNK).changes) === PRUNE_CHUNK) {}
+    };
+    try {
+      chunked(
+        "DELETE FROM events WHERE sequence IN (SELECT sequence FROM events WHERE created_at_ms < ? LIMIT ?)",
+        options.eventsBeforeMs,
+      );
+      chunked(
+        "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE created_at_ms < ? LIMIT ?)",
+        options.auditBeforeMs,
+      );
+    } catch (err) {
+      throw storeError(err);
+    }
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare("SELECT 1").get();
+  }
+
+  async secret(): Promise<Uint8Array> {
+    return this.secretBytes;
+  }
+
+  async close(): Promise<void> {
+    if (this.db.isOpen) this.db.close();
+  }
+}
+
+function migrate(db: DatabaseSync): void {
+  db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)");
+  const done = new Set(
+    (db.prepare("SELECT version FROM schema_migrations").all() as { version: number }[]).map(
+      (r) => r.version,
+    ),
+  );
+  MIGRATIONS.forEach((sql, i) => {
+    const version = i + 1;
+    if (done.has(version)) return;
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec(sql);
+      db.prepare("INSERT INTO schema_migrations (version) VALUES (?)").run(version);
+      db.exec("COMMIT");
+    } catch (err) {
+      db.exec("ROLLBACK");
+      throw err;
+    }
+  });
+}

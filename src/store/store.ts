@@ -1,0 +1,92 @@
+import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
+
+/** An event as the store recorded it: its place in the one global order, and what it resolved. */
+export interface StoredEvent {
+  /** Consecutive across every batch and every replica; only grows. */
+  readonly sequence: number;
+  readonly event: ResourceEvent;
+  /** The event's creator, or the one recorded for the resource before it, or "". */
+  readonly creatorId: string;
+}
+
+/** One audit log entry (CONTRACT §9). */
+export interface AuditEntry {
+  /** UUID. */
+  readonly id: string;
+  readonly organizationId: string;
+  readonly actorId: string;
+  /** `gitpod.v1.Principal` number. */
+  readonly actorPrincipal: number;
+  readonly subjectId: string;
+  /** `gitpod.v1.ResourceType` number. */
+  readonly subjectType: number;
+  readonly action: string;
+  /** ms since the epoch. */
+  readonly createdAtMs: number;
+  /** `gitpod.v1.AuditLogEntryKind` number. */
+  readonly kind: number;
+}
+
+/** Which entries of one organization's audit log; every set field must match. */
+export interface AuditFilter {
+  readonly organizationId: string;
+  readonly actorIds: readonly string[];
+  readonly actorPrincipals: readonly number[];
+  readonly subjectIds: readonly string[];
+  readonly subjectTypes: readonly number[];
+  /** Inclusive, ms since the epoch. */
+  readonly fromMs?: number;
+  /** Exclusive, ms since the epoch. */
+  readonly toMs?: number;
+}
+
+/** A keyset page: entries strictly after `after` in (createdAtMs, id) order, or before it when descending. */
+export interface AuditPageQuery {
+  readonly filter: AuditFilter;
+  readonly descending: boolean;
+  readonly limit: number;
+  readonly after?: { readonly createdAtMs: number; readonly id: string };
+}
+
+/**
+ * The store port: what the server learns (creators, environments), the event log and the
+ * audit log, durably. Implementations: SQLite (embedded, one process) and PostgreSQL (shared by
+ * replicas). Every implementation passes the contract suite in store-contract.ts.
+ *
+ * Errors: a store that cannot reach its database throws ServiceError `unavailable`, and then has
+ * written nothing of the call.
+ */
+export interface Store {
+  /**
+   * Appends a validated batch in one transaction: gives its events consecutive sequence numbers
+   * after every earlier batch (of any replica), resolves each event's creator (the event's own,
+   * or the one recorded for the resource; a resource known in another organization is not
+   * used or changed), learns creators and environments (a DELETE forgets the resource), and
+   * records an audit entry of kind RESOURCE_CHANGE for each event with an actor
+   * (created at `occurredAtMs`, or `nowMs`; action derived when empty). Durable when resolved.
+   */
+  append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]>;
+  /** Events with a sequence above `sequence`, in order, at most `limit`. */
+  readAfter(sequence: number, limit: number): Promise<StoredEvent[]>;
+  /** The highest sequence given so far (0 when none). */
+  lastSequence(): Promise<number>;
+  /** What is known of an environment (from its events). */
+  environment(environmentId: string): Promise<EnvironmentRecord | undefined>;
+  /** One page of an organization's audit log, sorted by (createdAtMs, id). */
+  listAudit(query: AuditPageQuery): Promise<AuditEntry[]>;
+  /** One entry, only if it belongs to `organizationId`. */
+  getAudit(organizationId: string, id: string): Promise<AuditEntry | undefined>;
+  /** Deletes events created before `eventsBeforeMs` and audit entries created before `auditBeforeMs`. */
+  prune(options: { eventsBeforeMs?: number; auditBeforeMs?: number }): Promise<void>;
+  /** Resolves when the database answers; throws otherwise (readiness). */
+  ping(): Promise<void>;
+  /** 32 random bytes made once per database and shared by every replica (page tokens). */
+  secret(): Promise<Uint8Array>;
+  /**
+   * Calls `onAppend` soon after any replica appends (PostgreSQL: LISTEN/NOTIFY), and when the
+   * notification channel reconnects (something may have been missed). Absent for single-process
+   * stores. Returns a function that stops listening.
+   */
+  listen?(onAppend: () => void): Promise<() => Promise<void>>;
+  close(): Promise<void>;
+}

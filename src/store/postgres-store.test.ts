@@ -30,7 +30,9 @@ function redacted(url: string): string {
 
 beforeAll(async () => {
   // A few connections: dropping the scratch databases one after another would take seconds.
-  const pool = new pg.Pool({ connectionString: SERVER_URL, connectionTimeoutMillis: 5000, max: 4 });
+  // No wait limit for a pooled connection: each DROP DATABASE checkpoints, which takes a while
+  // on a busy machine; the hooks' own timeouts bound the whole.
+  const pool = new pg.Pool({ connectionString: SERVER_URL, max: 4 });
   pool.on("error", () => {});
   try {
     await pool.query("SELECT 1");
@@ -68,7 +70,7 @@ afterAll(async () => {
     ),
   );
   await pool.end();
-});
+}, 180_000);
 
 /** A new, empty database of this run; returns its URL. */
 async function scratchDatabase(): Promise<string> {

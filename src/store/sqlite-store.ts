@@ -137,6 +137,12 @@ export interface SqliteStoreOptions {
  */
 export class SqliteStore implements Store {
   private last: number;
+  private pending: {
+    events: readonly ResourceEvent[];
+    nowMs: number;
+    resolve: (stored: StoredEvent[]) => void;
+    reject: (err: unknown) => void;
+  }[] = [];
   private readonly secretBytes: Buffer;
   private readonly stmt: {
     known: StatementSync;
@@ -199,64 +205,93 @@ export class SqliteStore implements Store {
     }
   }
 
-  async append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]> {
-    const { db, stmt } = this;
-    const out: StoredEvent[] = new Array(events.length);
+  /**
+   * Appends are committed in groups: the batches that arrive within one turn of the event loop
+   * share one transaction, so one disk sync (synchronous=full) acknowledges them all. Each
+   * caller still gets its own consecutive sequence numbers, in call order.
+   */
+  append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ events, nowMs, resolve, reject });
+      if (this.pending.length === 1) setImmediate(() => this.commitPending());
+    });
+  }
+
+  private commitPending(): void {
+    const group = this.pending;
+    this.pending = [];
+    const { db } = this;
+    const results: StoredEvent[][] = [];
     let sequence = this.last;
-    db.exec("BEGIN IMMEDIATE");
     try {
-      for (let i = 0; i < events.length; i++) {
-        const event = events[i] as ResourceEvent;
-        const id = event.resourceId;
-        const known = stmt.known.get(id) as KnownRow | undefined;
-        const sameOrg = known !== undefined && known.organization_id === event.organizationId;
-        const creatorId = event.creatorId || (sameOrg ? known.creator_id : "");
-        // Learn, as ResourceDirectory does: never touch another organization's record.
-        if (known === undefined || sameOrg) {
-          if (event.operation === Operation.DELETE) {
-            if (known !== undefined) stmt.forget.run(id);
-          } else if (known !== undefined) {
-            if (creatorId !== known.creator_id) stmt.updateCreator.run(creatorId, id);
-          } else if (creatorId !== "" || event.resourceType === ResourceType.ENVIRONMENT) {
-            stmt.insertKnown.run(id, event.organizationId, event.resourceType, creatorId);
-          }
-        }
-        sequence++;
-        const createdAtMs = event.occurredAtMs ?? nowMs;
-        stmt.insertEvent.run(
-          sequence,
-          event.organizationId,
-          event.resourceType,
-          event.operation,
-          id,
-          event.environmentId,
-          creatorId,
-          nowMs,
-        );
-        if (event.actorId) {
-          stmt.insertAudit.run(
-            randomUUID(),
-            event.organizationId,
-            event.actorId,
-            event.actorPrincipal ?? 0,
-            id,
-            event.resourceType,
-            actionOf(event),
-            createdAtMs,
-            AuditLogEntryKind.RESOURCE_CHANGE,
-          );
-        }
-        out[i] = { sequence, event, creatorId };
+      db.exec("BEGIN IMMEDIATE");
+      for (const request of group) {
+        const out = this.write(request.events, request.nowMs, sequence);
+        sequence += out.length;
+        results.push(out);
       }
       const last = Buffer.alloc(8);
       last.writeBigUInt64BE(BigInt(sequence));
-      stmt.setLast.run(last);
+      this.stmt.setLast.run(last);
       db.exec("COMMIT");
     } catch (err) {
-      if (db.isTransaction) db.exec("ROLLBACK");
-      throw storeError(err);
+      if (db.isOpen && db.isTransaction) db.exec("ROLLBACK");
+      const error = storeError(err);
+      for (const request of group) request.reject(error);
+      return;
     }
     this.last = sequence;
+    group.forEach((request, i) => request.resolve(results[i] as StoredEvent[]));
+  }
+
+  /** Writes one batch inside the open transaction, numbering it after `after`. */
+  private write(events: readonly ResourceEvent[], nowMs: number, after: number): StoredEvent[] {
+    const { stmt } = this;
+    const out: StoredEvent[] = new Array(events.length);
+    let sequence = after;
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i] as ResourceEvent;
+      const id = event.resourceId;
+      const known = stmt.known.get(id) as KnownRow | undefined;
+      const sameOrg = known !== undefined && known.organization_id === event.organizationId;
+      const creatorId = event.creatorId || (sameOrg ? known.creator_id : "");
+      // Learn (see Store.append): never touch another organization's record.
+      if (known === undefined || sameOrg) {
+        if (event.operation === Operation.DELETE) {
+          if (known !== undefined) stmt.forget.run(id);
+        } else if (known !== undefined) {
+          if (creatorId !== known.creator_id) stmt.updateCreator.run(creatorId, id);
+        } else if (creatorId !== "" || event.resourceType === ResourceType.ENVIRONMENT) {
+          stmt.insertKnown.run(id, event.organizationId, event.resourceType, creatorId);
+        }
+      }
+      sequence++;
+      const createdAtMs = event.occurredAtMs ?? nowMs;
+      stmt.insertEvent.run(
+        sequence,
+        event.organizationId,
+        event.resourceType,
+        event.operation,
+        id,
+        event.environmentId,
+        creatorId,
+        nowMs,
+      );
+      if (event.actorId) {
+        stmt.insertAudit.run(
+          randomUUID(),
+          event.organizationId,
+          event.actorId,
+          event.actorPrincipal ?? 0,
+          id,
+          event.resourceType,
+          actionOf(event),
+          createdAtMs,
+          AuditLogEntryKind.RESOURCE_CHANGE,
+        );
+      }
+      out[i] = { sequence, event, creatorId };
+    }
     return out;
   }
 

@@ -241,7 +241,9 @@ export class SqliteStore implements Store {
       return;
     }
     this.last = sequence;
-    group.forEach((request, i) => request.resolve(results[i] as StoredEvent[]));
+    group.forEach((request, i) => {
+      request.resolve(results[i] as StoredEvent[]);
+    });
   }
 
   /** Writes one batch inside the open transaction, numbering it after `after`. */

@@ -656,6 +656,12 @@ export class PostgresStore implements Store {
       throw mapError(err);
     }
     let broken: Error | undefined;
+    // A checked-out client emits connection loss as an 'error' event (pg-pool listens only to
+    // idle ones): without a listener that would crash the process. The failing query rejects.
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    client.on("error", onError);
     try {
       await client.query("BEGIN");
       const result = await fn(client);
@@ -670,6 +676,7 @@ export class PostgresStore implements Store {
       }
       throw mapError(err);
     } finally {
+      client.off("error", onError);
       client.release(broken);
     }
   }

@@ -28,7 +28,7 @@ export interface TestServer {
  */
 export async function startServer(
   env: Record<string, string> = {},
-  options: { now?: () => number; store?: Store } = {},
+  options: { now?: () => number; store?: Store; replicated?: boolean } = {},
 ): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), "events-test-"));
   const tokensFile = join(dir, "tokens.json");
@@ -43,7 +43,7 @@ export async function startServer(
   });
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" });
   const store = options.store ?? (await SqliteStore.open({ path: ":memory:" }));
-  const bus = await StoreBus.open({ store, logger, replicated: false });
+  const bus = await StoreBus.open({ store, logger, replicated: options.replicated ?? false });
   const authenticator = createAuthenticator(config, logger);
   const app = createApp({
     config,

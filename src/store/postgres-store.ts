@@ -4,11 +4,18 @@ import { ServiceError } from "../errors.js";
 import {
   AuditLogEntryKind,
   type EnvironmentRecord,
-  Operation,
   type ResourceEvent,
   ResourceType,
 } from "../watch/model.js";
 import { actionOf } from "./action.js";
+import {
+  type AuditRow,
+  auditEntryOf,
+  type EventRow,
+  type Known,
+  learn,
+  storedEventOf,
+} from "./records.js";
 import type { AuditEntry, AuditPageQuery, Store, StoredEvent } from "./store.js";
 
 /** Where to log what happens in the background (a lost listener, an idle connection that failed). */
@@ -188,50 +195,8 @@ function mapError(err: unknown): unknown {
   return err;
 }
 
-interface Known {
-  readonly organizationId: string;
-  readonly resourceType: number;
-  readonly creatorId: string;
-}
-
-interface EventRow {
-  sequence: string;
-  organization_id: string;
-  resource_type: number;
-  operation: number;
-  resource_id: string;
-  environment_id: string;
-  creator_id: string;
-}
-
-interface AuditRow {
-  id: string;
-  organization_id: string;
-  actor_id: string;
-  actor_principal: number;
-  subject_id: string;
-  subject_type: number;
-  action: string;
-  created_at_ms: string;
-  kind: number;
-}
-
 const AUDIT_COLUMNS =
   "id, organization_id, actor_id, actor_principal, subject_id, subject_type, action, created_at_ms, kind";
-
-function toAuditEntry(r: AuditRow): AuditEntry {
-  return {
-    id: r.id,
-    organizationId: r.organization_id,
-    actorId: r.actor_id,
-    actorPrincipal: r.actor_principal,
-    subjectId: r.subject_id,
-    subjectType: r.subject_type,
-    action: r.action,
-    createdAtMs: Number(r.created_at_ms),
-    kind: r.kind,
-  };
-}
 
 /**
  * The store on PostgreSQL, shared by every replica.
@@ -322,31 +287,14 @@ export class PostgresStore implements Store {
         });
       }
 
-      // The rules of ResourceDirectory, applied event by event so that each resolves against the
-      // state as of that event (a batch may create, update and delete one resource).
+      // The learning rule applied event by event, so that each resolves against the state as of
+      // that event (a batch may create, update and delete one resource).
       const state = new Map<string, Known | undefined>(initial);
       const stored: StoredEvent[] = [];
       for (const [i, event] of events.entries()) {
-        const known = state.get(event.resourceId);
-        const creatorId =
-          event.creatorId !== ""
-            ? event.creatorId
-            : known !== undefined && known.organizationId === event.organizationId
-              ? known.creatorId
-              : "";
+        const { creatorId, next } = learn(event, state.get(event.resourceId));
         stored.push({ sequence: first + i, event, creatorId });
-        if (known !== undefined && known.organizationId !== event.organizationId) continue;
-        if (event.operation === Operation.DELETE) {
-          state.set(event.resourceId, undefined);
-        } else if (known !== undefined) {
-          if (creatorId !== "") state.set(event.resourceId, { ...known, creatorId });
-        } else if (creatorId !== "" || event.resourceType === ResourceType.ENVIRONMENT) {
-          state.set(event.resourceId, {
-            organizationId: event.organizationId,
-            resourceType: event.resourceType,
-            creatorId,
-          });
-        }
+        state.set(event.resourceId, next);
       }
 
       const deleted: string[] = [];
@@ -429,18 +377,7 @@ export class PostgresStore implements Store {
        FROM events WHERE sequence > $1 ORDER BY sequence LIMIT $2`,
       [sequence, limit],
     );
-    return res.rows.map((r) => ({
-      sequence: Number(r.sequence),
-      event: {
-        resourceType: r.resource_type,
-        operation: r.operation,
-        resourceId: r.resource_id,
-        organizationId: r.organization_id,
-        environmentId: r.environment_id,
-        creatorId: r.creator_id,
-      },
-      creatorId: r.creator_id,
-    }));
+    return res.rows.map(storedEventOf);
   }
 
   async lastSequence(): Promise<number> {
@@ -533,7 +470,7 @@ export class PostgresStore implements Store {
             )
             .join(" UNION ALL ")}) AS page ${order}`;
     const res = await this.query<AuditRow>(sql, params);
-    return res.rows.map(toAuditEntry);
+    return res.rows.map(auditEntryOf);
   }
 
   async getAudit(organizationId: string, id: string): Promise<AuditEntry | undefined> {
@@ -543,7 +480,7 @@ export class PostgresStore implements Store {
       [id, organizationId],
     );
     const r = res.rows[0];
-    return r === undefined ? undefined : toAuditEntry(r);
+    return r === undefined ? undefined : auditEntryOf(r);
   }
 
   async prune(options: { eventsBeforeMs?: number; auditBeforeMs?: number }): Promise<void> {

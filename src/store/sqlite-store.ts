@@ -6,11 +6,18 @@ import { ServiceError } from "../errors.js";
 import {
   AuditLogEntryKind,
   type EnvironmentRecord,
-  Operation,
   type ResourceEvent,
   ResourceType,
 } from "../watch/model.js";
 import { actionOf } from "./action.js";
+import {
+  type AuditRow,
+  auditEntryOf,
+  type EventRow,
+  type Known,
+  learn,
+  storedEventOf,
+} from "./records.js";
 import type { AuditEntry, AuditPageQuery, Store, StoredEvent } from "./store.js";
 
 /** Versioned schema steps; each runs once, in order, in one transaction with its version row. */
@@ -59,55 +66,10 @@ interface KnownRow {
   creator_id: string;
 }
 
-interface EventRow {
-  sequence: number;
-  organization_id: string;
-  resource_type: number;
-  operation: number;
-  resource_id: string;
-  environment_id: string;
-  creator_id: string;
-}
-
-interface AuditRow {
-  id: string;
-  organization_id: string;
-  actor_id: string;
-  actor_principal: number;
-  subject_id: string;
-  subject_type: number;
-  action: string;
-  created_at_ms: number;
-  kind: number;
-}
-
-function toStored(r: EventRow): StoredEvent {
-  return {
-    sequence: r.sequence,
-    creatorId: r.creator_id,
-    event: {
-      resourceType: r.resource_type,
-      operation: r.operation,
-      resourceId: r.resource_id,
-      organizationId: r.organization_id,
-      environmentId: r.environment_id,
-      creatorId: r.creator_id,
-    },
-  };
-}
-
-function toAudit(r: AuditRow): AuditEntry {
-  return {
-    id: r.id,
-    organizationId: r.organization_id,
-    actorId: r.actor_id,
-    actorPrincipal: r.actor_principal,
-    subjectId: r.subject_id,
-    subjectType: r.subject_type,
-    action: r.action,
-    createdAtMs: r.created_at_ms,
-    kind: r.kind,
-  };
+function knownOf(r: KnownRow | undefined): Known | undefined {
+  return r === undefined
+    ? undefined
+    : { organizationId: r.organization_id, resourceType: r.resource_type, creatorId: r.creator_id };
 }
 
 /** SQLite errors that mean "cannot write now" rather than a bug. */
@@ -254,18 +216,12 @@ export class SqliteStore implements Store {
     for (let i = 0; i < events.length; i++) {
       const event = events[i] as ResourceEvent;
       const id = event.resourceId;
-      const known = stmt.known.get(id) as KnownRow | undefined;
-      const sameOrg = known !== undefined && known.organization_id === event.organizationId;
-      const creatorId = event.creatorId || (sameOrg ? known.creator_id : "");
-      // Learn (see Store.append): never touch another organization's record.
-      if (known === undefined || sameOrg) {
-        if (event.operation === Operation.DELETE) {
-          if (known !== undefined) stmt.forget.run(id);
-        } else if (known !== undefined) {
-          if (creatorId !== known.creator_id) stmt.updateCreator.run(creatorId, id);
-        } else if (creatorId !== "" || event.resourceType === ResourceType.ENVIRONMENT) {
-          stmt.insertKnown.run(id, event.organizationId, event.resourceType, creatorId);
-        }
+      const known = knownOf(stmt.known.get(id) as KnownRow | undefined);
+      const { creatorId, next } = learn(event, known);
+      if (next !== known) {
+        if (next === undefined) stmt.forget.run(id);
+        else if (known !== undefined) stmt.updateCreator.run(next.creatorId, id);
+        else stmt.insertKnown.run(id, next.organizationId, next.resourceType, next.creatorId);
       }
       sequence++;
       const createdAtMs = event.occurredAtMs ?? nowMs;
@@ -298,7 +254,7 @@ export class SqliteStore implements Store {
   }
 
   async readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
-    return (this.stmt.readAfter.all(sequence, limit) as unknown as EventRow[]).map(toStored);
+    return (this.stmt.readAfter.all(sequence, limit) as unknown as EventRow[]).map(storedEventOf);
   }
 
   async lastSequence(): Promise<number> {
@@ -339,12 +295,12 @@ export class SqliteStore implements Store {
     }
     args.push(query.limit);
     const sql = `SELECT * FROM audit_log WHERE ${where.join(" AND ")} ORDER BY created_at_ms ${dir}, id ${dir} LIMIT ?`;
-    return (this.db.prepare(sql).all(...args) as unknown as AuditRow[]).map(toAudit);
+    return (this.db.prepare(sql).all(...args) as unknown as AuditRow[]).map(auditEntryOf);
   }
 
   async getAudit(organizationId: string, id: string): Promise<AuditEntry | undefined> {
     const row = this.stmt.getAudit.get(id, organizationId) as AuditRow | undefined;
-    return row === undefined ? undefined : toAudit(row);
+    return row === undefined ? undefined : auditEntryOf(row);
   }
 
   async prune(options: { eventsBeforeMs?: number; auditBeforeMs?: number }): Promise<void> {

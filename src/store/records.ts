@@ -1,0 +1,91 @@
+import { Operation, type ResourceEvent, ResourceType } from "../watch/model.js";
+import type { AuditEntry, StoredEvent } from "./store.js";
+
+/** What a store keeps of a resource: enough to resolve creators and authorize environments. */
+export interface Known {
+  readonly organizationId: string;
+  readonly resourceType: number;
+  readonly creatorId: string;
+}
+
+/**
+ * The one learning rule of every store (see Store.append), for one event given what is known of
+ * its resource: the event's creator as resolved, and what is known after it (`undefined`:
+ * nothing, or forgotten; the same object: unchanged). A record of another organization is
+ * neither used nor changed; a DELETE forgets; an environment is recorded even without creator,
+ * any other resource only with one.
+ */
+export function learn(
+  event: ResourceEvent,
+  known: Known | undefined,
+): { creatorId: string; next: Known | undefined } {
+  const sameOrg = known !== undefined && known.organizationId === event.organizationId;
+  const creatorId = event.creatorId || (sameOrg ? known.creatorId : "");
+  if (known !== undefined && !sameOrg) return { creatorId, next: known };
+  if (event.operation === Operation.DELETE) return { creatorId, next: undefined };
+  if (known !== undefined) {
+    const next =
+      creatorId !== "" && creatorId !== known.creatorId ? { ...known, creatorId } : known;
+    return { creatorId, next };
+  }
+  if (creatorId === "" && event.resourceType !== ResourceType.ENVIRONMENT) {
+    return { creatorId, next: undefined };
+  }
+  return {
+    creatorId,
+    next: { organizationId: event.organizationId, resourceType: event.resourceType, creatorId },
+  };
+}
+
+/** An `events` row as either database returns it (PostgreSQL gives bigints as strings). */
+export interface EventRow {
+  sequence: number | string;
+  organization_id: string;
+  resource_type: number;
+  operation: number;
+  resource_id: string;
+  environment_id: string;
+  creator_id: string;
+}
+
+export function storedEventOf(r: EventRow): StoredEvent {
+  return {
+    sequence: Number(r.sequence),
+    creatorId: r.creator_id,
+    event: {
+      resourceType: r.resource_type,
+      operation: r.operation,
+      resourceId: r.resource_id,
+      organizationId: r.organization_id,
+      environmentId: r.environment_id,
+      creatorId: r.creator_id,
+    },
+  };
+}
+
+/** An `audit_log` row as either database returns it. */
+export interface AuditRow {
+  id: string;
+  organization_id: string;
+  actor_id: string;
+  actor_principal: number;
+  subject_id: string;
+  subject_type: number;
+  action: string;
+  created_at_ms: number | string;
+  kind: number;
+}
+
+export function auditEntryOf(r: AuditRow): AuditEntry {
+  return {
+    id: r.id,
+    organizationId: r.organization_id,
+    actorId: r.actor_id,
+    actorPrincipal: r.actor_principal,
+    subjectId: r.subject_id,
+    subjectType: r.subject_type,
+    action: r.action,
+    createdAtMs: Number(r.created_at_ms),
+    kind: r.kind,
+  };
+}

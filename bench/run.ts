@@ -1,24 +1,517 @@
-import { mkdirSync, writeFileSync } from "node:fs";
-import { runDispatch } from "./dispatch.js";
+import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import * as net from "node:net";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { type DispatchResult, runDispatch } from "./dispatch.js";
+import { tokenFileJson } from "./fixtures.js";
+import type { FromLoadgen, LoadgenParams, ProbeData, Target, ToLoadgen } from "./protocol.js";
+import { buildReport, type Outcome, printTables, type ScenarioResults } from "./report.js";
 
 /**
- * The benchmark harness entry point (`npm run bench [-- --quick]`). Not part of `npm test`:
- * figures are printed and written to bench/results/latest.json, never asserted.
+ * The benchmark harness entry point (`npm run bench [-- --quick]`); see bench/README.md. For each
+ * scenario and each server kind it starts the server in its own process, runs the load generator
+ * in another, collects the figures and stops the server. Not part of `npm test`: figures are
+ * printed and written to bench/results/latest.json; targets are reported, never asserted.
  */
-const quick = process.argv.includes("--quick");
 
-const dispatch = await runDispatch({ quick });
-const base = dispatch[0]?.nsPerEvent ?? 1;
-console.log("\nDispatch scaling (in process): publish cost of one event received by 10 watchers");
-console.log("idle watchers of other orgs | ns per event | relative to none");
-for (const r of dispatch) {
-  console.log(
-    `${String(r.idleWatchers).padStart(27)} | ${r.nsPerEvent.toFixed(0).padStart(12)} | ${(r.nsPerEvent / base).toFixed(2)}`,
+const quick = process.argv.includes("--quick");
+const HOST = "127.0.0.1";
+const ROOT = fileURLToPath(new URL("../../", import.meta.url)); // dist-bench/bench -> repo
+const HERE = new URL("./", import.meta.url);
+const KINDS = ["ours", "limit", "peer"] as const;
+/** limit with one write per stream per publish: the ceiling, run in scenario 1 only. */
+type Kind = (typeof KINDS)[number] | "limit-batched";
+
+const clkTck = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+const tmp = mkdtempSync(join(tmpdir(), "eventserver-bench-"));
+const tokensFile = join(tmp, "tokens.json");
+writeFileSync(tokensFile, tokenFileJson());
+
+/** BENCH_PIN=server:loadgen CPU lists for taskset (experiments), e.g. "0:1". */
+const PIN = process.env.BENCH_PIN
+  ? {
+      server: process.env.BENCH_PIN.split(":")[0] ?? "0",
+      loadgen: process.env.BENCH_PIN.split(":")[1] ?? "1",
+    }
+  : undefined;
+
+// --- servers ---------------------------------------------------------------------------------
+
+interface Server {
+  readonly kind: Kind;
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly output: string[];
+  exited: boolean;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, HOST, () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let oursRuns = 0;
+
+function serverCommand(kind: Kind): { script: string; env: Record<string, string> } {
+  switch (kind) {
+    case "ours":
+      return {
+        // BENCH_OURS_MAIN: another build of ours (a branch, a commit) to measure instead.
+        script: process.env.BENCH_OURS_MAIN ?? join(ROOT, "dist/main.js"),
+        env: {
+          NODE_ENV: "production",
+          AUTH_TOKENS_FILE: tokensFile,
+          LOG_LEVEL: "warn",
+          WATCH_MAX_STREAMS_PER_SUBJECT: "100000",
+          PUBLISH_MAX_EVENTS_PER_SECOND: "0",
+          H2_MAX_CONCURRENT_STREAMS: "1000",
+          SHUTDOWN_TIMEOUT_MS: "2000",
+          // A fresh, empty store for every run (ours persists events there).
+          DATA_DIR: join(tmp, `ours-data-${++oursRuns}`),
+          // BENCH_OURS_ENV (JSON): more settings for ours, for experiments.
+          ...(JSON.parse(process.env.BENCH_OURS_ENV ?? "{}") as Record<string, string>),
+        },
+      };
+    case "limit":
+    case "limit-batched":
+      return {
+        script: fileURLToPath(new URL("servers/limit.js", HERE)),
+        env: {
+          AUTH_TOKENS_FILE: tokensFile,
+          LIMIT_WRITES: kind === "limit-batched" ? "batch" : "event",
+        },
+      };
+    case "peer":
+      return {
+        script: fileURLToPath(new URL("servers/peer.js", HERE)),
+        env: { AUTH_TOKENS_FILE: tokensFile },
+      };
+  }
+}
+
+const running = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of running) c.kill("SIGKILL");
+});
+
+async function startServer(kind: Kind): Promise<Server> {
+  const port = await freePort();
+  const { script, env } = serverCommand(kind);
+  const probeModule = pathToFileURL(fileURLToPath(new URL("servers/probe.js", HERE))).href;
+  // BENCH_OURS_NODE_ARGS: extra node options for ours, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const extra =
+    kind === "ours" ? (process.env.BENCH_OURS_NODE_ARGS ?? "").split(" ").filter(Boolean) : [];
+  const args = ["--expose-gc", ...extra, "--import", probeModule, script];
+  const child = spawn(
+    PIN ? "taskset" : process.execPath,
+    PIN ? ["-c", PIN.server, process.execPath, ...args] : args,
+    {
+      cwd: ROOT,
+      env: { ...process.env, ...env, PORT: String(port), HOST },
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    },
+  );
+  running.add(child);
+  const server: Server = { kind, child, port, output: [], exited: false };
+  const keep = (chunk: Buffer) => {
+    server.output.push(chunk.toString("utf8"));
+    if (server.output.length > 50) server.output.shift();
+  };
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  child.once("exit", () => {
+    server.exited = true;
+    running.delete(child);
+  });
+  const deadline = performance.now() + 20_000;
+  while (performance.now() < deadline && !server.exited) {
+    if (await isReady(kind, port)) return server;
+    await sleep(50);
+  }
+  await stopServer(server);
+  const output = server.output.join("");
+  const reason =
+    output.split("\n").find((l) => /error|invalid|cannot/i.test(l)) ?? output.slice(-300);
+  throw new Error(`${kind} did not become ready: ${reason.trim()}`);
+}
+
+/** ours: GET /readyz answers 200; the others listen only once they are set up. */
+function isReady(kind: Kind, port: number): Promise<boolean> {
+  if (kind !== "ours") {
+    return new Promise((resolve) => {
+      const s = net.connect({ host: HOST, port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on("error", () => resolve(false));
+    });
+  }
+  return fetch(`http://${HOST}:${port}/readyz`).then(
+    (r) => r.status === 200,
+    () => false,
   );
 }
-const results = { date: new Date().toISOString(), node: process.version, quick, dispatch };
-mkdirSync(new URL("./results/", import.meta.url), { recursive: true });
-writeFileSync(
-  new URL("./results/latest.json", import.meta.url),
-  `${JSON.stringify(results, null, 2)}\n`,
+
+/** SIGTERM (ours drains and exits, writing a --cpu-prof profile if asked), SIGKILL after 3 s. */
+function stopServer(server: Server): Promise<void> {
+  if (server.exited) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.child.kill("SIGKILL"), 3000);
+    server.child.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.child.kill("SIGTERM");
+  });
+}
+
+let probeSeq = 0;
+/** Full GC, then memory, via the probe preloaded into the server; ours also: open streams from /metrics. */
+async function probeServer(server: Server): Promise<ProbeData | null> {
+  const id = ++probeSeq;
+  const mem = await new Promise<{ rssBytes: number; heapUsedBytes: number } | null>((resolve) => {
+    const timer = setTimeout(() => done(null), 20_000);
+    const onMessage = (m: {
+      type?: string;
+      id?: number;
+      rssBytes: number;
+      heapUsedBytes: number;
+    }) => {
+      if (m?.type === "probe-result" && m.id === id) done(m);
+    };
+    const done = (v: { rssBytes: number; heapUsedBytes: number } | null) => {
+      clearTimeout(timer);
+      server.child.off("message", onMessage);
+      resolve(v);
+    };
+    server.child.on("message", onMessage);
+    server.child.send({ type: "probe", id });
+  });
+  if (mem === null) return null;
+  if (server.kind !== "ours") return { rssBytes: mem.rssBytes, heapUsedBytes: mem.heapUsedBytes };
+  const streamsOpen = await oursMetric(server, "eventserver_streams_open");
+  return {
+    rssBytes: mem.rssBytes,
+    heapUsedBytes: mem.heapUsedBytes,
+    ...(streamsOpen !== null && { streamsOpen }),
+  };
+}
+
+/** A metric of ours from GET /metrics, summed over its labels; null when unavailable. */
+async function oursMetric(server: Server, name: string): Promise<number | null> {
+  try {
+    const text = await (await fetch(`http://${HOST}:${server.port}/metrics`)).text();
+    let sum: number | null = null;
+    for (const line of text.split("\n")) {
+      if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) {
+        sum = (sum ?? 0) + Number(line.split(" ").pop());
+      }
+    }
+    return sum;
+  } catch {
+    return null;
+  }
+}
+
+// --- load generator --------------------------------------------------------------------------
+
+async function runLoadgen(
+  server: Server,
+  params: LoadgenParams,
+  timeoutMs: number,
+): Promise<Record<string, unknown>> {
+  const child = fork(fileURLToPath(new URL("loadgen.js", HERE)), [], {
+    cwd: ROOT,
+    ...(PIN && { execPath: "taskset", execArgv: ["-c", PIN.loadgen, process.execPath] }),
+    stdio: ["ignore", "pipe", "pipe", "ipc"],
+  });
+  running.add(child);
+  const output: string[] = [];
+  child.stdout?.on("data", (c: Buffer) => output.push(c.toString()));
+  child.stderr?.on("data", (c: Buffer) => output.push(c.toString()));
+  const target: Target = {
+    host: HOST,
+    port: server.port,
+    serverPid: server.child.pid ?? 0,
+    clkTck,
+  };
+  try {
+    return await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new Error(`load generator timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      child.on("message", (m: FromLoadgen) => {
+        if (m.type === "probe") {
+          void probeServer(server).then((data) => {
+            const reply: ToLoadgen = { type: "probe-result", id: m.id, data };
+            if (child.connected) child.send(reply);
+          });
+        } else if (m.type === "result") {
+          clearTimeout(timer);
+          resolve(m.result);
+        } else if (m.type === "error") {
+          clearTimeout(timer);
+          reject(new Error(m.message));
+        }
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`load generator exited (${code}): ${output.join("").slice(-800)}`));
+      });
+      const start: ToLoadgen = { type: "start", target, params };
+      child.send(start);
+    });
+  } finally {
+    child.kill("SIGKILL");
+    running.delete(child);
+  }
+}
+
+// --- scenarios -------------------------------------------------------------------------------
+
+const timing = quick
+  ? { warmupMs: 1000, durationMs: 3000 }
+  : { warmupMs: 2000, durationMs: 10_000 };
+// BENCH_LOOP (JSON) overrides the publisher's loop settings, for experiments.
+const loop = {
+  batch: 100,
+  inflight: 2,
+  windowEvents: 500,
+  ...timing,
+  ...(JSON.parse(process.env.BENCH_LOOP ?? "{}") as object),
+};
+
+interface Part {
+  readonly name: string;
+  readonly params: LoadgenParams;
+  readonly kinds: readonly Kind[];
+  /**
+   * Full runs repeat the part this many times (servers interleaved, so that a change in the
+   * machine's load hits all of them alike) and keep, per server, the run with the median of
+   * `median` (a path into the result); quick runs measure once.
+   */
+  readonly repeat?: { readonly rounds: number; readonly median: string };
+}
+
+interface Scenario {
+  readonly key: string;
+  readonly title: string;
+  readonly parts: readonly Part[];
+}
+
+const SCENARIOS: readonly Scenario[] = [
+  {
+    key: "fanout",
+    title: "1. Fan-out throughput: 1,000 streams of one organization over 10 connections",
+    parts: [
+      {
+        name: "fanout",
+        kinds: [...KINDS, "limit-batched"],
+        params: { mode: "fanout", streams: 1000, connections: 10, filters: false, ...loop },
+        repeat: { rounds: 3, median: "deliveriesPerSec" },
+      },
+    ],
+  },
+  {
+    key: "latency",
+    title: "2. Latency: 1,000 streams, 200 events/s (one event per publish)",
+    parts: [
+      {
+        name: "latency",
+        kinds: KINDS,
+        params: { mode: "latency", streams: 1000, connections: 10, ratePerSec: 200, ...timing },
+        repeat: { rounds: 3, median: "p99Ms" },
+      },
+    ],
+  },
+  {
+    key: "dispatch",
+    title:
+      "3. Dispatch scaling: 10 target streams; with 10,000 idle streams of 1,000 other organizations; without them again",
+    parts: [
+      {
+        name: "dispatch",
+        kinds: KINDS,
+        params: {
+          mode: "dispatch",
+          targetStreams: 10,
+          idleStreams: 10_000,
+          idleConnections: 100,
+          ...loop,
+        },
+      },
+    ],
+  },
+  {
+    key: "memory",
+    title:
+      "4. Memory: 10,000 idle HTTP/2 streams over 100 connections; 1,000 HTTP/1.1 JSONL streams",
+    parts: [
+      {
+        name: "h2",
+        kinds: KINDS,
+        params: { mode: "memory-h2", streams: 10_000, connections: 100 },
+      },
+      { name: "jsonl", kinds: ["ours"], params: { mode: "memory-jsonl", streams: 1000 } },
+    ],
+  },
+  {
+    key: "filters",
+    title: "5. Filters: scenario 1 with 50 filters of 25 ids on every stream",
+    parts: [
+      {
+        name: "fanout",
+        kinds: KINDS,
+        params: { mode: "fanout", streams: 1000, connections: 10, filters: true, ...loop },
+      },
+    ],
+  },
+];
+
+function partTimeoutMs(params: LoadgenParams): number {
+  switch (params.mode) {
+    case "fanout":
+    case "latency":
+      return params.warmupMs + params.durationMs + 90_000;
+    case "dispatch":
+      return 3 * (params.warmupMs + params.durationMs) + 120_000;
+    default:
+      return 120_000;
+  }
+}
+
+const kindsFilter = process.argv
+  .find((a) => a.startsWith("--kinds="))
+  ?.slice("--kinds=".length)
+  .split(",");
+const only = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
+const started = performance.now();
+const results: Record<string, ScenarioResults> = {};
+const timings: Record<string, number> = {};
+
+console.log(
+  `Benchmark (${quick ? "quick" : "full"}): ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), Node ${process.version}`,
 );
+/** Runs one part against one server: start it, run the load generator, stop it. */
+async function runPart(
+  scenario: Scenario,
+  part: Part,
+  kind: Kind,
+  round: number,
+): Promise<Outcome> {
+  const t = performance.now();
+  let server: Server | undefined;
+  let outcome: Outcome;
+  try {
+    server = await startServer(kind);
+    const result = await runLoadgen(server, part.params, partTimeoutMs(part.params));
+    if (kind === "ours" && typeof result.received === "number") {
+      // Cross-check of the client's count: what ours says it wrote.
+      result.serverCountedDeliveries = await oursMetric(server, "eventserver_deliveries_total");
+    }
+    outcome = server.exited
+      ? { result, error: `server exited: ${server.output.join("").slice(-300)}` }
+      : { result };
+  } catch (err) {
+    const tail = server === undefined ? "" : server.output.join("").slice(-300);
+    const first = (err as Error).message.split("\n")[0];
+    outcome = { error: `${first}${tail ? ` | server: ${tail}` : ""}` };
+  } finally {
+    if (server !== undefined) await stopServer(server);
+  }
+  const seconds = (performance.now() - t) / 1000;
+  const label = `${scenario.key}/${part.name}/${kind}${round > 0 ? ` (round ${round + 1})` : ""}`;
+  timings[label] = seconds;
+  console.log(
+    `  ${label}: ${seconds.toFixed(1)} s${outcome.error ? `  FAILED: ${outcome.error}` : ""}`,
+  );
+  return outcome;
+}
+
+/** The outcome whose `path` is the median of the rounds (failed rounds sort last). */
+function median(outcomes: Outcome[], path: string): Outcome {
+  const value = (o: Outcome) => {
+    let v: unknown = o.result;
+    for (const k of path.split(".")) v = (v as Record<string, unknown> | undefined)?.[k];
+    return typeof v === "number" && o.error === undefined ? v : Number.POSITIVE_INFINITY;
+  };
+  const sorted = [...outcomes].sort((a, b) => value(a) - value(b));
+  const chosen = sorted[Math.floor((sorted.length - 1) / 2)] as Outcome;
+  return outcomes.length === 1
+    ? chosen
+    : {
+        ...chosen,
+        rounds: outcomes.map((o) => (value(o) === Number.POSITIVE_INFINITY ? null : value(o))),
+      };
+}
+
+for (const scenario of SCENARIOS) {
+  if (only !== undefined && !only.split(",").includes(scenario.key)) continue;
+  const byKind: ScenarioResults = {};
+  for (const part of scenario.parts) {
+    const kinds = part.kinds.filter((k) => kindsFilter === undefined || kindsFilter.includes(k));
+    const rounds = quick ? 1 : (part.repeat?.rounds ?? 1);
+    const outcomes = new Map<Kind, Outcome[]>();
+    for (let round = 0; round < rounds; round++) {
+      for (const kind of kinds) {
+        const o = await runPart(scenario, part, kind, round);
+        outcomes.set(kind, [...(outcomes.get(kind) ?? []), o]);
+      }
+    }
+    for (const [kind, list] of outcomes) {
+      const chosen =
+        part.repeat === undefined ? (list[0] as Outcome) : median(list, part.repeat.median);
+      byKind[kind] = { ...byKind[kind], [part.name]: chosen };
+    }
+  }
+  results[scenario.key] = byKind;
+}
+
+let dispatchInProcess: DispatchResult[] | undefined;
+if (only === undefined || only.split(",").includes("dispatch")) {
+  const t = performance.now();
+  dispatchInProcess = await runDispatch({ quick });
+  timings["dispatch.in-process"] = (performance.now() - t) / 1000;
+  console.log(`  dispatch/in-process: ${timings["dispatch.in-process"].toFixed(1)} s`);
+}
+
+const report = buildReport(results, dispatchInProcess);
+const totalSeconds = (performance.now() - started) / 1000;
+printTables(SCENARIOS, report);
+console.log(`\nTotal: ${totalSeconds.toFixed(0)} s (${quick ? "quick" : "full"} run)`);
+
+const out = {
+  date: new Date().toISOString(),
+  node: process.version,
+  quick,
+  machine: { cpus: cpus().length, model: cpus()[0]?.model ?? "", clkTck },
+  totalSeconds,
+  timings,
+  parameters: Object.fromEntries(
+    SCENARIOS.map((s) => [s.key, Object.fromEntries(s.parts.map((p) => [p.name, p.params]))]),
+  ),
+  rows: report.rows,
+  notes: report.notes,
+  results,
+  dispatchInProcess,
+};
+mkdirSync(new URL("./results/", pathToFileURL(join(ROOT, "bench/"))), { recursive: true });
+writeFileSync(join(ROOT, "bench/results/latest.json"), `${JSON.stringify(out, null, 2)}\n`);
+console.log("Written to bench/results/latest.json");
+rmSync(tmp, { recursive: true, force: true });

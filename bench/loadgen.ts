@@ -1,0 +1,627 @@
+import { readFileSync } from "node:fs";
+import * as http from "node:http";
+import { createHistogram } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import {
+  confirmationFrame,
+  FILTERED_IDS,
+  latencyTemplate,
+  memberToken,
+  PUBLISHER_TOKEN,
+  publishFrames,
+  TIME_HEX_DIGITS,
+  watchRequestFrame,
+} from "./fixtures.js";
+import { grpcHeaderBlock, H2Connection, Tally } from "./h2-watch-client.js";
+import type {
+  FromLoadgen,
+  LoadgenParams,
+  LoopParams,
+  ProbeData,
+  Target,
+  ToLoadgen,
+} from "./protocol.js";
+import { Publisher } from "./publisher.js";
+
+/**
+ * The load generator: one process, forked by run.ts with an IPC channel, that runs one scenario
+ * part against one server and sends back its figures. Watch streams use the frame-counting
+ * HTTP/2 client (h2-watch-client.ts); publishes go through node:http2 with frames encoded once,
+ * up front. It measures the server's CPU time itself (from /proc, at the edges of its
+ * measurement window) and its own (process.cpuUsage), so that both cover the same interval.
+ */
+
+const WATCH_PATH = "/gitpod.v1.EventService/WatchEvents";
+const JSONL_PATH = "/gitpod.v1.EventService/WatchEvents";
+/** Connections opened at once while setting up streams. */
+const CONNECT_PARALLEL = 20;
+const CONFIRM_TIMEOUT_MS = 30_000;
+
+let target: Target;
+
+function send(m: FromLoadgen): void {
+  process.send?.(m);
+}
+
+const probes = new Map<number, (d: ProbeData | null) => void>();
+let probeId = 0;
+/** Asks the orchestrator to measure the server's memory (after a full GC). */
+function probe(): Promise<ProbeData | null> {
+  const id = ++probeId;
+  return new Promise((resolve) => {
+    probes.set(id, resolve);
+    send({ type: "probe", id });
+  });
+}
+
+/** utime + stime of the server process (all threads), in seconds. */
+function serverCpuSec(): number {
+  const stat = readFileSync(`/proc/${target.serverPid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+  return (Number(fields[11]) + Number(fields[12])) / target.clkTck;
+}
+
+/** CPU seconds the whole machine spent busy (all CPUs, everything but idle and iowait). */
+function machineBusySec(): number {
+  const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? "";
+  const t = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = t.reduce((a, b) => a + b, 0);
+  return (total - (t[3] ?? 0) - (t[4] ?? 0)) / target.clkTck;
+}
+
+function ownCpuSec(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+interface Watchers {
+  readonly tally: Tally;
+  readonly connections: H2Connection[];
+}
+
+/**
+ * Opens `streams` watch streams over `connections` connections (spread evenly), stream n with
+ * the token of organization `orgOf(n)`, at most CONNECT_PARALLEL connections being set up at once.
+ */
+async function openWatchers(
+  streams: number,
+  connections: number,
+  orgOf: (n: number) => number,
+  body: Buffer,
+  tally = new Tally(),
+): Promise<Watchers> {
+  const authority = `${target.host}:${target.port}`;
+  const blocks = new Map<number, Buffer>();
+  const block = (org: number) => {
+    let b = blocks.get(org);
+    if (b === undefined) {
+      b = grpcHeaderBlock(authority, WATCH_PATH, memberToken(org));
+      blocks.set(org, b);
+    }
+    return b;
+  };
+  const conns: H2Connection[] = [];
+  let n = 0;
+  for (let c0 = 0; c0 < connections; c0 += CONNECT_PARALLEL) {
+    const group: Promise<void>[] = [];
+    for (let c = c0; c < Math.min(connections, c0 + CONNECT_PARALLEL); c++) {
+      const count = Math.floor(streams / connections) + (c < streams % connections ? 1 : 0);
+      const headerBlocks: Buffer[] = [];
+      for (let i = 0; i < count; i++) headerBlocks.push(block(orgOf(n++)));
+      const conn = new H2Connection({ host: target.host, port: target.port });
+      conns.push(conn);
+      group.push(
+        conn.ready.then(() => {
+          if (count > conn.peerMaxConcurrent) {
+            throw new Error(`server allows ${conn.peerMaxConcurrent} streams per connection`);
+          }
+          conn.open(headerBlocks, body, tally);
+        }),
+      );
+    }
+    await Promise.all(group);
+  }
+  return { tally, connections: conns };
+}
+
+/**
+ * Publishes one event per organization of the group, again every second, until every stream
+ * has received one (a stream that the server has not set up yet misses an event: there is no
+ * replay). Returns how many streams deliver.
+ */
+async function confirm(pub: Publisher, frame: Buffer, tally: Tally): Promise<number> {
+  const deadline = performance.now() + CONFIRM_TIMEOUT_MS;
+  while (performance.now() < deadline) {
+    if (!(await pub.publish(frame))) await sleep(100);
+    if (await tally.waitForMin(1, Math.min(1000, deadline - performance.now()))) break;
+  }
+  return tally.streams.filter((s) => s.state !== "ended" && s.received >= 1).length;
+}
+
+function endReasons(tally: Tally): Record<string, number> {
+  const reasons: Record<string, number> = {};
+  for (const s of tally.streams) {
+    if (s.state === "ended") reasons[s.endReason] = (reasons[s.endReason] ?? 0) + 1;
+  }
+  return reasons;
+}
+
+interface Sample {
+  readonly t: number;
+  readonly delivered: number;
+  readonly serverCpu: number;
+  readonly ownCpu: number;
+  readonly machineBusy: number;
+}
+
+function sample(tally: Tally): Sample {
+  return {
+    t: performance.now(),
+    delivered: tally.received,
+    serverCpu: serverCpuSec(),
+    ownCpu: ownCpuSec(),
+    machineBusy: machineBusySec(),
+  };
+}
+
+/**
+ * CPU use over a window, in cores: the server, the load generator, and everything else on the
+ * machine (other processes, and kernel work not charged to either), which should be near 0.
+ */
+function cores(start: Sample, end: Sample) {
+  const seconds = (end.t - start.t) / 1000;
+  const server = (end.serverCpu - start.serverCpu) / seconds;
+  const loadgen = (end.ownCpu - start.ownCpu) / seconds;
+  const machine = (end.machineBusy - start.machineBusy) / seconds;
+  return {
+    serverCores: server,
+    loadgenCores: loadgen,
+    otherCores: Math.max(0, machine - server - loadgen),
+  };
+}
+
+/**
+ * Publishes as fast as the server delivers: batches cycle through `frames`, at most
+ * `inflight` publishes are outstanding, and a publish waits while it would put the slowest
+ * stream more than `windowEvents` events behind. (Publishing faster than the streams are
+ * written only fills buffers: ours would coalesce or cut slow streams, limit and peer would
+ * queue without bound.) Measures deliveries and CPU over [warmup, warmup + duration], then
+ * checks that every stream received every event.
+ */
+async function closedLoop(pub: Publisher, frames: Buffer[], tally: Tally, p: LoopParams) {
+  const base = tally.min();
+  let sent = 0;
+  let acked = 0;
+  let k = 0;
+  let failures = 0;
+  const t0 = performance.now();
+  const stopAt = t0 + p.warmupMs + p.durationMs;
+  let start: Sample | undefined;
+  let end: Sample | undefined;
+  const startTimer = setTimeout(() => {
+    start = sample(tally);
+  }, p.warmupMs);
+  const endTimer = setTimeout(() => {
+    end = sample(tally);
+  }, p.warmupMs + p.durationMs);
+  let inflight = 0;
+  let slotFreed: (() => void) | undefined;
+  // Where the publisher waited: for a free call slot (the server answering Publish) or at the
+  // window (the slowest stream catching up).
+  let slotWaitMs = 0;
+  let windowWaitMs = 0;
+  while (performance.now() < stopAt && failures < 100) {
+    if (inflight >= p.inflight) {
+      const w0 = performance.now();
+      await new Promise<void>((resolve) => {
+        slotFreed = resolve;
+      });
+      slotWaitMs += performance.now() - w0;
+      continue;
+    }
+    const left = stopAt - performance.now();
+    const w0 = performance.now();
+    const ok = await tally.waitForMin(base + sent + p.batch - p.windowEvents, left);
+    windowWaitMs += performance.now() - w0;
+    if (!ok || performance.now() >= stopAt) break;
+    const frame = frames[k++ % frames.length] as Buffer;
+    sent += p.batch;
+    inflight++;
+    void pub.publish(frame).then((published) => {
+      inflight--;
+      if (published) acked += p.batch;
+      else {
+        sent -= p.batch;
+        failures++;
+      }
+      const wake = slotFreed;
+      slotFreed = undefined;
+      wake?.();
+    });
+  }
+  while (inflight > 0) {
+    await new Promise<void>((resolve) => {
+      slotFreed = resolve;
+    });
+  }
+  const remaining = stopAt - performance.now();
+  if (remaining > 0) await sleep(remaining);
+  clearTimeout(startTimer);
+  clearTimeout(endTimer);
+  start ??= sample(tally);
+  end ??= sample(tally);
+  const complete = await tally.waitForMin(base + acked, 10_000);
+  const seconds = (end.t - start.t) / 1000;
+  const deliveries = end.delivered - start.delivered;
+  const live = tally.live;
+  return {
+    seconds,
+    deliveries,
+    deliveriesPerSec: deliveries / seconds,
+    eventsPerSec: live > 0 ? deliveries / live / seconds : 0,
+    serverCpuSec: end.serverCpu - start.serverCpu,
+    ...cores(start, end),
+    eventsPublished: acked,
+    publishFailures: failures,
+    everyEventDelivered: complete,
+    shortestStream: tally.min() - base,
+    publisherWaits: {
+      forCallSlotMs: Math.round(slotWaitMs),
+      forWindowMs: Math.round(windowWaitMs),
+      runMs: Math.round(p.warmupMs + p.durationMs),
+    },
+  };
+}
+
+async function fanout(p: Extract<LoadgenParams, { mode: "fanout" }>) {
+  const t0 = performance.now();
+  const w = await openWatchers(p.streams, p.connections, () => 0, watchRequestFrame(p.filters));
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  const confirmed = await confirm(pub, confirmationFrame(0, 1), w.tally);
+  const setupSeconds = (performance.now() - t0) / 1000;
+  const frames = publishFrames(0, p.filters ? FILTERED_IDS : 1000, p.batch);
+  const loop = await closedLoop(pub, frames, w.tally, p);
+  const result = {
+    streams: p.streams,
+    streamsConfirmed: confirmed,
+    setupSeconds,
+    streamsEnded: endReasons(w.tally),
+    ...loop,
+    serverCpuSecPerMillion:
+      loop.deliveries > 0 ? (loop.serverCpuSec / loop.deliveries) * 1e6 : null,
+    publishFailureReasons: Object.fromEntries(pub.failures),
+    received: w.tally.received,
+  };
+  pub.close();
+  for (const c of w.connections) c.close();
+  return result;
+}
+
+/** The send time (µs, from the last 12 hex digits of resource_id), or -1. */
+function sentMicros(buf: Buffer, start: number, length: number): number {
+  let i = start;
+  const end = start + length;
+  while (i < end) {
+    const tag = buf[i++] as number;
+    const wire = tag & 7;
+    if (wire === 0) {
+      while (((buf[i++] as number) & 0x80) !== 0 && i < end);
+      continue;
+    }
+    if (wire !== 2) return -1;
+    let len = 0;
+    let shift = 0;
+    let b: number;
+    do {
+      b = buf[i++] as number;
+      len += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (b & 0x80 && i < end);
+    if (tag >> 3 === 3) {
+      if (len < TIME_HEX_DIGITS) return -1;
+      let v = 0;
+      for (let j = i + len - TIME_HEX_DIGITS; j < i + len; j++) {
+        const c = buf[j] as number;
+        v = v * 16 + (c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x57);
+      }
+      return v;
+    }
+    i += len;
+  }
+  return -1;
+}
+
+function writeMicros(frame: Buffer, offset: number, micros: number): void {
+  const hex = Math.floor(micros).toString(16).padStart(TIME_HEX_DIGITS, "0");
+  frame.write(hex, offset, TIME_HEX_DIGITS, "latin1");
+}
+
+async function latency(p: Extract<LoadgenParams, { mode: "latency" }>) {
+  const w = await openWatchers(p.streams, p.connections, () => 0, watchRequestFrame(false));
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  const confirmed = await confirm(pub, confirmationFrame(0, 1), w.tally);
+  const base = w.tally.min();
+  const hist = createHistogram({ lowest: 1, highest: 600_000_000, figures: 3 });
+  const publishHist = createHistogram({ lowest: 1, highest: 600_000_000, figures: 3 });
+  let nowUs = 0;
+  let fromUs = Number.POSITIVE_INFINITY;
+  let toUs = Number.POSITIVE_INFINITY;
+  let measured = 0;
+  w.tally.onChunk = () => {
+    nowUs = performance.now() * 1000;
+  };
+  w.tally.onMessage = (buf, start, length) => {
+    const sent = sentMicros(buf, start, length);
+    if (sent >= fromUs && sent < toUs) {
+      hist.record(Math.max(1, Math.round(nowUs - sent)));
+      measured++;
+    }
+  };
+  const template = latencyTemplate(0);
+  const intervalMs = 1000 / p.ratePerSec;
+  const t0 = performance.now() + 10;
+  fromUs = (t0 + p.warmupMs) * 1000;
+  toUs = (t0 + p.warmupMs + p.durationMs) * 1000;
+  const stopAt = t0 + p.warmupMs + p.durationMs;
+  let published = 0;
+  let inWindow = 0;
+  let failures = 0;
+  let inflight = 0;
+  const first = sample(w.tally);
+  for (let i = 0; ; i++) {
+    const due = t0 + i * intervalMs;
+    if (due >= stopAt) break;
+    const wait = due - performance.now();
+    if (wait > 0.5) await sleep(wait);
+    if (inflight >= 1000) {
+      failures++;
+      continue;
+    }
+    const frame = Buffer.from(template.frame);
+    const sentUs = performance.now() * 1000;
+    writeMicros(frame, template.offset, sentUs);
+    if (sentUs >= fromUs && sentUs < toUs) inWindow++;
+    inflight++;
+    void pub.publish(frame).then((ok) => {
+      inflight--;
+      if (ok) published++;
+      else failures++;
+      // The publish round trip: how long the server took to accept the event.
+      if (sentUs >= fromUs && sentUs < toUs) {
+        publishHist.record(Math.max(1, Math.round(performance.now() * 1000 - sentUs)));
+      }
+    });
+  }
+  const used = cores(first, sample(w.tally));
+  while (inflight > 0) await sleep(5);
+  const complete = await w.tally.waitForMin(base + published, 10_000);
+  const ms = (q: number) => hist.percentile(q) / 1000;
+  const result = {
+    streams: p.streams,
+    streamsConfirmed: confirmed,
+    streamsEnded: endReasons(w.tally),
+    ratePerSec: p.ratePerSec,
+    eventsPublished: published,
+    publishFailures: failures,
+    deliveriesMeasured: measured,
+    deliveriesExpected: inWindow * p.streams,
+    everyEventDelivered: complete,
+    p50Ms: ms(50),
+    p99Ms: ms(99),
+    p999Ms: ms(99.9),
+    maxMs: hist.max / 1000,
+    meanMs: hist.mean / 1000,
+    publishP50Ms: publishHist.percentile(50) / 1000,
+    publishP99Ms: publishHist.percentile(99) / 1000,
+    ...used,
+    publishFailureReasons: Object.fromEntries(pub.failures),
+    received: w.tally.received,
+  };
+  pub.close();
+  for (const c of w.connections) c.close();
+  return result;
+}
+
+async function dispatch(p: Extract<LoadgenParams, { mode: "dispatch" }>) {
+  const body = watchRequestFrame(false);
+  const targets = await openWatchers(p.targetStreams, 1, () => 0, body);
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  const targetsConfirmed = await confirm(pub, confirmationFrame(0, 1), targets.tally);
+  const frames = publishFrames(0, 1000, p.batch);
+  const without = await closedLoop(pub, frames, targets.tally, p);
+  // 1,000 other organizations, 10 idle streams each (with 10,000 streams).
+  const orgs = Math.min(1000, p.idleStreams);
+  const t1 = performance.now();
+  const idle = await openWatchers(p.idleStreams, p.idleConnections, (n) => 1 + (n % orgs), body);
+  const idleConfirmed = await confirm(pub, confirmationFrame(1, 1 + orgs), idle.tally);
+  const idleSetupSeconds = (performance.now() - t1) / 1000;
+  const withIdle = await closedLoop(pub, frames, targets.tally, p);
+  const idleEnded = endReasons(idle.tally);
+  // Again without them (A, B, A'): a drift in the server's cost over time (JIT, GC, a growing
+  // store) then weighs on both sides of the ratio instead of on B alone.
+  for (const c of idle.connections) c.close();
+  await sleep(1000);
+  const again = await closedLoop(pub, frames, targets.tally, p);
+  const perEvent = (r: typeof without) =>
+    r.deliveries > 0 ? (r.serverCpuSec / (r.deliveries / p.targetStreams)) * 1e6 : null;
+  const a1 = perEvent(without);
+  const a2 = perEvent(again);
+  const a = a1 !== null && a2 !== null ? (a1 + a2) / 2 : null;
+  const b = perEvent(withIdle);
+  const result = {
+    targetStreams: p.targetStreams,
+    targetStreamsConfirmed: targetsConfirmed,
+    idleStreams: p.idleStreams,
+    idleStreamsConfirmed: idleConfirmed,
+    idleSetupSeconds,
+    streamsEnded: endReasons(targets.tally),
+    idleStreamsEnded: idleEnded,
+    withoutIdle: {
+      ...without,
+      serverCpuUsPerEvent: a,
+      serverCpuUsPerEventBefore: a1,
+      serverCpuUsPerEventAfter: a2,
+    },
+    withIdle: { ...withIdle, serverCpuUsPerEvent: b },
+    withoutIdleAgain: { ...again, serverCpuUsPerEvent: a2 },
+    costRatio: a !== null && b !== null ? b / a : null,
+    publishFailureReasons: Object.fromEntries(pub.failures),
+    received: targets.tally.received + idle.tally.received,
+  };
+  pub.close();
+  for (const c of targets.connections) c.close();
+  return result;
+}
+
+const WARMUP_STREAMS = 10;
+
+/** Memory per stream = (after - before) / streams; `before` already has warm-up streams open. */
+function perStream(before: ProbeData | null, after: ProbeData | null, streams: number) {
+  if (before === null || after === null || streams === 0) return null;
+  return {
+    rssBytesPerStream: (after.rssBytes - before.rssBytes) / streams,
+    heapBytesPerStream: (after.heapUsedBytes - before.heapUsedBytes) / streams,
+    before,
+    after,
+  };
+}
+
+async function memoryH2(p: Extract<LoadgenParams, { mode: "memory-h2" }>) {
+  const body = watchRequestFrame(false);
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  // Warm-up streams load every lazily initialized code path before the baseline.
+  const warm = await openWatchers(WARMUP_STREAMS, 1, (n) => 1 + n, body);
+  await confirm(pub, confirmationFrame(1, 1 + WARMUP_STREAMS), warm.tally);
+  await sleep(200);
+  const before = await probe();
+  const orgs = Math.min(1000, p.streams);
+  const t0 = performance.now();
+  const w = await openWatchers(p.streams, p.connections, (n) => 1 + (n % orgs), body);
+  const confirmed = await confirm(pub, confirmationFrame(1, 1 + orgs), w.tally);
+  const setupSeconds = (performance.now() - t0) / 1000;
+  await sleep(500);
+  const after = await probe();
+  const result = {
+    streams: p.streams,
+    connections: p.connections,
+    streamsConfirmed: confirmed,
+    setupSeconds,
+    streamsEnded: endReasons(w.tally),
+    memory: perStream(before, after, confirmed),
+  };
+  pub.close();
+  for (const c of [...warm.connections, ...w.connections]) c.close();
+  return result;
+}
+
+async function memoryJsonl(p: Extract<LoadgenParams, { mode: "memory-jsonl" }>) {
+  // Each request its own connection: the agent never has a free socket to reuse while the
+  // earlier responses stream.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: p.streams + 100 });
+  const requests: http.ClientRequest[] = [];
+  let lines = 0;
+  const open = (org: number) =>
+    new Promise<boolean>((resolve) => {
+      const req = http.request(
+        {
+          host: target.host,
+          port: target.port,
+          method: "POST",
+          path: JSONL_PATH,
+          agent,
+          headers: {
+            authorization: `Bearer ${memberToken(org)}`,
+            "content-type": "application/jsonl",
+          },
+        },
+        (res) => {
+          let seen = false;
+          res.on("data", (chunk: Buffer) => {
+            if (!seen && chunk.includes(10)) {
+              seen = true;
+              lines++;
+            }
+          });
+          res.on("error", () => {});
+          resolve(res.statusCode === 200);
+        },
+      );
+      req.on("error", () => resolve(false));
+      req.setTimeout(CONFIRM_TIMEOUT_MS, () => {
+        req.destroy();
+        resolve(false);
+      });
+      req.end("{}");
+      requests.push(req);
+    });
+  const openMany = async (from: number, count: number) => {
+    let ok = 0;
+    for (let i = 0; i < count; i += 100) {
+      const batch = [];
+      for (let j = i; j < Math.min(count, i + 100); j++) batch.push(open(1 + ((from + j) % 1000)));
+      ok += (await Promise.all(batch)).filter(Boolean).length;
+    }
+    return ok;
+  };
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  await openMany(0, WARMUP_STREAMS);
+  await sleep(200);
+  const before = await probe();
+  const opened = await openMany(WARMUP_STREAMS, p.streams);
+  // Confirm: one event for every organization; every stream should print one line.
+  const orgs = Math.min(1000, p.streams + WARMUP_STREAMS);
+  await pub.publish(confirmationFrame(1, 1 + orgs));
+  const deadline = performance.now() + CONFIRM_TIMEOUT_MS;
+  while (lines < opened + WARMUP_STREAMS && performance.now() < deadline) await sleep(20);
+  await sleep(500);
+  const after = await probe();
+  const result = {
+    streams: p.streams,
+    streamsOpened: opened,
+    streamsConfirmed: Math.max(0, lines - WARMUP_STREAMS),
+    memory: perStream(before, after, opened),
+  };
+  pub.close();
+  for (const r of requests) r.destroy();
+  agent.destroy();
+  return result;
+}
+
+async function run(params: LoadgenParams): Promise<Record<string, unknown>> {
+  switch (params.mode) {
+    case "fanout":
+      return fanout(params);
+    case "latency":
+      return latency(params);
+    case "dispatch":
+      return dispatch(params);
+    case "memory-h2":
+      return memoryH2(params);
+    case "memory-jsonl":
+      return memoryJsonl(params);
+  }
+}
+
+process.on("message", (m: ToLoadgen) => {
+  if (m.type === "probe-result") {
+    probes.get(m.id)?.(m.data);
+    probes.delete(m.id);
+    return;
+  }
+  if (m.type !== "start") return;
+  target = m.target;
+  run(m.params).then(
+    (result) => {
+      send({ type: "result", result });
+      process.disconnect();
+      // Sockets may linger (closing connections); the result is out, so leave.
+      setTimeout(() => process.exit(0), 100).unref();
+    },
+    (err: unknown) => {
+      send({ type: "error", message: (err as Error).stack ?? String(err) });
+      process.disconnect();
+      setTimeout(() => process.exit(1), 100).unref();
+    },
+  );
+});

@@ -1,0 +1,385 @@
+import type { DispatchResult } from "./dispatch.js";
+
+/** One server's outcome of one scenario part: the load generator's figures, or why there are none. */
+export interface Outcome {
+  readonly result?: Record<string, unknown>;
+  readonly error?: string;
+  /** When the part was repeated: each round's figure that chose the median round. */
+  readonly rounds?: (number | null)[];
+}
+/** kind -> part name -> outcome. */
+export type ScenarioResults = Partial<Record<string, Record<string, Outcome>>>;
+
+type Value = number | string | null;
+
+/** One figure of one scenario for the three servers, with ratios and the target if there is one. */
+export interface Row {
+  readonly scenario: string;
+  readonly metric: string;
+  readonly ours: Value;
+  readonly limit: Value;
+  readonly peer: Value;
+  /** limit writing each stream's events of a publish with one write (scenario 1 only). */
+  readonly limitBatched?: Value;
+  readonly oursToLimit: number | null;
+  readonly oursToPeer: number | null;
+  readonly oursToLimitBatched?: number | null;
+  readonly target?: string;
+  /** Against the target; null when there is no figure to judge. */
+  readonly pass?: boolean | null;
+}
+
+export interface Report {
+  readonly rows: Row[];
+  /** Failures and anomalies, per scenario, printed under its table. */
+  readonly notes: Record<string, string[]>;
+}
+
+const KINDS = ["ours", "limit", "peer", "limit-batched"] as const;
+type Values = Record<"ours" | "limit" | "peer", Value> & { "limit-batched"?: Value };
+
+function get(o: unknown, path: string): unknown {
+  let v: unknown = o;
+  for (const k of path.split(".")) v = (v as Record<string, unknown> | null | undefined)?.[k];
+  return v;
+}
+
+function num(v: unknown): number | null {
+  return typeof v === "number" && Number.isFinite(v) ? v : null;
+}
+
+function ratio(a: Value, b: Value): number | null {
+  return typeof a === "number" && typeof b === "number" && b !== 0 ? a / b : null;
+}
+
+function row(
+  scenario: string,
+  metric: string,
+  values: Values,
+  target?: { text: string; pass: (r: Row) => boolean | null },
+): Row {
+  const batched = values["limit-batched"];
+  const r: Row = {
+    scenario,
+    metric,
+    ours: values.ours,
+    limit: values.limit,
+    peer: values.peer,
+    oursToLimit: ratio(values.ours, values.limit),
+    oursToPeer: ratio(values.ours, values.peer),
+    ...(batched !== undefined && {
+      limitBatched: batched,
+      oursToLimitBatched: ratio(values.ours, batched),
+    }),
+  };
+  return target === undefined ? r : { ...r, target: target.text, pass: target.pass(r) };
+}
+
+export function buildReport(
+  results: Record<string, ScenarioResults>,
+  dispatchInProcess: readonly DispatchResult[] | undefined,
+): Report {
+  const rows: Row[] = [];
+  const notes: Record<string, string[]> = {};
+  const note = (s: string, text: string) => {
+    notes[s] ??= [];
+    notes[s].push(text);
+  };
+  const pick = (s: string, part: string, path: string, scale = 1): Values => {
+    const out: Values = { ours: null, limit: null, peer: null };
+    for (const k of KINDS) {
+      if (k === "limit-batched" && results[s]?.[k] === undefined) continue;
+      const n = num(get(results[s]?.[k]?.[part]?.result, path));
+      out[k] = n === null ? (results[s]?.[k]?.[part] === undefined ? "n/a" : null) : n * scale;
+    }
+    return out;
+  };
+  const yesNo = (s: string, part: string, path: string): Values => {
+    const out: Values = { ours: null, limit: null, peer: null };
+    for (const k of KINDS) {
+      if (k === "limit-batched" && results[s]?.[k] === undefined) continue;
+      const v = get(results[s]?.[k]?.[part]?.result, path);
+      out[k] = typeof v === "boolean" ? (v ? "yes" : "NO") : null;
+    }
+    return out;
+  };
+
+  /** ours ran the scenario whole: no error, every stream opened and delivering. */
+  const oursWhole = (s: string): boolean => {
+    for (const o of Object.values(results[s]?.ours ?? {})) {
+      const r = o.result;
+      if (o.error !== undefined || r === undefined) return false;
+      for (const [got, want] of [
+        ["streamsConfirmed", "streams"],
+        ["targetStreamsConfirmed", "targetStreams"],
+        ["idleStreamsConfirmed", "idleStreams"],
+      ] as const) {
+        const g = num(r[got]);
+        const w = num(r[want]);
+        if (g !== null && w !== null && g < w) return false;
+      }
+    }
+    return results[s]?.ours !== undefined;
+  };
+  // A target is met only by a whole run of ours.
+  const judged = (s: string, pass: (r: Row) => boolean | null) => (r: Row) =>
+    results[s]?.ours === undefined ? null : oursWhole(s) ? pass(r) : false;
+
+  // Errors, refused or broken streams, publish failures: one note each.
+  for (const [s, byKind] of Object.entries(results)) {
+    for (const k of KINDS) {
+      for (const [part, o] of Object.entries(byKind[k] ?? {})) {
+        const where = `${k} (${part})`;
+        if (o.error !== undefined) note(s, `${where}: FAILED: ${o.error}`);
+        const r = o.result;
+        if (r === undefined) continue;
+        for (const [field, total] of [
+          ["streamsConfirmed", "streams"],
+          ["targetStreamsConfirmed", "targetStreams"],
+          ["idleStreamsConfirmed", "idleStreams"],
+        ] as const) {
+          const got = num(r[field]);
+          const want = num(r[total]);
+          if (got !== null && want !== null && got < want) {
+            note(s, `${where}: only ${got} of ${want} ${total} open and delivering`);
+          }
+        }
+        for (const field of ["streamsEnded", "idleStreamsEnded"]) {
+          const ended = r[field] as Record<string, number> | undefined;
+          if (ended !== undefined && Object.keys(ended).length > 0) {
+            note(s, `${where}: streams ended early: ${JSON.stringify(ended)}`);
+          }
+        }
+        const other = Math.max(
+          num(r.otherCores) ?? 0,
+          num(get(r, "withoutIdle.otherCores")) ?? 0,
+          num(get(r, "withIdle.otherCores")) ?? 0,
+        );
+        if (other > 0.25) {
+          note(
+            s,
+            `${where}: WARNING: other processes used ${other.toFixed(2)} cores meanwhile; figures disturbed`,
+          );
+        }
+        const counted = num(r.serverCountedDeliveries);
+        const received = num(r.received);
+        if (counted !== null && received !== null) {
+          const same = Math.abs(counted - received) <= counted * 0.001;
+          note(
+            s,
+            `${where}: client counted ${received} messages ${same ? "=" : "but"} ours' eventserver_deliveries_total ${counted}`,
+          );
+        }
+        const failures = r.publishFailureReasons as Record<string, number> | undefined;
+        if (failures !== undefined && Object.keys(failures).length > 0) {
+          note(s, `${where}: publishes failed: ${JSON.stringify(failures)}`);
+        }
+      }
+    }
+  }
+
+  for (const s of ["fanout", "filters"]) {
+    if (results[s] === undefined) continue;
+    rows.push(
+      row(
+        s,
+        "deliveries/s",
+        pick(s, "fanout", "deliveriesPerSec"),
+        s === "fanout"
+          ? {
+              text: ">= 0.7x limit, >= 2x peer",
+              pass: judged(s, (r) =>
+                r.oursToLimit === null || r.oursToPeer === null
+                  ? null
+                  : r.oursToLimit >= 0.7 && r.oursToPeer >= 2,
+              ),
+            }
+          : undefined,
+      ),
+      row(s, "events/s", pick(s, "fanout", "eventsPerSec")),
+      row(s, "server CPU s per 1M deliveries", pick(s, "fanout", "serverCpuSecPerMillion")),
+      row(s, "server CPU (cores)", pick(s, "fanout", "serverCores")),
+      row(s, "load generator CPU (cores)", pick(s, "fanout", "loadgenCores")),
+      row(s, "other load on the machine (cores)", pick(s, "fanout", "otherCores")),
+      row(s, "streams delivering (of 1000)", pick(s, "fanout", "streamsConfirmed")),
+      row(s, "seconds to open them all", pick(s, "fanout", "setupSeconds")),
+      row(s, "every event reached every stream", yesNo(s, "fanout", "everyEventDelivered")),
+    );
+  }
+
+  if (results.latency !== undefined) {
+    const s = "latency";
+    rows.push(
+      row(s, "p50 ms", pick(s, "latency", "p50Ms")),
+      row(s, "p99 ms", pick(s, "latency", "p99Ms"), {
+        text: "<= 25 ms",
+        pass: judged(s, (r) => (typeof r.ours === "number" ? r.ours <= 25 : null)),
+      }),
+      row(s, "p999 ms", pick(s, "latency", "p999Ms")),
+      row(s, "max ms", pick(s, "latency", "maxMs")),
+      row(s, "Publish round trip p50 ms", pick(s, "latency", "publishP50Ms")),
+      row(s, "Publish round trip p99 ms", pick(s, "latency", "publishP99Ms")),
+      row(s, "deliveries measured", pick(s, "latency", "deliveriesMeasured")),
+      row(s, "deliveries expected", pick(s, "latency", "deliveriesExpected")),
+      row(s, "server CPU (cores)", pick(s, "latency", "serverCores")),
+      row(s, "load generator CPU (cores)", pick(s, "latency", "loadgenCores")),
+      row(s, "other load on the machine (cores)", pick(s, "latency", "otherCores")),
+    );
+  }
+
+  if (results.dispatch !== undefined) {
+    const s = "dispatch";
+    rows.push(
+      row(
+        s,
+        "server CPU us/event, 10 streams (before)",
+        pick(s, "dispatch", "withoutIdle.serverCpuUsPerEventBefore"),
+      ),
+      row(
+        s,
+        "server CPU us/event, 10 streams (after)",
+        pick(s, "dispatch", "withoutIdle.serverCpuUsPerEventAfter"),
+      ),
+      row(
+        s,
+        "server CPU us/event, 10 streams (mean)",
+        pick(s, "dispatch", "withoutIdle.serverCpuUsPerEvent"),
+      ),
+      row(
+        s,
+        "server CPU us/event, + 10,000 idle",
+        pick(s, "dispatch", "withIdle.serverCpuUsPerEvent"),
+      ),
+      row(s, "cost with idle / without", pick(s, "dispatch", "costRatio"), {
+        text: "<= 1.2",
+        pass: judged(s, (r) => (typeof r.ours === "number" ? r.ours <= 1.2 : null)),
+      }),
+      row(s, "events/s, 10 streams", pick(s, "dispatch", "withoutIdle.eventsPerSec")),
+      row(s, "events/s, + 10,000 idle", pick(s, "dispatch", "withIdle.eventsPerSec")),
+      row(s, "load generator CPU (cores), + idle", pick(s, "dispatch", "withIdle.loadgenCores")),
+      row(
+        s,
+        "other load on the machine (cores), + idle",
+        pick(s, "dispatch", "withIdle.otherCores"),
+      ),
+    );
+    if (dispatchInProcess !== undefined) {
+      const base = dispatchInProcess[0]?.nsPerEvent ?? 0;
+      for (const d of dispatchInProcess) {
+        rows.push(
+          row(s, `in-process bus: ns/event, ${d.idleWatchers} idle`, {
+            ours: d.nsPerEvent,
+            limit: "n/a",
+            peer: "n/a",
+          }),
+        );
+      }
+      const last = dispatchInProcess[dispatchInProcess.length - 1];
+      if (last !== undefined && base > 0) {
+        rows.push(
+          row(s, "in-process bus: cost ratio, 10,000 idle", {
+            ours: last.nsPerEvent / base,
+            limit: "n/a",
+            peer: "n/a",
+          }),
+        );
+      }
+    }
+  }
+
+  if (results.memory !== undefined) {
+    const s = "memory";
+    rows.push(
+      row(
+        s,
+        "HTTP/2: RSS KiB per idle stream",
+        pick(s, "h2", "memory.rssBytesPerStream", 1 / 1024),
+        {
+          text: "<= 10 KiB",
+          pass: judged(s, (r) => (typeof r.ours === "number" ? r.ours <= 10 : null)),
+        },
+      ),
+      row(
+        s,
+        "HTTP/2: heap KiB per idle stream",
+        pick(s, "h2", "memory.heapBytesPerStream", 1 / 1024),
+      ),
+      row(s, "HTTP/2: streams delivering (of 10,000)", pick(s, "h2", "streamsConfirmed")),
+      row(s, "HTTP/2: RSS MiB with streams", pick(s, "h2", "memory.after.rssBytes", 1 / 2 ** 20)),
+      row(s, "HTTP/2: seconds to open them all", pick(s, "h2", "setupSeconds")),
+      row(
+        s,
+        "JSONL/1.1: RSS KiB per idle stream",
+        pick(s, "jsonl", "memory.rssBytesPerStream", 1 / 1024),
+      ),
+      row(
+        s,
+        "JSONL/1.1: heap KiB per idle stream",
+        pick(s, "jsonl", "memory.heapBytesPerStream", 1 / 1024),
+      ),
+      row(s, "JSONL/1.1: streams delivering (of 1,000)", pick(s, "jsonl", "streamsConfirmed")),
+    );
+    const open = num(get(results.memory?.ours?.h2?.result, "memory.after.streamsOpen"));
+    if (open !== null)
+      note(s, `ours (h2): /metrics eventserver_streams_open = ${open} (incl. 10 warm-up)`);
+  }
+  return { rows, notes };
+}
+
+function fmt(v: Value | undefined): string {
+  if (v === null || v === undefined) return "-";
+  if (typeof v === "string") return v;
+  const a = Math.abs(v);
+  if (a >= 1000) return Math.round(v).toLocaleString("en-US");
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
+  if (a >= 1) return v.toFixed(2);
+  return v.toFixed(3);
+}
+
+function fmtRatio(v: number | null): string {
+  return v === null ? "-" : v >= 100 ? `${v.toFixed(0)}x` : `${v.toFixed(2)}x`;
+}
+
+/** Prints one table per scenario, then its notes. */
+export function printTables(
+  scenarios: readonly { key: string; title: string }[],
+  report: Report,
+): void {
+  for (const sc of scenarios) {
+    const rows = report.rows.filter((r) => r.scenario === sc.key);
+    if (rows.length === 0 && report.notes[sc.key] === undefined) continue;
+    const batched = rows.some((r) => r.limitBatched !== undefined);
+    const header = ["metric", "ours", "limit", "peer", "ours/limit", "ours/peer"];
+    if (batched) header.push("limit-batched", "ours/batched");
+    header.push("target", "result");
+    const cells = rows.map((r) => {
+      const c = [
+        r.metric,
+        fmt(r.ours),
+        fmt(r.limit),
+        fmt(r.peer),
+        fmtRatio(r.oursToLimit),
+        fmtRatio(r.oursToPeer),
+      ];
+      if (batched) c.push(fmt(r.limitBatched), fmtRatio(r.oursToLimitBatched ?? null));
+      c.push(
+        r.target ?? "",
+        r.pass === undefined ? "" : r.pass === null ? "n/a" : r.pass ? "PASS" : "FAIL",
+      );
+      return c;
+    });
+    const widths = header.map((h, i) =>
+      Math.max(h.length, ...cells.map((c) => (c[i] ?? "").length)),
+    );
+    const line = (c: string[]) =>
+      c
+        .map((x, i) => (i === 0 ? x.padEnd(widths[i] ?? 0) : x.padStart(widths[i] ?? 0)))
+        .join(" | ");
+    console.log(`\n${sc.title}`);
+    console.log(line(header));
+    console.log(widths.map((w) => "-".repeat(w)).join("-|-"));
+    for (const c of cells) console.log(line(c));
+    for (const n of report.notes[sc.key] ?? []) console.log(`  note: ${n}`);
+  }
+}

@@ -16,6 +16,19 @@ export interface CompiledFilter {
 }
 
 /**
+ * The entries of one resource type, merged so that matching costs a few set lookups however
+ * many entries there are (up to 50 of 25 ids): entries with ids only share one set, entries
+ * with creators only share another, and only entries with both are checked one by one.
+ */
+export interface TypeFilter {
+  /** An entry with neither ids nor creators: every event of the type passes. */
+  readonly any: boolean;
+  readonly resourceIds: ReadonlySet<string> | undefined;
+  readonly creatorIds: ReadonlySet<string> | undefined;
+  readonly both: readonly CompiledFilter[];
+}
+
+/**
  * What one stream may receive: decided once when the stream opens, then matched against each
  * candidate event. Immutable.
  */
@@ -25,8 +38,8 @@ export interface WatchPlan {
   readonly admin: boolean;
   /** Set for environment scope. */
   readonly environmentId: string | undefined;
-  /** Filter entries by resource type; `undefined` when the request has no filters. */
-  readonly filters: ReadonlyMap<number, readonly CompiledFilter[]> | undefined;
+  /** Filter entries by resource type, merged; `undefined` when the request has no filters. */
+  readonly filters: ReadonlyMap<number, TypeFilter> | undefined;
 }
 
 const notFound = (id: string): Violation =>
@@ -61,17 +74,17 @@ export function planWatch(
       filters: undefined,
     };
   }
-  let filters: Map<number, CompiledFilter[]> | undefined;
+  let filters: Map<number, TypeFilter> | undefined;
   if (request.filters.length > 0) {
     filters = new Map();
     for (const f of request.filters) {
-      const compiled: CompiledFilter = {
-        resourceIds: f.resourceIds.length > 0 ? new Set(f.resourceIds) : undefined,
-        creatorIds: f.creatorIds.length > 0 ? new Set(f.creatorIds) : undefined,
+      const merged = filters.get(f.resourceType) ?? {
+        any: false,
+        resourceIds: undefined,
+        creatorIds: undefined,
+        both: [],
       };
-      const list = filters.get(f.resourceType);
-      if (list) list.push(compiled);
-      else filters.set(f.resourceType, [compiled]);
+      filters.set(f.resourceType, mergeEntry(merged, f.resourceIds, f.creatorIds));
     }
   }
   return {
@@ -80,6 +93,27 @@ export function planWatch(
     admin,
     environmentId: undefined,
     filters,
+  };
+}
+
+function union(set: ReadonlySet<string> | undefined, ids: readonly string[]): Set<string> {
+  const out = new Set(set);
+  for (const id of ids) out.add(id);
+  return out;
+}
+
+function mergeEntry(
+  into: TypeFilter,
+  resourceIds: readonly string[],
+  creatorIds: readonly string[],
+): TypeFilter {
+  if (resourceIds.length === 0 && creatorIds.length === 0) return { ...into, any: true };
+  if (creatorIds.length === 0)
+    return { ...into, resourceIds: union(into.resourceIds, resourceIds) };
+  if (resourceIds.length === 0) return { ...into, creatorIds: union(into.creatorIds, creatorIds) };
+  return {
+    ...into,
+    both: [...into.both, { resourceIds: new Set(resourceIds), creatorIds: new Set(creatorIds) }],
   };
 }
 
@@ -114,9 +148,18 @@ export function matches(plan: WatchPlan, event: ResourceEvent, creatorId: string
     if (visibility === "creator" && (creatorId === "" || creatorId !== plan.subject)) return false;
   }
   if (plan.filters === undefined) return true;
-  const entries = plan.filters.get(event.resourceType);
-  if (entries === undefined) return false;
-  for (const f of entries) if (filterPasses(f, event, creatorId)) return true;
+  const f = plan.filters.get(event.resourceType);
+  if (f === undefined) return false;
+  if (f.any) return true;
+  if (f.resourceIds?.has(event.resourceId)) return true;
+  // Entries with creators only: DELETE events skip the creator test, so they pass them all.
+  if (
+    f.creatorIds !== undefined &&
+    (event.operation === Operation.DELETE || (creatorId !== "" && f.creatorIds.has(creatorId)))
+  ) {
+    return true;
+  }
+  for (const entry of f.both) if (filterPasses(entry, event, creatorId)) return true;
   return false;
 }
 

@@ -15,6 +15,14 @@ export interface PublishedEvent {
 /** A subscription's events, in order; `poll` takes what is already pending without waiting. */
 export interface Subscription extends AsyncIterableIterator<PublishedEvent> {
   poll(): PublishedEvent | undefined;
+  /**
+   * Push mode: `listener` runs when an event arrives while none is pending, and when the
+   * subscription ends or fails (`next()` then tells which). A writer that drains with `poll`
+   * then needs no promise per event.
+   */
+  onReadable(listener: () => void): void;
+  /** True once no more events will arrive (pending ones may still be polled). */
+  readonly isClosed: boolean;
 }
 
 export interface PublishResult {

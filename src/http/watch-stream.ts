@@ -37,18 +37,6 @@ async function readBody(req: Req, maxBytes: number): Promise<Buffer> {
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length);
 }
 
-function waitDrain(res: Res, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off("drain", done);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    res.on("drain", done);
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
 /**
  * Cuts a started stream so that it cannot be mistaken for a clean end: HTTP/1.1 closes the
  * connection without the last chunk, HTTP/2 resets the stream.
@@ -64,36 +52,65 @@ function finish(res: Res, end: { body?: Buffer; trailers?: Record<string, string
 }
 
 /**
- * Writes a stream's events as they come: one await per wake-up, then everything already
- * pending (up to MAX_BATCH) in one write; waits for `drain` when the socket is full, so a slow
- * client leaves its events in the (bounded, coalescing) backlog rather than in memory here.
+ * Writes a stream's events as they come, in push mode: when events arrive the stream is flushed
+ * once per turn of the microtask queue (after the publish that brought them), everything pending
+ * (up to MAX_BATCH) in one write, with no promise per event. When the socket is full it waits
+ * for `drain`, so a slow client leaves its events in the (bounded, coalescing) backlog rather
+ * than in memory here. Resolves when the subscription ends; rejects with its error.
  */
-async function pump(stream: WatchStream, protocol: WatchProtocol, res: Res, signal: AbortSignal) {
+function pump(
+  stream: WatchStream,
+  protocol: WatchProtocol,
+  res: Res,
+  signal: AbortSignal,
+): Promise<void> {
   const w = writer(res);
   const events = stream.events;
   const frames: Buffer[] = [];
-  for (;;) {
-    const r = await events.next();
-    if (r.done) return;
-    let event = r.value;
-    let more = events.poll();
-    let ok: boolean;
-    if (more === undefined) {
-      ok = w.write(protocol.frame(event));
-      stream.wrote(event);
-    } else {
-      for (;;) {
+  return new Promise((resolve, reject) => {
+    let scheduled = false;
+    let blocked = false;
+    const schedule = () => {
+      if (scheduled) return;
+      scheduled = true;
+      queueMicrotask(flush);
+    };
+    const onDrain = () => {
+      blocked = false;
+      schedule();
+    };
+    const flush = () => {
+      scheduled = false;
+      // A full socket waits for drain, unless the stream is being torn down.
+      if (blocked && !signal.aborted) return;
+      for (let event = events.poll(); event !== undefined; event = events.poll()) {
         frames.push(protocol.frame(event));
         stream.wrote(event);
-        if (more === undefined || frames.length === MAX_BATCH) break;
-        event = more;
-        more = frames.length + 1 < MAX_BATCH ? events.poll() : undefined;
+        if (frames.length === MAX_BATCH) break;
       }
-      ok = w.write(Buffer.concat(frames));
-      frames.length = 0;
-    }
-    if (!ok) await waitDrain(res, signal);
-  }
+      if (frames.length > 0) {
+        const batch = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
+        const more = frames.length === MAX_BATCH;
+        frames.length = 0;
+        if (!w.write(batch)) {
+          blocked = true;
+          res.once("drain", onDrain);
+        } else if (more || events.isClosed) {
+          // More pending, or the end to report once the rest is written.
+          schedule();
+        }
+        return;
+      }
+      // Nothing pending: if the subscription is over, next() says how.
+      if (events.isClosed) {
+        res.off("drain", onDrain);
+        events.next().then(() => resolve(), reject);
+      }
+    };
+    events.onReadable(schedule);
+    signal.addEventListener("abort", schedule, { once: true });
+    schedule();
+  });
 }
 
 function isClientGone(reason: unknown): boolean {

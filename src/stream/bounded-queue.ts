@@ -67,6 +67,7 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
   private error: unknown = undefined;
   private failed = false;
   private closed = false;
+  private readable: (() => void) | undefined;
   private waiter: ((r: IteratorResult<T>) => void) | undefined;
   private waiterReject: ((err: unknown) => void) | undefined;
   private readonly abortListener: (() => void) | undefined;
@@ -122,6 +123,7 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
     if (this.index === undefined) {
       if (this.size < this.capacity) {
         this.items.push(item);
+        if (this.readable !== undefined && this.size === 1) this.readable();
         return true;
       }
       if (!this.startCoalescing()) return false;
@@ -133,6 +135,7 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
     if (at === undefined) {
       if (this.size >= this.capacity) return false;
       this.append(item, key);
+      if (this.readable !== undefined && this.size === 1) this.readable();
       return true;
     }
     const merged = policy.merge(this.items[at] as T, item);
@@ -175,6 +178,7 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
   end(): void {
     if (this.ended || this.failed || this.closed) return;
     this.ended = true;
+    this.readable?.();
     const waiter = this.waiter;
     if (waiter !== undefined && this.size === 0) {
       this.waiter = undefined;
@@ -195,6 +199,16 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
     this.waiterReject = undefined;
     this.close();
     if (reject !== undefined) reject(err);
+    this.readable?.();
+  }
+
+  /**
+   * Push mode, for a writer that drains with `poll`: `listener` is called when an item arrives
+   * in an empty queue, and when the queue ends or fails (then `next()` tells which), instead of
+   * a pending `next()` being resolved. No promise per item.
+   */
+  onReadable(listener: () => void): void {
+    this.readable = listener;
   }
 
   /**

@@ -76,15 +76,34 @@ export function planWatch(
   }
   let filters: Map<number, TypeFilter> | undefined;
   if (request.filters.length > 0) {
-    filters = new Map();
+    const building = new Map<
+      number,
+      { any: boolean; resourceIds?: Set<string>; creatorIds?: Set<string>; both: CompiledFilter[] }
+    >();
     for (const f of request.filters) {
-      const merged = filters.get(f.resourceType) ?? {
-        any: false,
-        resourceIds: undefined,
-        creatorIds: undefined,
-        both: [],
-      };
-      filters.set(f.resourceType, mergeEntry(merged, f.resourceIds, f.creatorIds));
+      let b = building.get(f.resourceType);
+      if (b === undefined) {
+        b = { any: false, both: [] };
+        building.set(f.resourceType, b);
+      }
+      if (f.resourceIds.length === 0 && f.creatorIds.length === 0) {
+        b.any = true;
+      } else if (f.creatorIds.length === 0) {
+        b.resourceIds = addAll(b.resourceIds, f.resourceIds);
+      } else if (f.resourceIds.length === 0) {
+        b.creatorIds = addAll(b.creatorIds, f.creatorIds);
+      } else {
+        b.both.push({ resourceIds: new Set(f.resourceIds), creatorIds: new Set(f.creatorIds) });
+      }
+    }
+    filters = new Map();
+    for (const [type, b] of building) {
+      filters.set(type, {
+        any: b.any,
+        resourceIds: b.resourceIds,
+        creatorIds: b.creatorIds,
+        both: b.both,
+      });
     }
   }
   return {
@@ -96,25 +115,11 @@ export function planWatch(
   };
 }
 
-function union(set: ReadonlySet<string> | undefined, ids: readonly string[]): Set<string> {
-  const out = new Set(set);
+/** Adds `ids` to `set` (made when absent) and returns it. */
+function addAll(set: Set<string> | undefined, ids: readonly string[]): Set<string> {
+  const out = set ?? new Set<string>();
   for (const id of ids) out.add(id);
   return out;
-}
-
-function mergeEntry(
-  into: TypeFilter,
-  resourceIds: readonly string[],
-  creatorIds: readonly string[],
-): TypeFilter {
-  if (resourceIds.length === 0 && creatorIds.length === 0) return { ...into, any: true };
-  if (creatorIds.length === 0)
-    return { ...into, resourceIds: union(into.resourceIds, resourceIds) };
-  if (resourceIds.length === 0) return { ...into, creatorIds: union(into.creatorIds, creatorIds) };
-  return {
-    ...into,
-    both: [...into.both, { resourceIds: new Set(resourceIds), creatorIds: new Set(creatorIds) }],
-  };
 }
 
 /** True when the event belongs to the given environment's scope. */

@@ -23,8 +23,6 @@ export interface Config {
   readonly watchMaxBacklog: number;
   /** Largest request message accepted, in bytes (after decompression). */
   readonly requestMaxBytes: number;
-  /** Resources whose creator and organization the server remembers. */
-  readonly directoryMaxEntries: number;
   /** Streams one subject may have open at once; more are refused with resource_exhausted. */
   readonly watchMaxStreamsPerSubject: number;
   /** Longest a stream lives before it ends with unavailable (0: no limit); jittered down by up to 10%. */
@@ -135,7 +133,6 @@ export function loadConfig(env: Env): Config {
     shutdownTimeoutMs: int("SHUTDOWN_TIMEOUT_MS", 8_000, 0, 600_000),
     watchMaxBacklog: int("WATCH_MAX_BACKLOG", 1024, 1, 1_000_000),
     requestMaxBytes: int("REQUEST_MAX_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
-    directoryMaxEntries: int("DIRECTORY_MAX_ENTRIES", 500_000, 1000, 100_000_000),
     watchMaxStreamsPerSubject: int("WATCH_MAX_STREAMS_PER_SUBJECT", 100, 1, 1_000_000),
     watchMaxLifetimeMs: int("WATCH_MAX_LIFETIME_MS", 0, 0, 7 * 24 * 3600_000),
     publishMaxEventsPerSecond: int("PUBLISH_MAX_EVENTS_PER_SECOND", 100_000, 0, 100_000_000),

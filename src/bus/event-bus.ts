@@ -23,6 +23,8 @@ export interface Subscription extends AsyncIterableIterator<PublishedEvent> {
   onReadable(listener: () => void): void;
   /** True once no more events will arrive (pending ones may still be polled). */
   readonly isClosed: boolean;
+  /** Ends the subscription with `reason`: pending events are dropped, the reader gets `reason`. */
+  cancel(reason: unknown): void;
 }
 
 export interface PublishResult {

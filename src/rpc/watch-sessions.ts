@@ -53,7 +53,7 @@ export interface WatchStream {
  * reaches its maximum lifetime, or when the server drains.
  */
 export class WatchSessions {
-  private readonly byCredential = new Map<string, Set<AbortController>>();
+  private readonly byCredential = new Map<string, Set<Subscription>>();
   private readonly perSubject = new Map<string, number>();
   private draining = false;
   private readonly stopRevocations: () => void;
@@ -63,7 +63,8 @@ export class WatchSessions {
       for (const id of ids) {
         const set = this.byCredential.get(id);
         if (set === undefined) continue;
-        for (const c of set) c.abort(new ServiceError("unauthenticated", "credential revoked"));
+        for (const sub of set)
+          sub.cancel(new ServiceError("unauthenticated", "credential revoked"));
       }
     });
   }
@@ -104,25 +105,45 @@ export class WatchSessions {
     }
     this.perSubject.set(subject, streams + 1);
 
-    const controller = new AbortController();
-    const onAbort = () => controller.abort(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
     const credentialId = principal.credentialId;
-    let set = this.byCredential.get(credentialId);
-    if (set === undefined) {
-      set = new Set();
-      this.byCredential.set(credentialId, set);
-    }
-    set.add(controller);
-
     const timers: NodeJS.Timeout[] = [];
+    let coalesced = 0;
+    // Set once subscribed; a subscription that ends at once (aborted signal) closes before.
+    let subscription: Subscription | undefined;
+    const release = (stats: SubscriptionStats) => {
+      coalesced = stats.coalesced;
+      for (const t of timers) clearTimeout(t);
+      const s = this.byCredential.get(credentialId);
+      if (subscription !== undefined && s?.delete(subscription) && s.size === 0) {
+        this.byCredential.delete(credentialId);
+      }
+      const n = (this.perSubject.get(subject) ?? 1) - 1;
+      if (n <= 0) this.perSubject.delete(subject);
+      else this.perSubject.set(subject, n);
+    };
+    // The caller's signal (client gone, deadline) ends the subscription; expiry, revocation and
+    // the lifetime end it with `cancel`.
+    const events = this.deps.bus.subscribe(plan, {
+      signal,
+      maxBacklog: this.deps.maxBacklog,
+      onClose: release,
+    });
+    subscription = events;
+    if (!events.isClosed) {
+      let set = this.byCredential.get(credentialId);
+      if (set === undefined) {
+        set = new Set();
+        this.byCredential.set(credentialId, set);
+      }
+      set.add(events);
+    }
+
     const expiresAtMs = principal.expiresAtMs;
-    if (expiresAtMs !== undefined) {
+    if (expiresAtMs !== undefined && !events.isClosed) {
       const arm = () => {
         const left = expiresAtMs - this.deps.now();
         if (left <= 0) {
-          controller.abort(new ServiceError("unauthenticated", "token expired"));
+          events.cancel(new ServiceError("unauthenticated", "token expired"));
           return;
         }
         const t = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
@@ -131,34 +152,17 @@ export class WatchSessions {
       };
       arm();
     }
-    if (this.deps.maxLifetimeMs > 0) {
+    if (this.deps.maxLifetimeMs > 0 && !events.isClosed) {
       // Jitter spreads reconnections of streams opened together (a deploy, say).
       const lifetime = this.deps.maxLifetimeMs * (0.9 + 0.1 * Math.random());
       const t = setTimeout(() => {
-        controller.abort(
+        events.cancel(
           new ServiceError("unavailable", "stream reached its maximum lifetime; reconnect"),
         );
       }, lifetime);
       t.unref();
       timers.push(t);
     }
-    let coalesced = 0;
-    const release = (stats: SubscriptionStats) => {
-      coalesced = stats.coalesced;
-      signal.removeEventListener("abort", onAbort);
-      for (const t of timers) clearTimeout(t);
-      const s = this.byCredential.get(credentialId);
-      if (s?.delete(controller) && s.size === 0) this.byCredential.delete(credentialId);
-      const n = (this.perSubject.get(subject) ?? 1) - 1;
-      if (n <= 0) this.perSubject.delete(subject);
-      else this.perSubject.set(subject, n);
-    };
-    const events = this.deps.bus.subscribe(plan, {
-      signal: controller.signal,
-      maxBacklog: this.deps.maxBacklog,
-      onClose: release,
-    });
-
     const { metrics, logger, monotonicNow } = this.deps;
     const scope = request.scope.kind;
     const startedAt = monotonicNow();

@@ -220,6 +220,11 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
     return this.take();
   }
 
+  /** `fail`, under the name the bus's Subscription gives it. */
+  cancel(reason: unknown): void {
+    this.fail(reason);
+  }
+
   next(): Promise<IteratorResult<T>> {
     if (this.failed) return Promise.reject(this.error);
     if (this.size > 0) return Promise.resolve({ value: this.take(), done: false });

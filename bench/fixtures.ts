@@ -8,6 +8,7 @@ import {
   ResourceType,
   WatchEventsRequestSchema,
 } from "../src/gen/gitpod/v1/event_pb.js";
+import { Principal } from "../src/gen/gitpod/v1/identity_pb.js";
 
 /**
  * What every process of the benchmark agrees on: organizations, tokens, resource ids and the
@@ -106,6 +107,45 @@ export function publishFrames(org: number, pool: number, batch: number): Buffer[
     const events = [];
     for (let k = 0; k < batch; k++)
       events.push(event(resourceId((b * batch + k) % pool), orgId(org)));
+    frames.push(
+      grpcFrame(toBinary(PublishRequestSchema, create(PublishRequestSchema, { events }))),
+    );
+  }
+  return frames;
+}
+
+/** Scenario 6: the creators and actors the production-like events cycle through. */
+export const PERSIST_CREATORS = 100;
+export const PERSIST_ACTORS = 500;
+export const creatorId = (i: number): string =>
+  `c0000000-0000-4000-8000-${i.toString(16).padStart(12, "0")}`;
+export const actorId = (i: number): string =>
+  `a0000000-0000-4000-8000-${i.toString(16).padStart(12, "0")}`;
+
+/**
+ * Scenario 6's PublishRequest frames: PROJECT UPDATEs of `pool` resources of organization `org`,
+ * each with its creator set (resource r was created by creator r mod PERSIST_CREATORS, the same
+ * every time, as a publisher that knows its resources sends it); `audited` adds an actor (user r
+ * mod PERSIST_ACTORS) to every event, which makes each event an audit log entry. Encoded once.
+ */
+export function persistFrames(
+  org: number,
+  pool: number,
+  batch: number,
+  audited: boolean,
+): Buffer[] {
+  const frames: Buffer[] = [];
+  const cycle = lcm(pool, batch) / batch;
+  for (let b = 0; b < cycle; b++) {
+    const events = [];
+    for (let k = 0; k < batch; k++) {
+      const r = (b * batch + k) % pool;
+      events.push({
+        ...event(resourceId(r), orgId(org)),
+        creatorId: creatorId(r % PERSIST_CREATORS),
+        ...(audited && { actorId: actorId(r % PERSIST_ACTORS), actorPrincipal: Principal.USER }),
+      });
+    }
     frames.push(
       grpcFrame(toBinary(PublishRequestSchema, create(PublishRequestSchema, { events }))),
     );

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import * as http from "node:http";
 import { createHistogram } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -8,6 +8,7 @@ import {
   latencyTemplate,
   memberToken,
   PUBLISHER_TOKEN,
+  persistFrames,
   publishFrames,
   TIME_HEX_DIGITS,
   watchRequestFrame,
@@ -68,6 +69,49 @@ function machineBusySec(): number {
   const t = line.trim().split(/\s+/).slice(1, 9).map(Number);
   const total = t.reduce((a, b) => a + b, 0);
   return (total - (t[3] ?? 0) - (t[4] ?? 0)) / target.clkTck;
+}
+
+/** utime + stime of any process from its /proc/<pid>/stat text, in seconds. */
+function cpuOfStat(stat: string): number {
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / target.clkTck;
+}
+
+/** PostgreSQL's own background processes (shared by every database on the server). */
+const PG_BACKGROUND =
+  /checkpointer|background writer|walwriter|wal writer|autovacuum launcher|logical replication launcher|stats collector|archiver/;
+
+/**
+ * CPU seconds of the PostgreSQL processes that work for the benchmark, by pid: the backends
+ * connected to the scratch database (their command line names it; autovacuum workers too), the
+ * background writers and the postmaster. Backends of other databases (tests running meanwhile)
+ * are left out: they show up as "other load".
+ */
+function postgresCpu(database: string): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      if (!stat.includes("(postgres)")) continue;
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+      const isPostmaster = !cmd.startsWith("postgres:");
+      if (isPostmaster || cmd.includes(` ${database} `) || PG_BACKGROUND.test(cmd)) {
+        out.set(pid, cpuOfStat(stat));
+      }
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return out;
+}
+
+/** CPU seconds spent between two postgresCpu() readings (a process new in `end` counts whole). */
+function postgresCpuBetween(start: Map<number, number>, end: Map<number, number>): number {
+  let sum = 0;
+  for (const [pid, sec] of end) sum += sec - (start.get(pid) ?? 0);
+  return sum;
 }
 
 function ownCpuSec(): number {
@@ -295,6 +339,176 @@ async function fanout(p: Extract<LoadgenParams, { mode: "fanout" }>) {
   };
   pub.close();
   for (const c of w.connections) c.close();
+  return result;
+}
+
+/** CPU readings at one edge of a scenario 6 window. */
+interface PersistSample {
+  readonly t: number;
+  readonly serverCpu: number;
+  readonly ownCpu: number;
+  readonly machineBusy: number;
+  readonly postgres: Map<number, number> | undefined;
+}
+
+function persistSample(): PersistSample {
+  return {
+    t: performance.now(),
+    serverCpu: serverCpuSec(),
+    ownCpu: ownCpuSec(),
+    machineBusy: machineBusySec(),
+    postgres: target.database === undefined ? undefined : postgresCpu(target.database),
+  };
+}
+
+/**
+ * One scenario 6 measurement: publishes `frames` (continuing at `cursor.next`) with at most
+ * `inflight` calls outstanding, as fast as the server answers (with `tally`: also never more
+ * than `windowEvents` ahead of its slowest stream), for warm-up plus window. Counts the events
+ * of the publishes answered inside the window, and records each one's round trip.
+ */
+async function publishWindow(
+  pub: Publisher,
+  frames: Buffer[],
+  cursor: { next: number; accepted: number },
+  p: Extract<LoadgenParams, { mode: "persist" }>,
+  inflight: number,
+  tally: Tally | undefined,
+) {
+  const rtt = createHistogram({ lowest: 1, highest: 600_000_000, figures: 3 });
+  const base = tally?.min() ?? 0;
+  const t0 = performance.now();
+  const from = t0 + p.warmupMs;
+  const stopAt = from + p.durationMs;
+  let start: PersistSample | undefined;
+  let end: PersistSample | undefined;
+  const startTimer = setTimeout(() => {
+    start = persistSample();
+  }, p.warmupMs);
+  const endTimer = setTimeout(() => {
+    end = persistSample();
+  }, p.warmupMs + p.durationMs);
+  let sent = 0;
+  let outstanding = 0;
+  let failures = 0;
+  let acceptedInWindow = 0;
+  let publishesInWindow = 0;
+  let slotFreed: (() => void) | undefined;
+  while (performance.now() < stopAt && failures < 100) {
+    if (outstanding >= inflight) {
+      await new Promise<void>((resolve) => {
+        slotFreed = resolve;
+      });
+      continue;
+    }
+    if (tally !== undefined) {
+      const ok = await tally.waitForMin(
+        base + sent + p.batch - p.windowEvents,
+        stopAt - performance.now(),
+      );
+      if (!ok || performance.now() >= stopAt) break;
+    }
+    const frame = frames[cursor.next++ % frames.length] as Buffer;
+    sent += p.batch;
+    outstanding++;
+    const sentAt = performance.now();
+    void pub.publish(frame).then((ok) => {
+      const at = performance.now();
+      outstanding--;
+      if (ok) {
+        cursor.accepted += p.batch;
+        if (at >= from && at < stopAt) {
+          acceptedInWindow += p.batch;
+          publishesInWindow++;
+          rtt.record(Math.max(1, Math.round((at - sentAt) * 1000)));
+        }
+      } else {
+        sent -= p.batch;
+        failures++;
+      }
+      const wake = slotFreed;
+      slotFreed = undefined;
+      wake?.();
+    });
+  }
+  while (outstanding > 0) {
+    await new Promise<void>((resolve) => {
+      slotFreed = resolve;
+    });
+  }
+  const remaining = stopAt - performance.now();
+  if (remaining > 0) await sleep(remaining);
+  clearTimeout(startTimer);
+  clearTimeout(endTimer);
+  start ??= persistSample();
+  end ??= persistSample();
+  const seconds = (end.t - start.t) / 1000;
+  const serverCpuSec = end.serverCpu - start.serverCpu;
+  const postgresSec =
+    start.postgres === undefined || end.postgres === undefined
+      ? null
+      : postgresCpuBetween(start.postgres, end.postgres);
+  const machine = (end.machineBusy - start.machineBusy) / seconds;
+  const serverCores = serverCpuSec / seconds;
+  const loadgenCores = (end.ownCpu - start.ownCpu) / seconds;
+  const postgresCores = postgresSec === null ? null : postgresSec / seconds;
+  const ms = (q: number) => (publishesInWindow > 0 ? rtt.percentile(q) / 1000 : null);
+  return {
+    inflight,
+    seconds,
+    eventsAccepted: acceptedInWindow,
+    eventsPerSec: acceptedInWindow / seconds,
+    publishes: publishesInWindow,
+    publishFailures: failures,
+    publishP50Ms: ms(50),
+    publishP99Ms: ms(99),
+    publishMaxMs: publishesInWindow > 0 ? rtt.max / 1000 : null,
+    serverCores,
+    serverCpuUsPerEvent: acceptedInWindow > 0 ? (serverCpuSec / acceptedInWindow) * 1e6 : null,
+    postgresCores,
+    loadgenCores,
+    otherCores: Math.max(0, machine - serverCores - loadgenCores - (postgresCores ?? 0)),
+  };
+}
+
+/**
+ * Scenario 6: publish throughput with persistence, one in-flight count per server process (a
+ * fresh store each). With `streams`, the 1,000-stream fan-out of scenario 1 runs meanwhile.
+ */
+async function persist(p: Extract<LoadgenParams, { mode: "persist" }>) {
+  const frames = persistFrames(0, p.resources, p.batch, p.audited);
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  const cursor = { next: 0, accepted: 0 };
+  let w: Watchers | undefined;
+  let confirmed = 0;
+  let base = 0;
+  if (p.streams > 0) {
+    w = await openWatchers(p.streams, p.connections, () => 0, watchRequestFrame(false));
+    confirmed = await confirm(pub, confirmationFrame(0, 1), w.tally);
+    base = w.tally.min();
+  }
+  // Each confirmation publish is one event, stored like the others.
+  const confirmationEvents = pub.accepted;
+  const window = await publishWindow(pub, frames, cursor, p, p.inflight, w?.tally);
+  const complete =
+    w === undefined ? null : await w.tally.waitForMin(base + cursor.accepted, 10_000);
+  const result = {
+    streams: p.streams,
+    ...(w !== undefined && {
+      streamsConfirmed: confirmed,
+      streamsEnded: endReasons(w.tally),
+      everyEventDelivered: complete,
+      received: w.tally.received,
+    }),
+    audited: p.audited,
+    ...window,
+    /** Every event accepted over the whole run (warm-up, window, confirmations). */
+    eventsAcceptedTotal: cursor.accepted + confirmationEvents,
+    auditEntriesExpected: p.audited ? cursor.accepted : 0,
+    publishFailureReasons: Object.fromEntries(pub.failures),
+  };
+  pub.close();
+  for (const c of w?.connections ?? []) c.close();
   return result;
 }
 
@@ -596,6 +810,8 @@ async function run(params: LoadgenParams): Promise<Record<string, unknown>> {
       return latency(params);
     case "dispatch":
       return dispatch(params);
+    case "persist":
+      return persist(params);
     case "memory-h2":
       return memoryH2(params);
     case "memory-jsonl":

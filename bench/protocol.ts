@@ -7,6 +7,8 @@ export interface Target {
   readonly serverPid: number;
   /** Clock ticks per second of /proc/<pid>/stat (`getconf CLK_TCK`). */
   readonly clkTck: number;
+  /** Scenario 6 on PostgreSQL: the scratch database, whose backends' CPU time is measured. */
+  readonly database?: string;
 }
 
 /** A closed-loop publisher: batches of `batch` events, at most `inflight` calls at once, never more than `windowEvents` ahead of the slowest stream. */
@@ -39,6 +41,24 @@ export type LoadgenParams =
       readonly idleStreams: number;
       readonly idleConnections: number;
     })
+  | {
+      /** Scenario 6: publish throughput with persistence. */
+      readonly mode: "persist";
+      readonly batch: number;
+      /** Resources the events cycle through. */
+      readonly resources: number;
+      /** Every event has an actor, so every event is also an audit log entry. */
+      readonly audited: boolean;
+      /** Publishes in flight at most. */
+      readonly inflight: number;
+      readonly warmupMs: number;
+      readonly durationMs: number;
+      /** 0: no watchers; else this many streams of organization 0 receive every event. */
+      readonly streams: number;
+      readonly connections: number;
+      /** With streams: never more than this many events ahead of the slowest stream. */
+      readonly windowEvents: number;
+    }
   | { readonly mode: "memory-h2"; readonly streams: number; readonly connections: number }
   | { readonly mode: "memory-jsonl"; readonly streams: number };
 

@@ -12,6 +12,8 @@ export class Publisher {
   private readonly headers: http2.OutgoingHttpHeaders;
   /** Calls that failed, by reason (grpc-status or error message). */
   readonly failures = new Map<string, number>();
+  /** Calls the server accepted (grpc-status 0). */
+  accepted = 0;
 
   constructor(host: string, port: number, token: string) {
     this.session = http2.connect(`http://${host}:${port}`);
@@ -34,7 +36,8 @@ export class Publisher {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        if (!ok) this.failures.set(reason, (this.failures.get(reason) ?? 0) + 1);
+        if (ok) this.accepted++;
+        else this.failures.set(reason, (this.failures.get(reason) ?? 0) + 1);
         resolve(ok);
       };
       let req: http2.ClientHttp2Stream;

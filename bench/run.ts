@@ -3,12 +3,20 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import pg from "pg";
 import { type DispatchResult, runDispatch } from "./dispatch.js";
 import { tokenFileJson } from "./fixtures.js";
 import type { FromLoadgen, LoadgenParams, ProbeData, Target, ToLoadgen } from "./protocol.js";
-import { buildReport, type Outcome, printTables, type ScenarioResults } from "./report.js";
+import {
+  buildReport,
+  type Outcome,
+  type PersistPartInfo,
+  printTables,
+  type ScenarioResults,
+} from "./report.js";
 
 /**
  * The benchmark harness entry point (`npm run bench [-- --quick]`); see bench/README.md. For each
@@ -52,6 +60,8 @@ interface Server {
   readonly child: ChildProcess;
   readonly port: number;
   readonly output: string[];
+  /** ours: its DATA_DIR (the SQLite database is events.db in it). */
+  readonly dataDir?: string;
   exited: boolean;
 }
 
@@ -68,7 +78,10 @@ function freePort(): Promise<number> {
 
 let oursRuns = 0;
 
-function serverCommand(kind: Kind): { script: string; env: Record<string, string> } {
+function serverCommand(
+  kind: Kind,
+  oursEnv: Record<string, string> = {},
+): { script: string; env: Record<string, string> } {
   switch (kind) {
     case "ours":
       return {
@@ -84,7 +97,9 @@ function serverCommand(kind: Kind): { script: string; env: Record<string, string
           SHUTDOWN_TIMEOUT_MS: "2000",
           // A fresh, empty store for every run (ours persists events there).
           DATA_DIR: join(tmp, `ours-data-${++oursRuns}`),
-          // BENCH_OURS_ENV (JSON): more settings for ours, for experiments.
+          // The part's own settings (scenario 6: the store), then BENCH_OURS_ENV (JSON): more
+          // settings for ours, for experiments.
+          ...oursEnv,
           ...(JSON.parse(process.env.BENCH_OURS_ENV ?? "{}") as Record<string, string>),
         },
       };
@@ -110,9 +125,9 @@ process.on("exit", () => {
   for (const c of running) c.kill("SIGKILL");
 });
 
-async function startServer(kind: Kind): Promise<Server> {
+async function startServer(kind: Kind, oursEnv?: Record<string, string>): Promise<Server> {
   const port = await freePort();
-  const { script, env } = serverCommand(kind);
+  const { script, env } = serverCommand(kind, oursEnv);
   const probeModule = pathToFileURL(fileURLToPath(new URL("servers/probe.js", HERE))).href;
   // BENCH_OURS_NODE_ARGS: extra node options for ours, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const extra =
@@ -128,7 +143,14 @@ async function startServer(kind: Kind): Promise<Server> {
     },
   );
   running.add(child);
-  const server: Server = { kind, child, port, output: [], exited: false };
+  const server: Server = {
+    kind,
+    child,
+    port,
+    output: [],
+    exited: false,
+    ...(env.DATA_DIR !== undefined && { dataDir: env.DATA_DIR }),
+  };
   const keep = (chunk: Buffer) => {
     server.output.push(chunk.toString("utf8"));
     if (server.output.length > 50) server.output.shift();
@@ -229,12 +251,83 @@ async function oursMetric(server: Server, name: string): Promise<number | null> 
   }
 }
 
+// --- scenario 6: the stores ------------------------------------------------------------------
+
+/** Where scenario 6 creates its scratch databases (any database of the server to connect to). */
+const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+let scratchSeq = 0;
+
+async function withClient<T>(url: string, f: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+  client.on("error", () => {});
+  await client.connect();
+  try {
+    return await f(client);
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** The scratch database in use, dropped also when the run is interrupted. */
+let scratchInUse: string | undefined;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    for (const c of running) c.kill("SIGKILL");
+    const name = scratchInUse;
+    const exit = () => process.exit(130);
+    if (name === undefined) exit();
+    else dropScratchDatabase(name).then(exit, exit);
+  });
+}
+
+/** A fresh, empty database for one ours process; returns its name and URL. */
+async function createScratchDatabase(): Promise<{ name: string; url: string }> {
+  const name = `eventserver_bench_${process.pid}_${++scratchSeq}`;
+  await withClient(ADMIN_URL, (c) => c.query(`CREATE DATABASE ${name}`));
+  scratchInUse = name;
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return { name, url: url.href };
+}
+
+async function dropScratchDatabase(name: string): Promise<void> {
+  await withClient(ADMIN_URL, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+  if (scratchInUse === name) scratchInUse = undefined;
+}
+
+/** What the store holds after the run: the cross-check of the accepted events. */
+interface StoredCounts {
+  readonly events: number;
+  readonly auditEntries: number;
+}
+
+function countPostgres(url: string): Promise<StoredCounts> {
+  return withClient(url, async (c) => {
+    const r = await c.query<{ e: string; a: string }>(
+      "SELECT (SELECT count(*) FROM events) AS e, (SELECT count(*) FROM audit_log) AS a",
+    );
+    return { events: Number(r.rows[0]?.e), auditEntries: Number(r.rows[0]?.a) };
+  });
+}
+
+function countSqlite(dataDir: string): StoredCounts {
+  const db = new DatabaseSync(join(dataDir, "events.db"));
+  try {
+    const n = (table: string) =>
+      Number((db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n);
+    return { events: n("events"), auditEntries: n("audit_log") };
+  } finally {
+    db.close();
+  }
+}
+
 // --- load generator --------------------------------------------------------------------------
 
 async function runLoadgen(
   server: Server,
   params: LoadgenParams,
   timeoutMs: number,
+  database?: string,
 ): Promise<Record<string, unknown>> {
   const child = fork(fileURLToPath(new URL("loadgen.js", HERE)), [], {
     cwd: ROOT,
@@ -250,6 +343,7 @@ async function runLoadgen(
     port: server.port,
     serverPid: server.child.pid ?? 0,
     clkTck,
+    ...(database !== undefined && { database }),
   };
   try {
     return await new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -307,6 +401,62 @@ interface Part {
    * `median` (a path into the result); quick runs measure once.
    */
   readonly repeat?: { readonly rounds: number; readonly median: string };
+  /** Scenario 6: ours' store settings, and the row's labels and target. */
+  readonly persist?: PersistPartInfo & {
+    readonly env?: Record<string, string>;
+    /** Run ours on a fresh scratch PostgreSQL database (DATABASE_URL). */
+    readonly postgres?: boolean;
+  };
+}
+
+/** Scenario 6: warm-up and window of each measurement (quick: 0.5 + 1.5 s; full: 1 + 5 s). */
+const persistTiming = quick
+  ? { warmupMs: 500, durationMs: 1500 }
+  : { warmupMs: 1000, durationMs: 5000 };
+const PERSIST_INFLIGHTS = [1, 4, 16];
+const PERSIST_TARGETS = { sqlite: 50_000, postgres: 20_000 };
+
+/**
+ * Scenario 6's parts for one row: ours on one store, creator-only or audited events. Without
+ * watchers, one part (a fresh server and store) per in-flight count: 1, 4 and 16. With scenario
+ * 1's 1,000-stream fan-out running, one part with scenario 1's closed loop and timing, so that
+ * its events/s compare with scenario 1's.
+ */
+function persistRowParts(
+  store: "sqlite-full" | "sqlite-normal" | "postgres",
+  audited: boolean,
+  fanout = false,
+): Part[] {
+  const postgres = store === "postgres";
+  const row = `${store}/${audited ? "audited" : "creator"}${fanout ? "/fanout" : ""}`;
+  return (fanout ? [loop.inflight] : PERSIST_INFLIGHTS).map((inflight) => ({
+    name: `${row}/${inflight}`,
+    kinds: ["ours"],
+    params: {
+      mode: "persist",
+      batch: 100,
+      resources: 5000,
+      audited,
+      inflight,
+      ...(fanout ? { warmupMs: loop.warmupMs, durationMs: loop.durationMs } : persistTiming),
+      streams: fanout ? 1000 : 0,
+      connections: 10,
+      windowEvents: loop.windowEvents,
+    },
+    persist: {
+      row,
+      inflight,
+      store: postgres
+        ? "PostgreSQL"
+        : `SQLite synchronous=${store === "sqlite-full" ? "full" : "normal"}`,
+      events: audited ? "creator + actor (audited)" : "creator",
+      watchers: fanout ? 1000 : 0,
+      ...(!fanout && { target: postgres ? PERSIST_TARGETS.postgres : PERSIST_TARGETS.sqlite }),
+      ...(postgres
+        ? { postgres: true }
+        : { env: { SQLITE_SYNCHRONOUS: store === "sqlite-full" ? "full" : "normal" } }),
+    },
+  }));
 }
 
 interface Scenario {
@@ -382,6 +532,21 @@ const SCENARIOS: readonly Scenario[] = [
       },
     ],
   },
+  {
+    key: "persist",
+    title:
+      "6. Publish throughput with persistence: batches of 100 PROJECT UPDATEs of 5,000 resources (ours)",
+    parts: [
+      ...persistRowParts("sqlite-full", false),
+      ...persistRowParts("sqlite-full", true),
+      ...persistRowParts("sqlite-normal", false),
+      ...persistRowParts("sqlite-normal", true),
+      ...persistRowParts("postgres", false),
+      ...persistRowParts("postgres", true),
+      ...persistRowParts("sqlite-full", false, true),
+      ...persistRowParts("postgres", false, true),
+    ],
+  },
 ];
 
 function partTimeoutMs(params: LoadgenParams): number {
@@ -391,6 +556,8 @@ function partTimeoutMs(params: LoadgenParams): number {
       return params.warmupMs + params.durationMs + 90_000;
     case "dispatch":
       return 3 * (params.warmupMs + params.durationMs) + 120_000;
+    case "persist":
+      return params.warmupMs + params.durationMs + 90_000;
     default:
       return 120_000;
   }
@@ -401,6 +568,14 @@ const kindsFilter = process.argv
   ?.slice("--kinds=".length)
   .split(",");
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
+/**
+ * --parts=prefix,…: run only the parts of the chosen scenarios whose name starts with one of
+ * them (scenario 6: `sqlite-full/audited` for its three parts, `sqlite-full/audited/4` for one).
+ */
+const partsFilter = process.argv
+  .find((a) => a.startsWith("--parts="))
+  ?.slice("--parts=".length)
+  .split(",");
 const started = performance.now();
 const results: Record<string, ScenarioResults> = {};
 const timings: Record<string, number> = {};
@@ -408,7 +583,10 @@ const timings: Record<string, number> = {};
 console.log(
   `Benchmark (${quick ? "quick" : "full"}): ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), Node ${process.version}`,
 );
-/** Runs one part against one server: start it, run the load generator, stop it. */
+/**
+ * Runs one part against one server: start it (scenario 6 on PostgreSQL: on a fresh scratch
+ * database), run the load generator, stop it; scenario 6 then counts what the store holds.
+ */
 async function runPart(
   scenario: Scenario,
   part: Part,
@@ -417,10 +595,20 @@ async function runPart(
 ): Promise<Outcome> {
   const t = performance.now();
   let server: Server | undefined;
+  let database: { name: string; url: string } | undefined;
   let outcome: Outcome;
   try {
-    server = await startServer(kind);
-    const result = await runLoadgen(server, part.params, partTimeoutMs(part.params));
+    if (part.persist?.postgres) database = await createScratchDatabase();
+    server = await startServer(kind, {
+      ...part.persist?.env,
+      ...(database !== undefined && { DATABASE_URL: database.url }),
+    });
+    const result = await runLoadgen(
+      server,
+      part.params,
+      partTimeoutMs(part.params),
+      database?.name,
+    );
     if (kind === "ours" && typeof result.received === "number") {
       // Cross-check of the client's count: what ours says it wrote.
       result.serverCountedDeliveries = await oursMetric(server, "eventserver_deliveries_total");
@@ -434,6 +622,24 @@ async function runPart(
     outcome = { error: `${first}${tail ? ` | server: ${tail}` : ""}` };
   } finally {
     if (server !== undefined) await stopServer(server);
+  }
+  if (part.persist !== undefined && outcome.result !== undefined) {
+    // Cross-check of the accepted events: what the store holds once ours has stopped.
+    try {
+      outcome.result.stored =
+        database !== undefined
+          ? await countPostgres(database.url)
+          : server?.dataDir !== undefined
+            ? countSqlite(server.dataDir)
+            : null;
+    } catch (err) {
+      outcome.result.stored = { error: (err as Error).message };
+    }
+  }
+  if (database !== undefined) {
+    await dropScratchDatabase(database.name).catch((err: unknown) => {
+      console.log(`  could not drop ${database?.name}: ${(err as Error).message}`);
+    });
   }
   const seconds = (performance.now() - t) / 1000;
   const label = `${scenario.key}/${part.name}/${kind}${round > 0 ? ` (round ${round + 1})` : ""}`;
@@ -465,6 +671,7 @@ for (const scenario of SCENARIOS) {
   if (only !== undefined && !only.split(",").includes(scenario.key)) continue;
   const byKind: ScenarioResults = {};
   for (const part of scenario.parts) {
+    if (partsFilter !== undefined && !partsFilter.some((f) => part.name.startsWith(f))) continue;
     const kinds = part.kinds.filter((k) => kindsFilter === undefined || kindsFilter.includes(k));
     const rounds = quick ? 1 : (part.repeat?.rounds ?? 1);
     const outcomes = new Map<Kind, Outcome[]>();
@@ -491,7 +698,11 @@ if (only === undefined || only.split(",").includes("dispatch")) {
   console.log(`  dispatch/in-process: ${timings["dispatch.in-process"].toFixed(1)} s`);
 }
 
-const report = buildReport(results, dispatchInProcess);
+const persistParts = new Map<string, PersistPartInfo>();
+for (const sc of SCENARIOS) {
+  for (const part of sc.parts) if (part.persist) persistParts.set(part.name, part.persist);
+}
+const report = buildReport(results, dispatchInProcess, persistParts);
 const totalSeconds = (performance.now() - started) / 1000;
 printTables(SCENARIOS, report);
 console.log(`\nTotal: ${totalSeconds.toFixed(0)} s (${quick ? "quick" : "full"} run)`);
@@ -507,6 +718,7 @@ const out = {
     SCENARIOS.map((s) => [s.key, Object.fromEntries(s.parts.map((p) => [p.name, p.params]))]),
   ),
   rows: report.rows,
+  persistRows: report.persistRows,
   notes: report.notes,
   results,
   dispatchInProcess,

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { ServiceError } from "../errors.js";
 import {
@@ -14,6 +14,7 @@ import {
   type EventRow,
   type Known,
   learn,
+  newEntryId,
   storedEventOf,
 } from "./records.js";
 import type { AuditEntry, AuditPageQuery, Store, StoredEvent } from "./store.js";
@@ -354,7 +355,7 @@ export class PostgresStore implements Store {
           upserted.map(([, k]) => k.organizationId),
           upserted.map(([, k]) => k.resourceType),
           upserted.map(([, k]) => k.creatorId),
-          audited.map(() => randomUUID()),
+          audited.map(() => newEntryId()),
           audited.map((e) => e.organizationId),
           audited.map((e) => e.actorId),
           audited.map((e) => e.actorPrincipal ?? 0),

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
@@ -16,6 +16,7 @@ import {
   type EventRow,
   type Known,
   learn,
+  newEntryId,
   storedEventOf,
 } from "./records.js";
 import type { AuditEntry, AuditPageQuery, Store, StoredEvent } from "./store.js";
@@ -237,7 +238,7 @@ export class SqliteStore implements Store {
       );
       if (event.actorId) {
         stmt.insertAudit.run(
-          randomUUID(),
+          newEntryId(),
           event.organizationId,
           event.actorId,
           event.actorPrincipal ?? 0,

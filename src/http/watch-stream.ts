@@ -1,4 +1,5 @@
 import * as http2 from "node:http2";
+import type { Writable } from "node:stream";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/authenticator.js";
 import { ServiceError } from "../errors.js";
@@ -64,7 +65,9 @@ function pump(
   res: Res,
   signal: AbortSignal,
 ): Promise<void> {
-  const w = writer(res);
+  // On HTTP/2 the events go straight to the Http2Stream: the compatibility response adds a
+  // layer of checks to every write (its head was written through it, its end goes through it).
+  const sink: Writable = "stream" in res ? res.stream : res;
   const events = stream.events;
   const frames: Buffer[] = [];
   return new Promise((resolve, reject) => {
@@ -92,9 +95,9 @@ function pump(
         const batch = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
         const more = frames.length === MAX_BATCH;
         frames.length = 0;
-        if (!w.write(batch)) {
+        if (!sink.write(batch)) {
           blocked = true;
-          res.once("drain", onDrain);
+          sink.once("drain", onDrain);
         } else if (more || events.isClosed) {
           // More pending, or the end to report once the rest is written.
           schedule();
@@ -103,7 +106,7 @@ function pump(
       }
       // Nothing pending: if the subscription is over, next() says how.
       if (events.isClosed) {
-        res.off("drain", onDrain);
+        sink.off("drain", onDrain);
         events.next().then(() => resolve(), reject);
       }
     };

@@ -22,8 +22,8 @@ afterEach(async () => {
   await server?.close();
 });
 
-/** A gRPC watch on a raw HTTP/2 stream that reads nothing until told to. */
-function silentWatch(url: string) {
+/** An organization-scope gRPC watch on a raw HTTP/2 stream of its own connection. */
+function grpcWatch(url: string, token: string) {
   const session = http2.connect(url);
   session.on("error", () => {});
   const stream = session.request({
@@ -31,10 +31,16 @@ function silentWatch(url: string) {
     ":path": "/gitpod.v1.EventService/WatchEvents",
     "content-type": "application/grpc",
     te: "trailers",
-    authorization: `Bearer ${TOKENS.memberA}`,
+    authorization: `Bearer ${token}`,
   });
   stream.on("error", () => {});
-  stream.end(Buffer.from([0, 0, 0, 0, 0]));
+  stream.end(Buffer.from([0, 0, 0, 0, 0])); // one empty WatchEventsRequest
+  return { session, stream };
+}
+
+/** A gRPC watch on a raw HTTP/2 stream that reads nothing until told to. */
+function silentWatch(url: string) {
+  const { session, stream } = grpcWatch(url, TOKENS.memberA);
   stream.pause();
   return {
     /**
@@ -72,17 +78,7 @@ function silentWatch(url: string) {
  * stream is open, which would drown the server's memory figure this test measures.
  */
 function fastWatch(url: string, stopAt: string, expected: (i: number) => string) {
-  const session = http2.connect(url);
-  session.on("error", () => {});
-  const stream = session.request({
-    ":method": "POST",
-    ":path": "/gitpod.v1.EventService/WatchEvents",
-    "content-type": "application/grpc",
-    te: "trailers",
-    authorization: `Bearer ${TOKENS.adminA}`,
-  });
-  stream.on("error", () => {});
-  stream.end(Buffer.from([0, 0, 0, 0, 0]));
+  const { session, stream } = grpcWatch(url, TOKENS.adminA);
   let count = 0;
   let waiter: { n: number; resolve: () => void } | undefined;
   const done = (async () => {

@@ -22,7 +22,7 @@ export interface ConnectHandlerOptions {
  * Connect, gRPC and gRPC-Web for every route, as connect-node's `connectNodeAdapter` does it,
  * with two differences: one lookup serves every path prefix, and a failure to write a response
  * (almost always a client that went away) goes to our structured log at debug level instead of
- * the adapter's `console.error`. Returns false when no route matches the path.
+ * the adapter's own console logging. Returns false when no route matches the path.
  */
 export function createConnectHandler(
   options: ConnectHandlerOptions,

@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import type { AddressInfo } from "node:net";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -7,6 +8,7 @@ import type { Config } from "./config.js";
 import { IngestService } from "./gen/eventservice/ingest/v1/ingest_pb.js";
 import { EventService } from "./gen/gitpod/v1/event_pb.js";
 import { createConnectHandler } from "./http/connect-handler.js";
+import { Http1Exchange, Http2Exchange } from "./http/exchange.js";
 import { Listener } from "./http/listener.js";
 import { type Req, type Res, writer } from "./http/types.js";
 import { watchProtocolOf } from "./http/watch-protocols.js";
@@ -163,15 +165,30 @@ export function createApp(deps: AppDeps): App {
       );
       return;
     }
-    const protocol = WATCH_PATHS.has(path) ? watchProtocolOf(req) : undefined;
+    const protocol = WATCH_PATHS.has(path)
+      ? watchProtocolOf(req.headers, req.httpVersionMajor)
+      : undefined;
     if (protocol !== undefined) {
-      void handleWatch(req, res, protocol, streamDeps);
+      void handleWatch(new Http1Exchange(req, res), req, req, protocol, streamDeps);
       return;
     }
     if (!connect(req, res, path)) sendText(res, 404, "not found\n");
   };
 
-  const listener = new Listener(handler, {
+  // HTTP/2 watch streams are served on the raw stream API; everything else on HTTP/2 goes
+  // through `handler` (compatibility API).
+  const streamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): boolean => {
+    const target = headers[":path"] ?? "";
+    const q = target.indexOf("?");
+    if (!WATCH_PATHS.has(q === -1 ? target : target.slice(0, q))) return false;
+    const protocol = watchProtocolOf(headers, 2);
+    if (protocol === undefined) return false;
+    const head = { method: headers[":method"], headers };
+    void handleWatch(new Http2Exchange(stream), head, stream, protocol, streamDeps);
+    return true;
+  };
+
+  const listener = new Listener(handler, streamHandler, {
     headersTimeoutMs: config.headersTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
     keepAliveTimeoutMs: config.keepAliveTimeoutMs,

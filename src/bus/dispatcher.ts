@@ -1,14 +1,35 @@
 import { ServiceError } from "../errors.js";
-import { BoundedQueue, type CoalescePolicy } from "../stream/bounded-queue.js";
+import {
+  BoundedQueue,
+  type BoundedQueueOptions,
+  type BoundedQueueStats,
+  type CoalescePolicy,
+} from "../stream/bounded-queue.js";
 import { coalesce, deliveredOperation } from "../watch/coalesce.js";
 import { ResourceType } from "../watch/model.js";
 import { endsStream, matches, type WatchPlan } from "../watch/plan.js";
 import { isEnvironmentOwned } from "../watch/validate.js";
 import type { PublishedEvent, SubscribeOptions, Subscription } from "./event-bus.js";
 
-interface Watcher {
-  readonly plan: WatchPlan;
-  readonly queue: BoundedQueue<PublishedEvent>;
+/**
+ * A subscription: its plan, and the bounded queue its events wait in. One object per stream
+ * (it is also what the dispatcher's indexes hold), which leaves the dispatcher when it closes.
+ */
+class Watcher extends BoundedQueue<PublishedEvent> {
+  constructor(
+    readonly plan: WatchPlan,
+    capacity: number,
+    options: BoundedQueueOptions<PublishedEvent>,
+    private readonly dispatcher: Dispatcher,
+    private readonly onEnd: SubscribeOptions["onClose"],
+  ) {
+    super(capacity, options);
+  }
+
+  protected override onClosed(stats: BoundedQueueStats): void {
+    this.dispatcher.detach(this);
+    this.onEnd?.(stats);
+  }
 }
 
 /** Organization-scope watchers of one organization, indexed by what they can receive. */
@@ -51,24 +72,25 @@ export class Dispatcher {
     return this.count;
   }
 
+  /** Queue options of subscriptions without a signal, shared by all of them. */
+  private readonly queueOptions: BoundedQueueOptions<PublishedEvent> = {
+    coalesce: this.coalescing,
+  };
+
   subscribe(plan: WatchPlan, options: SubscribeOptions): Subscription {
-    let watcher: Watcher | undefined;
-    const queue = new BoundedQueue<PublishedEvent>(options.maxBacklog, {
-      signal: options.signal,
-      coalesce: this.coalescing,
-      onClose: (stats) => {
-        if (watcher !== undefined) this.remove(watcher);
-        options.onClose?.(stats);
-      },
-    });
-    if (this.closed) {
-      queue.fail(this.closedReason);
-      return queue;
-    }
-    if (queue.isClosed) return queue; // signal already aborted
-    watcher = { plan, queue };
-    this.add(watcher);
-    return queue;
+    const signal = options.signal;
+    const live = signal !== undefined && !signal.aborted;
+    const watcher = new Watcher(
+      plan,
+      options.maxBacklog,
+      live ? { coalesce: this.coalescing, signal } : this.queueOptions,
+      this,
+      options.onClose,
+    );
+    if (this.closed) watcher.fail(this.closedReason);
+    else if (signal?.aborted) watcher.fail(signal.reason);
+    else this.add(watcher);
+    return watcher;
   }
 
   get isClosed(): boolean {
@@ -81,10 +103,10 @@ export class Dispatcher {
     this.closed = true;
     this.closedReason = reason;
     for (const bucket of this.orgs.values()) {
-      for (const w of bucket.unfiltered) w.queue.fail(reason);
-      for (const set of bucket.byType.values()) for (const w of set) w.queue.fail(reason);
+      for (const w of bucket.unfiltered) w.fail(reason);
+      for (const set of bucket.byType.values()) for (const w of set) w.fail(reason);
     }
-    for (const set of this.environments.values()) for (const w of set) w.queue.fail(reason);
+    for (const set of this.environments.values()) for (const w of set) w.fail(reason);
   }
 
   /** Hands one event to every subscription whose plan matches it, in call order. */
@@ -107,17 +129,17 @@ export class Dispatcher {
     if (!matches(w.plan, published.event, published.creatorId)) return;
     const last = endsStream(w.plan, published.event);
     // The event that ends the stream is delivered last even when merged into a pending one.
-    if (!(last ? w.queue.endWith(published) : w.queue.push(published))) {
-      w.queue.fail(
+    if (!(last ? w.endWith(published) : w.push(published))) {
+      w.fail(
         new ServiceError(
           "resource_exhausted",
-          `the stream fell more than ${w.queue.capacity} events behind; reconnect and refetch`,
+          `the stream fell more than ${w.capacity} events behind; reconnect and refetch`,
         ),
       );
       return;
     }
     // The consumer drains what is pending, then finishes; nothing more is routed to it.
-    if (last) this.remove(w);
+    if (last) this.detach(w);
   }
 
   /**
@@ -172,7 +194,8 @@ export class Dispatcher {
     }
   }
 
-  private remove(w: Watcher): void {
+  /** Takes a watcher out of the indexes (again: nothing happens). */
+  detach(w: Watcher): void {
     const plan = w.plan;
     if (plan.environmentId !== undefined) {
       const set = this.environments.get(plan.environmentId);

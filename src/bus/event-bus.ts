@@ -42,8 +42,8 @@ export interface SubscriptionStats {
 }
 
 export interface SubscribeOptions {
-  /** Aborting it ends the subscription with `signal.reason`. */
-  readonly signal: AbortSignal;
+  /** Aborting it ends the subscription with `signal.reason` (as `cancel` does). */
+  readonly signal?: AbortSignal;
   /**
    * How many events a subscriber may fall behind by. Once that many are pending, its pending
    * events of one resource are merged into one (see `coalesce` in src/watch); its stream is

@@ -10,6 +10,15 @@ export type RequestHandler = (
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+/**
+ * Takes an HTTP/2 stream on the raw API when it wants it (returns true); otherwise the stream is
+ * served through the compatibility API by the RequestHandler.
+ */
+export type StreamHandler = (
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+) => boolean;
+
 export interface ListenerOptions {
   /** Time a new connection has to send its first request line or preface, and HTTP/1.1 headers. */
   readonly headersTimeoutMs: number;
@@ -38,7 +47,7 @@ export class Listener {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly sniffing = new Set<net.Socket>();
 
-  constructor(handler: RequestHandler, options: ListenerOptions) {
+  constructor(handler: RequestHandler, streamHandler: StreamHandler, options: ListenerOptions) {
     this.http1 = http.createServer(
       {
         headersTimeout: options.headersTimeoutMs,
@@ -52,14 +61,21 @@ export class Listener {
       },
       handler,
     );
-    this.http2 = http2.createServer(
-      {
-        settings: { maxConcurrentStreams: options.maxConcurrentStreams },
-        maxSessionMemory: 32,
-        maxHeaderListPairs: 128,
-      },
-      handler,
-    );
+    this.http2 = http2.createServer({
+      settings: { maxConcurrentStreams: options.maxConcurrentStreams },
+      maxSessionMemory: 32,
+      maxHeaderListPairs: 128,
+    });
+    // Node builds the compatibility request and response for every stream of a server that has
+    // a 'request' listener. So the real server has none: its streams go to `streamHandler`
+    // first, and only those it declines are handed to a second server object that never
+    // listens, whose compatibility layer (Node's own, with its CONNECT and Expect handling)
+    // turns them into `handler(req, res)` calls.
+    const compat = http2.createServer(handler);
+    this.http2.on("stream", (stream, headers, flags, rawHeaders) => {
+      if (!streamHandler(stream, headers))
+        compat.emit("stream", stream, headers, flags, rawHeaders);
+    });
     this.http2.on("session", (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
       const stopPings = keepAlive(session, options.h2PingIntervalMs);

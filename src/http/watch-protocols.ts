@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from "node:http";
 import { fromBinary, fromJsonString, toBinary, toJsonString } from "@bufbuild/protobuf";
 import type { ConnectError } from "@connectrpc/connect";
 import {
@@ -13,7 +14,6 @@ import {
   WatchEventsResponseSchema,
 } from "../gen/gitpod/v1/event_pb.js";
 import { toWatchResponse } from "../rpc/convert.js";
-import type { Req } from "./types.js";
 
 /**
  * The wire forms of a WatchEvents stream that the streaming edge writes itself: JSONL (the
@@ -30,6 +30,8 @@ export interface WatchProtocol {
   parse(body: Buffer): WatchEventsRequest;
   /** Status and headers of a response that streams. */
   readonly head: { readonly status: number; readonly headers: Record<string, string> };
+  /** Whether the end (normal or failed) is carried in HTTP trailers. */
+  readonly trailers: boolean;
   /** The bytes of one event on this wire. */
   frame(event: PublishedEvent): Buffer;
   /** How a normal end is written after the head: trailing bytes and HTTP trailers. */
@@ -45,9 +47,30 @@ export interface WatchProtocol {
 
 // ---- encodings, once per event -------------------------------------------------------------
 
-const binaryFrames = new WeakMap<PublishedEvent, Buffer>();
-const jsonFrames = new WeakMap<PublishedEvent, Buffer>();
-const jsonLines = new WeakMap<PublishedEvent, Buffer>();
+/**
+ * An event's bytes in one wire form, made once and shared. A publish's event is written by
+ * every stream in turn, so the last event asked for answers almost every lookup; the WeakMap
+ * keeps the rest (streams that are behind) until the event is gone.
+ */
+class FrameCache {
+  private readonly frames = new WeakMap<PublishedEvent, Buffer>();
+  private lastEvent: PublishedEvent | undefined;
+  private lastFrame: Buffer | undefined;
+
+  constructor(private readonly encode: (p: PublishedEvent) => Buffer) {}
+
+  get(p: PublishedEvent): Buffer {
+    if (p === this.lastEvent) return this.lastFrame as Buffer;
+    let f = this.frames.get(p);
+    if (f === undefined) {
+      f = this.encode(p);
+      this.frames.set(p, f);
+    }
+    this.lastEvent = p;
+    this.lastFrame = f;
+    return f;
+  }
+}
 
 function envelope(flags: number, payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + payload.length);
@@ -57,36 +80,22 @@ function envelope(flags: number, payload: Uint8Array): Buffer {
   return out;
 }
 
-function binaryFrame(p: PublishedEvent): Buffer {
-  let f = binaryFrames.get(p);
-  if (f === undefined) {
-    f = envelope(0, toBinary(WatchEventsResponseSchema, toWatchResponse(p)));
-    binaryFrames.set(p, f);
-  }
-  return f;
-}
-
 function jsonText(p: PublishedEvent): string {
   return toJsonString(WatchEventsResponseSchema, toWatchResponse(p));
 }
 
-function jsonFrame(p: PublishedEvent): Buffer {
-  let f = jsonFrames.get(p);
-  if (f === undefined) {
-    f = envelope(0, Buffer.from(jsonText(p), "utf8"));
-    jsonFrames.set(p, f);
-  }
-  return f;
-}
+const binaryFrames = new FrameCache((p) =>
+  envelope(0, toBinary(WatchEventsResponseSchema, toWatchResponse(p))),
+);
+const jsonFrames = new FrameCache((p) => envelope(0, Buffer.from(jsonText(p), "utf8")));
+const jsonLines = new FrameCache((p) => Buffer.from(`${jsonText(p)}\n`, "utf8"));
+
+const binaryFrame = (p: PublishedEvent): Buffer => binaryFrames.get(p);
+const jsonFrame = (p: PublishedEvent): Buffer => jsonFrames.get(p);
 
 /** The event as one JSONL line: proto3 JSON (camelCase keys, enum names), ended by "\n". */
 export function jsonLine(p: PublishedEvent): Buffer {
-  let line = jsonLines.get(p);
-  if (line === undefined) {
-    line = Buffer.from(`${jsonText(p)}\n`, "utf8");
-    jsonLines.set(p, line);
-  }
-  return line;
+  return jsonLines.get(p);
 }
 
 // ---- request bodies ---------------------------------------------------------------------------
@@ -159,6 +168,7 @@ export const jsonl: WatchProtocol = {
     status: 200,
     headers: { "content-type": "application/jsonl", "cache-control": "no-store" },
   },
+  trailers: false,
   frame: jsonLine,
   end: () => ({}),
   refuse(err) {
@@ -187,6 +197,7 @@ function connect(json: boolean): WatchProtocol {
     name: "connect",
     parse: (body) => (json ? parseJson : parseBinary)(unwrap(body)),
     head,
+    trailers: false,
     frame: json ? jsonFrame : binaryFrame,
     end: () => ({ body: connectEndStream(undefined) }),
     // Connect streaming reports every error, even the first thing, in the end-stream message.
@@ -202,6 +213,7 @@ function grpc(json: boolean): WatchProtocol {
     name: "grpc",
     parse: (body) => (json ? parseJson : parseBinary)(unwrap(body)),
     head,
+    trailers: true,
     frame: json ? jsonFrame : binaryFrame,
     end: () => ({ trailers: { "grpc-status": "0" } }),
     // "Trailers-Only": the status travels in the only header block.
@@ -224,6 +236,7 @@ function grpcWeb(json: boolean): WatchProtocol {
     name: "grpcweb",
     parse: (body) => (json ? parseJson : parseBinary)(unwrap(body)),
     head,
+    trailers: false,
     frame: json ? jsonFrame : binaryFrame,
     end: () => ({ body: grpcWebTrailer({ "grpc-status": "0" }) }),
     refuse: (err) => ({ status: 200, headers: { ...head.headers, ...grpcStatus(err) } }),
@@ -258,21 +271,19 @@ function identity(value: string | string[] | undefined): boolean {
  * JSONL: `Content-Type: application/jsonl` or `application/json`, and/or
  * `Accept: application/jsonl` (CONTRACT §4).
  */
-export function watchProtocolOf(req: Req): WatchProtocol | undefined {
-  const ct = mediaType(req.headers["content-type"]);
+export function watchProtocolOf(
+  headers: IncomingHttpHeaders,
+  httpVersionMajor: number,
+): WatchProtocol | undefined {
+  const ct = mediaType(headers["content-type"]);
   if (ct === "application/jsonl" || ct === "application/json") return jsonl;
   if (ct === "") {
-    return (req.headers.accept ?? "").toLowerCase().includes("application/jsonl")
-      ? jsonl
-      : undefined;
+    return (headers.accept ?? "").toLowerCase().includes("application/jsonl") ? jsonl : undefined;
   }
   const protocol = PROTOCOLS.get(ct);
   if (protocol === undefined) return undefined;
-  if (protocol.name === "grpc" && req.httpVersionMajor !== 2) return undefined;
-  if (
-    !identity(req.headers["grpc-encoding"]) ||
-    !identity(req.headers["connect-content-encoding"])
-  ) {
+  if (protocol.name === "grpc" && httpVersionMajor !== 2) return undefined;
+  if (!identity(headers["grpc-encoding"]) || !identity(headers["connect-content-encoding"])) {
     return undefined;
   }
   return protocol;
@@ -288,14 +299,14 @@ const GRPC_TIMEOUT_UNITS_MS: Record<string, number> = {
 };
 
 /** The client's deadline in ms from `grpc-timeout` or `connect-timeout-ms`, if any. */
-export function timeoutMsOf(req: Req): number | undefined {
-  const grpcTimeout = req.headers["grpc-timeout"];
+export function timeoutMsOf(headers: IncomingHttpHeaders): number | undefined {
+  const grpcTimeout = headers["grpc-timeout"];
   if (typeof grpcTimeout === "string") {
     const m = /^(\d{1,8})([HMSmun])$/.exec(grpcTimeout);
     if (m === null) throw invalid(`protocol error: invalid grpc-timeout "${grpcTimeout}"`);
     return Number(m[1]) * (GRPC_TIMEOUT_UNITS_MS[m[2] as string] as number);
   }
-  const connectTimeout = req.headers["connect-timeout-ms"];
+  const connectTimeout = headers["connect-timeout-ms"];
   if (typeof connectTimeout === "string") {
     if (!/^\d{1,10}$/.test(connectTimeout)) {
       throw invalid(`protocol error: invalid connect-timeout-ms "${connectTimeout}"`);

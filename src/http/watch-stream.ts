@@ -1,12 +1,13 @@
-import * as http2 from "node:http2";
+import type { IncomingHttpHeaders } from "node:http";
 import type { Writable } from "node:stream";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/authenticator.js";
+import type { PublishedEvent } from "../bus/event-bus.js";
 import { ServiceError } from "../errors.js";
 import { fromWatchRequest } from "../rpc/convert.js";
 import type { ErrorFunnel } from "../rpc/error-funnel.js";
 import type { WatchSessions, WatchStream } from "../rpc/watch-sessions.js";
-import { type Req, type Res, writer } from "./types.js";
+import type { Exchange } from "./exchange.js";
 import { timeoutMsOf, type WatchProtocol } from "./watch-protocols.js";
 
 // Events written with one write call when a stream has several pending (one syscall, one frame).
@@ -20,15 +21,25 @@ export interface WatchStreamDeps {
   readonly requestMaxBytes: number;
 }
 
+/** What the edge reads of a request: its method and headers (the body comes separately). */
+export interface RequestHead {
+  readonly method?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+}
+
 /** Reads the whole body, refusing more than `maxBytes`. */
-async function readBody(req: Req, maxBytes: number): Promise<Buffer> {
-  const declared = Number(req.headers["content-length"]);
+async function readBody(
+  head: RequestHead,
+  body: AsyncIterable<Buffer>,
+  maxBytes: number,
+): Promise<Buffer> {
+  const declared = Number(head.headers["content-length"]);
   if (declared > maxBytes) {
     throw new ServiceError("invalid_argument", `request body larger than ${maxBytes} bytes`);
   }
   const chunks: Buffer[] = [];
   let length = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
+  for await (const chunk of body) {
     length += chunk.length;
     if (length > maxBytes) {
       throw new ServiceError("invalid_argument", `request body larger than ${maxBytes} bytes`);
@@ -38,82 +49,24 @@ async function readBody(req: Req, maxBytes: number): Promise<Buffer> {
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length);
 }
 
-/**
- * Cuts a started stream so that it cannot be mistaken for a clean end: HTTP/1.1 closes the
- * connection without the last chunk, HTTP/2 resets the stream.
- */
-function abortStream(res: Res): void {
-  if ("stream" in res) res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-  else res.destroy();
-}
+// ---- flushing --------------------------------------------------------------------------------
+//
+// Calls with events to write wait in `ready` and are flushed together in one microtask, after
+// the publish that brought their events: one scheduled task per publish, not one per stream.
 
-function finish(res: Res, end: { body?: Buffer; trailers?: Record<string, string> }): void {
-  if (end.trailers !== undefined) res.addTrailers(end.trailers);
-  writer(res).end(end.body);
-}
+let ready: WatchCall[] = [];
+let spare: WatchCall[] = [];
+let flushQueued = false;
+// Reused by every flush (flushes never nest): the frames of one batch.
+const frames: Buffer[] = [];
 
-/**
- * Writes a stream's events as they come, in push mode: when events arrive the stream is flushed
- * once per turn of the microtask queue (after the publish that brought them), everything pending
- * (up to MAX_BATCH) in one write, with no promise per event. When the socket is full it waits
- * for `drain`, so a slow client leaves its events in the (bounded, coalescing) backlog rather
- * than in memory here. Resolves when the subscription ends; rejects with its error.
- */
-function pump(
-  stream: WatchStream,
-  protocol: WatchProtocol,
-  res: Res,
-  signal: AbortSignal,
-): Promise<void> {
-  // On HTTP/2 the events go straight to the Http2Stream: the compatibility response adds a
-  // layer of checks to every write (its head was written through it, its end goes through it).
-  const sink: Writable = "stream" in res ? res.stream : res;
-  const events = stream.events;
-  const frames: Buffer[] = [];
-  return new Promise((resolve, reject) => {
-    let scheduled = false;
-    let blocked = false;
-    const schedule = () => {
-      if (scheduled) return;
-      scheduled = true;
-      queueMicrotask(flush);
-    };
-    const onDrain = () => {
-      blocked = false;
-      schedule();
-    };
-    const flush = () => {
-      scheduled = false;
-      // A full socket waits for drain, unless the stream is being torn down.
-      if (blocked && !signal.aborted) return;
-      for (let event = events.poll(); event !== undefined; event = events.poll()) {
-        frames.push(protocol.frame(event));
-        stream.wrote(event);
-        if (frames.length === MAX_BATCH) break;
-      }
-      if (frames.length > 0) {
-        const batch = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
-        const more = frames.length === MAX_BATCH;
-        frames.length = 0;
-        if (!sink.write(batch)) {
-          blocked = true;
-          sink.once("drain", onDrain);
-        } else if (more || events.isClosed) {
-          // More pending, or the end to report once the rest is written.
-          schedule();
-        }
-        return;
-      }
-      // Nothing pending: if the subscription is over, next() says how.
-      if (events.isClosed) {
-        sink.off("drain", onDrain);
-        events.next().then(() => resolve(), reject);
-      }
-    };
-    events.onReadable(schedule);
-    signal.addEventListener("abort", schedule, { once: true });
-    schedule();
-  });
+function flushReady(): void {
+  const calls = ready;
+  ready = spare;
+  flushQueued = false;
+  for (let i = 0; i < calls.length; i++) (calls[i] as WatchCall).flush();
+  calls.length = 0;
+  spare = calls;
 }
 
 function isClientGone(reason: unknown): boolean {
@@ -121,65 +74,163 @@ function isClientGone(reason: unknown): boolean {
 }
 
 /**
- * WatchEvents on the streaming edge, for every protocol in watch-protocols.ts: authenticates,
- * reads and validates the request, applies the client's deadline, opens the session, writes the
- * head at once (before any event), then the events, then the protocol's end; errors before the
- * head are the protocol's refusal, errors after it its failure (or an abort, for JSONL).
+ * One WatchEvents call on the streaming edge, for every protocol in watch-protocols.ts:
+ * authenticates, reads and validates the request, applies the client's deadline, opens the
+ * session, writes the head at once (before any event), then the events, then the protocol's
+ * end; errors before the head are the protocol's refusal, errors after it its failure (or an
+ * abort, for JSONL).
+ *
+ * Events are written in push mode: when events arrive the call is flushed once, after the
+ * publish that brought them, everything pending (up to MAX_BATCH) in one write, with no
+ * promise per event. When the socket is full it waits for `drain`, so a slow client leaves its
+ * events in the (bounded, coalescing) backlog rather than in memory here. Thousands of calls
+ * stay open for hours, so an open call is this one object, its subscription, and one function
+ * (`wake`) that the subscription, the transport and the deadline call back.
  */
-export async function handleWatch(
-  req: Req,
-  res: Res,
+class WatchCall {
+  private stream: WatchStream | undefined;
+  /** Why the call is being ended early (client gone, deadline), once it is. */
+  private cancelled: unknown;
+  private deadline: NodeJS.Timeout | undefined;
+  private sink: Writable | undefined;
+  /** Waiting in `ready`. */
+  private scheduled = false;
+  /** The subscription is over and its end is being written. */
+  private ending = false;
+  private readonly wake = () => this.schedule();
+  private readonly onClose = () => this.cancel(new ServiceError("canceled", "client went away"));
+
+  constructor(
+    private readonly exchange: Exchange,
+    private readonly protocol: WatchProtocol,
+    private readonly deps: WatchStreamDeps,
+  ) {
+    exchange.onClose(this.onClose);
+  }
+
+  /** Everything up to the first event; then the call runs on callbacks. */
+  async start(head: RequestHead, body: AsyncIterable<Buffer>): Promise<void> {
+    const { exchange, protocol, deps } = this;
+    try {
+      if (head.method !== "POST") {
+        throw new ServiceError("invalid_argument", "WatchEvents accepts POST only");
+      }
+      const timeoutMs = timeoutMsOf(head.headers);
+      if (timeoutMs !== undefined) {
+        this.deadline = setTimeout(
+          () => this.cancel(new ServiceError("deadline_exceeded", "the operation timed out")),
+          timeoutMs,
+        );
+      }
+      const principal = await deps.authenticator.authenticate(head.headers.authorization);
+      const request = protocol.parse(await readBody(head, body, deps.requestMaxBytes));
+      const stream = await deps.sessions.open(
+        principal,
+        fromWatchRequest(request),
+        undefined,
+        protocol.name,
+      );
+      this.stream = stream;
+      // Cancelled meanwhile: the subscription ends at once, with that reason.
+      if (this.cancelled !== undefined) stream.events.cancel(this.cancelled);
+      exchange.start(protocol.head.status, protocol.head.headers, protocol.trailers);
+      this.sink = exchange.sink;
+      stream.events.onReadable(this.wake);
+      this.schedule();
+    } catch (err) {
+      this.stop();
+      if (isClientGone(this.cancelled) || exchange.gone) return; // nobody to tell
+      const refusal = protocol.refuse(deps.funnel(err, "WatchEvents"));
+      exchange.respond(refusal.status, refusal.headers, refusal.body);
+    }
+  }
+
+  /** Ends the call early: the subscription fails with `reason`, which ends the stream. */
+  private cancel(reason: unknown): void {
+    if (this.cancelled !== undefined) return;
+    this.cancelled = reason;
+    this.stream?.events.cancel(reason);
+    // A full socket waits for drain, unless the call is being torn down.
+    if (this.sink !== undefined) this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    ready.push(this);
+    if (!flushQueued) {
+      flushQueued = true;
+      queueMicrotask(flushReady);
+    }
+  }
+
+  /** Writes what is pending in one write, or the end once the subscription is over. */
+  flush(): void {
+    this.scheduled = false;
+    const stream = this.stream as WatchStream;
+    const sink = this.sink as Writable;
+    if (this.ending) return;
+    // A full socket waits for drain, unless the call is being torn down.
+    if (sink.writableNeedDrain && this.cancelled === undefined) return;
+    const events = stream.events;
+    let last: PublishedEvent | undefined;
+    for (let event = events.poll(); event !== undefined; event = events.poll()) {
+      frames.push(this.protocol.frame(event));
+      last = event;
+      if (frames.length === MAX_BATCH) break;
+    }
+    if (last !== undefined) {
+      const count = frames.length;
+      const batch = count === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
+      frames.length = 0;
+      stream.wrote(last, count);
+      if (!sink.write(batch)) sink.once("drain", this.wake);
+      // More pending, or the end to report once the rest is written.
+      else if (count === MAX_BATCH || events.isClosed) this.schedule();
+      return;
+    }
+    // Nothing pending: if the subscription is over, next() says how.
+    if (events.isClosed) {
+      this.ending = true;
+      sink.off("drain", this.wake);
+      events.next().then(
+        () => this.end(undefined),
+        (err: unknown) => this.end(err),
+      );
+    }
+  }
+
+  /** The subscription is over (error: how it failed): writes the protocol's end. */
+  private end(error: unknown): void {
+    const { exchange, protocol } = this;
+    this.stop();
+    try {
+      if (isClientGone(this.cancelled) || exchange.gone) {
+        // nobody to tell
+      } else if (error === undefined) exchange.finish(protocol.end());
+      else {
+        const failure = protocol.fail(this.deps.funnel(error, "WatchEvents"));
+        if (failure === "abort") exchange.abort();
+        else exchange.finish(failure);
+      }
+    } finally {
+      this.stream?.end(error ?? this.cancelled);
+    }
+  }
+
+  private stop(): void {
+    clearTimeout(this.deadline);
+    this.exchange.offClose(this.onClose);
+  }
+}
+
+/** Serves WatchEvents on `exchange` (see WatchCall); resolves once the first event can flow. */
+export function handleWatch(
+  exchange: Exchange,
+  head: RequestHead,
+  body: AsyncIterable<Buffer>,
   protocol: WatchProtocol,
   deps: WatchStreamDeps,
 ): Promise<void> {
-  const call = new AbortController();
-  const onClose = () => call.abort(new ServiceError("canceled", "client went away"));
-  res.once("close", onClose);
-  let deadline: NodeJS.Timeout | undefined;
-  let started = false;
-  let stream: WatchStream | undefined;
-  let error: unknown;
-  try {
-    if (req.method !== "POST") {
-      throw new ServiceError("invalid_argument", "WatchEvents accepts POST only");
-    }
-    const timeoutMs = timeoutMsOf(req);
-    if (timeoutMs !== undefined) {
-      deadline = setTimeout(
-        () => call.abort(new ServiceError("deadline_exceeded", "the operation timed out")),
-        timeoutMs,
-      );
-    }
-    const principal = await deps.authenticator.authenticate(req.headers.authorization);
-    const request = protocol.parse(await readBody(req, deps.requestMaxBytes));
-    stream = await deps.sessions.open(
-      principal,
-      fromWatchRequest(request),
-      call.signal,
-      protocol.name,
-    );
-    writer(res).writeHead(protocol.head.status, protocol.head.headers);
-    // Headers go out now, before any event: clients see the stream open at once.
-    if ("flushHeaders" in res) res.flushHeaders();
-    started = true;
-    await pump(stream, protocol, res, call.signal);
-    finish(res, protocol.end());
-  } catch (err) {
-    error = err;
-    if (isClientGone(call.signal.reason) || res.destroyed) return; // nobody to tell
-    const ce = deps.funnel(err, "WatchEvents");
-    if (!started) {
-      const refusal = protocol.refuse(ce);
-      writer(res).writeHead(refusal.status, refusal.headers);
-      writer(res).end(refusal.body);
-      return;
-    }
-    const failure = protocol.fail(ce);
-    if (failure === "abort") abortStream(res);
-    else finish(res, failure);
-  } finally {
-    if (deadline !== undefined) clearTimeout(deadline);
-    res.off("close", onClose);
-    stream?.end(error ?? (call.signal.aborted ? call.signal.reason : undefined));
-  }
+  return new WatchCall(exchange, protocol, deps).start(head, body);
 }

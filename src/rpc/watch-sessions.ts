@@ -15,8 +15,8 @@ import { isViolation, validateWatchRequest } from "../watch/validate.js";
 
 // setTimeout's longest delay; longer credential lifetimes re-arm the timer.
 const MAX_TIMER_MS = 2_147_483_647;
-// One write in this many feeds the publish-to-write latency histogram.
-const LATENCY_SAMPLE_MASK = 7;
+// One delivery in this many feeds the publish-to-write latency histogram.
+const LATENCY_SAMPLE_EVERY = 8;
 
 export interface WatchSessionsDeps {
   readonly bus: EventBus;
@@ -37,8 +37,8 @@ export interface WatchSessionsDeps {
 export interface WatchStream {
   /** The events to write, in order. Throws when the stream is ended by the server. */
   readonly events: Subscription;
-  /** Call after each event is handed to the transport. */
-  wrote(event: PublishedEvent): void;
+  /** Call after events are handed to the transport: `count` of them, the last `event`. */
+  wrote(event: PublishedEvent, count?: number): void;
   /**
    * Call exactly once when the edge stops, with what ended it (undefined: a normal end).
    * Logs the one line per stream and updates the metrics.
@@ -53,12 +53,14 @@ export interface WatchStream {
  * reaches its maximum lifetime, or when the server drains.
  */
 export class WatchSessions {
-  private readonly byCredential = new Map<string, Set<Subscription>>();
-  private readonly perSubject = new Map<string, number>();
+  /** @internal For OpenStream. */
+  readonly byCredential = new Map<string, Set<Subscription>>();
+  /** @internal For OpenStream. */
+  readonly perSubject = new Map<string, number>();
   private draining = false;
   private readonly stopRevocations: () => void;
 
-  constructor(private readonly deps: WatchSessionsDeps) {
+  constructor(readonly deps: WatchSessionsDeps) {
     this.stopRevocations = deps.authenticator.onRevoke((ids) => {
       for (const id of ids) {
         const set = this.byCredential.get(id);
@@ -78,12 +80,13 @@ export class WatchSessions {
   /**
    * Opens a stream for `principal` over `protocol` (for logs and metrics). Throws ServiceError
    * before anything is streamed when the request is invalid or not allowed; the stream's events
-   * end when `signal` aborts (with its reason), and throw or finish as the bus decides.
+   * end when `signal` aborts (with its reason) or the edge cancels them, and throw or finish as
+   * the bus decides.
    */
   async open(
     principal: Principal,
     raw: WatchRequest,
-    signal: AbortSignal,
+    signal: AbortSignal | undefined,
     protocol: string,
   ): Promise<WatchStream> {
     if (this.draining) throw new ServiceError("unavailable", "the server is shutting down");
@@ -105,102 +108,131 @@ export class WatchSessions {
     }
     this.perSubject.set(subject, streams + 1);
 
-    const credentialId = principal.credentialId;
-    const timers: NodeJS.Timeout[] = [];
-    let coalesced = 0;
-    // Set once subscribed; a subscription that ends at once (aborted signal) closes before.
-    let subscription: Subscription | undefined;
-    const release = (stats: SubscriptionStats) => {
-      coalesced = stats.coalesced;
-      for (const t of timers) clearTimeout(t);
-      const s = this.byCredential.get(credentialId);
-      if (subscription !== undefined && s?.delete(subscription) && s.size === 0) {
-        this.byCredential.delete(credentialId);
-      }
-      const n = (this.perSubject.get(subject) ?? 1) - 1;
-      if (n <= 0) this.perSubject.delete(subject);
-      else this.perSubject.set(subject, n);
-    };
-    // The caller's signal (client gone, deadline) ends the subscription; expiry, revocation and
-    // the lifetime end it with `cancel`.
+    const stream = new OpenStream(this, protocol, request.scope.kind, principal);
+    // The caller's signal (client gone, deadline) or `cancel` ends the subscription; so do
+    // expiry, revocation and the lifetime.
     const events = this.deps.bus.subscribe(plan, {
-      signal,
+      ...(signal !== undefined && { signal }),
       maxBacklog: this.deps.maxBacklog,
-      onClose: release,
+      onClose: (stats) => stream.released(stats),
     });
-    subscription = events;
-    if (!events.isClosed) {
-      let set = this.byCredential.get(credentialId);
-      if (set === undefined) {
-        set = new Set();
-        this.byCredential.set(credentialId, set);
-      }
-      set.add(events);
+    stream.events = events;
+    if (events.isClosed) return stream;
+    let set = this.byCredential.get(principal.credentialId);
+    if (set === undefined) {
+      set = new Set();
+      this.byCredential.set(principal.credentialId, set);
     }
-
-    const expiresAtMs = principal.expiresAtMs;
-    if (expiresAtMs !== undefined && !events.isClosed) {
-      const arm = () => {
-        const left = expiresAtMs - this.deps.now();
-        if (left <= 0) {
-          events.cancel(new ServiceError("unauthenticated", "token expired"));
-          return;
-        }
-        const t = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
-        t.unref();
-        timers.push(t);
-      };
-      arm();
-    }
-    if (this.deps.maxLifetimeMs > 0 && !events.isClosed) {
+    set.add(events);
+    if (principal.expiresAtMs !== undefined) stream.expireAt(principal.expiresAtMs);
+    if (this.deps.maxLifetimeMs > 0) {
       // Jitter spreads reconnections of streams opened together (a deploy, say).
-      const lifetime = this.deps.maxLifetimeMs * (0.9 + 0.1 * Math.random());
-      const t = setTimeout(() => {
-        events.cancel(
-          new ServiceError("unavailable", "stream reached its maximum lifetime; reconnect"),
-        );
-      }, lifetime);
-      t.unref();
-      timers.push(t);
+      stream.endAfter(this.deps.maxLifetimeMs * (0.9 + 0.1 * Math.random()));
     }
-    const { metrics, logger, monotonicNow } = this.deps;
-    const scope = request.scope.kind;
-    const startedAt = monotonicNow();
-    let delivered = 0;
-    let ended = false;
-    metrics.streamOpened(protocol, scope);
-    return {
-      events,
-      wrote(event) {
-        delivered++;
-        metrics.deliveries++;
-        if ((delivered & LATENCY_SAMPLE_MASK) === 0) {
-          metrics.observeLatencyMs(monotonicNow() - event.publishedAtMs);
-        }
+    return stream;
+  }
+}
+
+/**
+ * One open stream: its subscription, the timers that may end it, what it delivered. One object
+ * with fields (no closures) since thousands are open at once.
+ */
+class OpenStream implements WatchStream {
+  events!: Subscription;
+  private readonly subject: string;
+  private readonly credentialId: string;
+  private readonly startedAt: number;
+  private expiry: NodeJS.Timeout | undefined;
+  private lifetime: NodeJS.Timeout | undefined;
+  private delivered = 0;
+  private coalesced = 0;
+  private ended = false;
+
+  constructor(
+    private readonly sessions: WatchSessions,
+    private readonly protocol: string,
+    private readonly scope: string,
+    principal: Principal,
+  ) {
+    this.subject = principal.subject;
+    this.credentialId = principal.credentialId;
+    this.startedAt = sessions.deps.monotonicNow();
+    sessions.deps.metrics.streamOpened(protocol, scope);
+  }
+
+  /** Ends the stream with `unauthenticated` once the credential expires. */
+  expireAt(expiresAtMs: number): void {
+    const left = expiresAtMs - this.sessions.deps.now();
+    if (left <= 0) {
+      this.events.cancel(new ServiceError("unauthenticated", "token expired"));
+      return;
+    }
+    this.expiry = setTimeout(() => this.expireAt(expiresAtMs), Math.min(left, MAX_TIMER_MS));
+    this.expiry.unref();
+  }
+
+  /** Ends the stream with `unavailable` after `ms`. */
+  endAfter(ms: number): void {
+    this.lifetime = setTimeout(() => {
+      this.events.cancel(
+        new ServiceError("unavailable", "stream reached its maximum lifetime; reconnect"),
+      );
+    }, ms);
+    this.lifetime.unref();
+  }
+
+  /** The subscription closed (however it ended): forget it. */
+  released(stats: SubscriptionStats): void {
+    this.coalesced = stats.coalesced;
+    clearTimeout(this.expiry);
+    clearTimeout(this.lifetime);
+    const { byCredential, perSubject } = this.sessions;
+    const set = byCredential.get(this.credentialId);
+    // `events` is unset when the subscription ended as it was made (an aborted signal).
+    if (this.events !== undefined && set?.delete(this.events) && set.size === 0) {
+      byCredential.delete(this.credentialId);
+    }
+    const n = (perSubject.get(this.subject) ?? 1) - 1;
+    if (n <= 0) perSubject.delete(this.subject);
+    else perSubject.set(this.subject, n);
+  }
+
+  wrote(event: PublishedEvent, count = 1): void {
+    const before = this.delivered;
+    this.delivered = before + count;
+    const { metrics, monotonicNow } = this.sessions.deps;
+    metrics.deliveries += count;
+    // One write in LATENCY_SAMPLE_EVERY feeds the publish-to-write latency histogram.
+    if (
+      Math.floor(before / LATENCY_SAMPLE_EVERY) !==
+      Math.floor(this.delivered / LATENCY_SAMPLE_EVERY)
+    ) {
+      metrics.observeLatencyMs(monotonicNow() - event.publishedAtMs);
+    }
+  }
+
+  end(error: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    // Leaving early (a client gone mid-write) must still unsubscribe; the subscription reports
+    // its stats (coalesced) as it closes.
+    void this.events.return?.();
+    const { metrics, logger, monotonicNow } = this.sessions.deps;
+    metrics.coalesced += this.coalesced;
+    const reason = error === undefined ? "ok" : codeToString(toConnectError(error).code);
+    metrics.streamEnded(this.protocol, this.scope, reason);
+    logger.info(
+      {
+        rpc: "WatchEvents",
+        protocol: this.protocol,
+        scope: this.scope,
+        subject: this.subject,
+        code: reason,
+        durationMs: Math.round(monotonicNow() - this.startedAt),
+        delivered: this.delivered,
+        coalesced: this.coalesced,
       },
-      end(error) {
-        if (ended) return;
-        ended = true;
-        // Leaving the loop early (a client gone mid-write) must still unsubscribe; the
-        // subscription reports its stats (coalesced) as it closes.
-        void events.return?.();
-        metrics.coalesced += coalesced;
-        const reason = error === undefined ? "ok" : codeToString(toConnectError(error).code);
-        metrics.streamEnded(protocol, scope, reason);
-        logger.info(
-          {
-            rpc: "WatchEvents",
-            protocol,
-            scope,
-            subject,
-            code: reason,
-            durationMs: Math.round(monotonicNow() - startedAt),
-            delivered,
-            coalesced,
-          },
-          "stream ended",
-        );
-      },
-    };
+      "stream ended",
+    );
   }
 }

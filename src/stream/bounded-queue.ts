@@ -272,7 +272,12 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
     if (this.closed) return;
     this.closed = true;
     if (this.abortListener) this.options.signal?.removeEventListener("abort", this.abortListener);
-    this.options.onClose?.({ coalesced: this.coalescedCount });
+    this.onClosed({ coalesced: this.coalescedCount });
+  }
+
+  /** Runs exactly once, when the queue closes; calls `options.onClose` unless overridden. */
+  protected onClosed(stats: BoundedQueueStats): void {
+    this.options.onClose?.(stats);
   }
 
   /** Drops everything pending and stops coalescing. */

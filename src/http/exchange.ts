@@ -1,0 +1,140 @@
+import * as http2 from "node:http2";
+import type { Writable } from "node:stream";
+import { type Req, type Res, writer } from "./types.js";
+
+/** What ends a response that has started: trailing bytes and HTTP trailers. */
+export interface ResponseEnd {
+  readonly body?: Buffer;
+  readonly trailers?: Record<string, string>;
+}
+
+/**
+ * One request and its response, as the streaming edge needs them, over either HTTP/1.1
+ * (`http.IncomingMessage`/`ServerResponse`) or a raw HTTP/2 stream. Watch streams on HTTP/2 use
+ * the stream directly: the compatibility layer's request and response objects would be kept
+ * alive for as long as each stream is open (several KiB per idle stream) and add a layer to
+ * every write.
+ */
+export interface Exchange {
+  /**
+   * Sends the head of a streaming response now; the events then go to `sink`. `trailers`: the
+   * end will carry HTTP trailers (HTTP/2 has to know before the head).
+   */
+  start(status: number, headers: Record<string, string>, trailers: boolean): void;
+  /** Where a started response's bytes go. */
+  readonly sink: Writable;
+  /** Ends a started response. */
+  finish(end: ResponseEnd): void;
+  /** A whole response at once (nothing started). */
+  respond(status: number, headers: Record<string, string>, body?: Buffer): void;
+  /** Cuts a started response so it cannot be mistaken for a clean end. */
+  abort(): void;
+  /** Calls `listener` when the exchange closes, for whatever reason. */
+  onClose(listener: () => void): void;
+  offClose(listener: () => void): void;
+  /** The peer is gone or the exchange is over: nothing more can be written. */
+  readonly gone: boolean;
+}
+
+// Errors of a stream (a reset peer, a write after close) end in 'close', which the edge watches;
+// an 'error' without a listener would be thrown instead. One function for every stream.
+function ignore(): void {}
+
+function sendTrailers(this: http2.ServerHttp2Stream): void {
+  const trailers = pendingTrailers.get(this) ?? {};
+  pendingTrailers.delete(this);
+  this.sendTrailers(trailers);
+}
+const pendingTrailers = new WeakMap<http2.ServerHttp2Stream, Record<string, string>>();
+
+/** An exchange on a raw HTTP/2 stream (the server's 'stream' event). */
+export class Http2Exchange implements Exchange {
+  private withTrailers = false;
+
+  constructor(readonly stream: http2.ServerHttp2Stream) {
+    stream.on("error", ignore);
+  }
+
+  get sink(): Writable {
+    return this.stream;
+  }
+
+  get gone(): boolean {
+    return this.stream.destroyed || this.stream.closed;
+  }
+
+  start(status: number, headers: Record<string, string>, trailers: boolean): void {
+    this.withTrailers = trailers;
+    this.stream.respond({ ...headers, ":status": status }, { waitForTrailers: trailers });
+  }
+
+  finish(end: ResponseEnd): void {
+    if (this.withTrailers) {
+      pendingTrailers.set(this.stream, end.trailers ?? {});
+      this.stream.once("wantTrailers", sendTrailers);
+    }
+    this.stream.end(end.body);
+  }
+
+  respond(status: number, headers: Record<string, string>, body?: Buffer): void {
+    this.stream.respond({ ...headers, ":status": status }, { endStream: body === undefined });
+    if (body !== undefined) this.stream.end(body);
+  }
+
+  abort(): void {
+    this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  }
+
+  onClose(listener: () => void): void {
+    this.stream.on("close", listener);
+  }
+
+  offClose(listener: () => void): void {
+    this.stream.off("close", listener);
+  }
+}
+
+/** An exchange on HTTP/1.1 (or the HTTP/2 compatibility objects, which behave alike here). */
+export class Http1Exchange implements Exchange {
+  constructor(
+    readonly req: Req,
+    readonly res: Res,
+  ) {}
+
+  get sink(): Writable {
+    return "stream" in this.res ? this.res.stream : this.res;
+  }
+
+  get gone(): boolean {
+    return this.res.destroyed;
+  }
+
+  start(status: number, headers: Record<string, string>): void {
+    writer(this.res).writeHead(status, headers);
+    // Headers go out now, before any event: clients see the stream open at once.
+    if ("flushHeaders" in this.res) this.res.flushHeaders();
+  }
+
+  finish(end: ResponseEnd): void {
+    if (end.trailers !== undefined) this.res.addTrailers(end.trailers);
+    writer(this.res).end(end.body);
+  }
+
+  respond(status: number, headers: Record<string, string>, body?: Buffer): void {
+    writer(this.res).writeHead(status, headers);
+    writer(this.res).end(body);
+  }
+
+  abort(): void {
+    if ("stream" in this.res) this.res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    else this.res.destroy();
+  }
+
+  onClose(listener: () => void): void {
+    this.res.on("close", listener);
+  }
+
+  offClose(listener: () => void): void {
+    this.res.off("close", listener);
+  }
+}

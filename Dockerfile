@@ -52,4 +52,5 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.PORT||8080}/healthz`,{signal:AbortSignal.timeout(2500)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Exec form, no npm or shell in between: node is PID 1 and gets SIGTERM from `docker stop`;
 # it stops streams (unavailable), drains and exits 0 within SHUTDOWN_TIMEOUT_MS.
-CMD ["node", "dist/main.js"]
+# --max-semi-space-size: see "Memory" in the README (the same as `npm start`).
+CMD ["node", "--max-semi-space-size=8", "dist/main.js"]

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -78,13 +78,27 @@ function freePort(): Promise<number> {
 
 let oursRuns = 0;
 
+/**
+ * The node options ours runs with in production: those of `npm start` (package.json), which
+ * the Docker image's CMD repeats (a test checks that they agree).
+ */
+function oursNodeOptions(): string[] {
+  const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
+    scripts: Record<string, string>;
+  };
+  const m = /\bnode((?: --[^\s]+)*) dist\/main\.js/.exec(pkg.scripts.start ?? "");
+  if (m === null) throw new Error("package.json: the start script does not run node dist/main.js");
+  return (m[1] ?? "").split(" ").filter(Boolean);
+}
+
 function serverCommand(
   kind: Kind,
   oursEnv: Record<string, string> = {},
-): { script: string; env: Record<string, string> } {
+): { script: string; nodeOptions: string[]; env: Record<string, string> } {
   switch (kind) {
     case "ours":
       return {
+        nodeOptions: oursNodeOptions(),
         // BENCH_OURS_MAIN: another build of ours (a branch, a commit) to measure instead.
         script: process.env.BENCH_OURS_MAIN ?? join(ROOT, "dist/main.js"),
         env: {
@@ -107,6 +121,7 @@ function serverCommand(
     case "limit-batched":
       return {
         script: fileURLToPath(new URL("servers/limit.js", HERE)),
+        nodeOptions: [],
         env: {
           AUTH_TOKENS_FILE: tokensFile,
           LIMIT_WRITES: kind === "limit-batched" ? "batch" : "event",
@@ -115,6 +130,7 @@ function serverCommand(
     case "peer":
       return {
         script: fileURLToPath(new URL("servers/peer.js", HERE)),
+        nodeOptions: [],
         env: { AUTH_TOKENS_FILE: tokensFile },
       };
   }
@@ -127,12 +143,14 @@ process.on("exit", () => {
 
 async function startServer(kind: Kind, oursEnv?: Record<string, string>): Promise<Server> {
   const port = await freePort();
-  const { script, env } = serverCommand(kind, oursEnv);
+  const { script, nodeOptions, env } = serverCommand(kind, oursEnv);
   const probeModule = pathToFileURL(fileURLToPath(new URL("servers/probe.js", HERE))).href;
-  // BENCH_OURS_NODE_ARGS: extra node options for ours, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
-  const extra =
-    kind === "ours" ? (process.env.BENCH_OURS_NODE_ARGS ?? "").split(" ").filter(Boolean) : [];
-  const args = ["--expose-gc", ...extra, "--import", probeModule, script];
+  // BENCH_OURS_NODE_ARGS (BENCH_LIMIT_NODE_ARGS, …): extra node options for that server, e.g.
+  // "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const extra = (process.env[`BENCH_${kind.toUpperCase().replace("-", "_")}_NODE_ARGS`] ?? "")
+    .split(" ")
+    .filter(Boolean);
+  const args = ["--expose-gc", ...nodeOptions, ...extra, "--import", probeModule, script];
   const child = spawn(
     PIN ? "taskset" : process.execPath,
     PIN ? ["-c", PIN.server, process.execPath, ...args] : args,

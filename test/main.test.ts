@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 
@@ -101,5 +102,16 @@ describe("the server process", () => {
     expect(await exitOf(server)).toBe(0);
     // curl exits non-zero when the stream is cut without its last chunk.
     expect(await exitOf(watch)).not.toBe(0);
+  });
+
+  it("runs with the same node options under npm start and in the Docker image", () => {
+    const pkg = JSON.parse(readFileSync(`${ROOT}/package.json`, "utf8")) as {
+      scripts: { start: string };
+    };
+    const fromStart = /\bnode((?: --\S+)*) dist\/main\.js/.exec(pkg.scripts.start)?.[1];
+    const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(`${ROOT}/Dockerfile`, "utf8"))?.[1];
+    const fromDocker = (JSON.parse(cmd ?? "[]") as string[]).slice(1, -1).join(" ");
+    expect(fromStart?.trim()).toBe(fromDocker);
+    expect(fromDocker).toContain("--max-semi-space-size=");
   });
 });

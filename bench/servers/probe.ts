@@ -1,3 +1,5 @@
+import { writeHeapSnapshot } from "node:v8";
+
 /**
  * Preloaded into every server under test (`node --expose-gc --import probe.js …`), ours included,
  * so that memory is measured the same way for all three: on the orchestrator's request over the
@@ -18,6 +20,9 @@ if (send !== undefined) {
     gc?.();
     gc?.();
     const mu = process.memoryUsage();
+    // BENCH_PROBE_SNAPSHOT=<dir>: also a heap snapshot at each probe, to see what a stream keeps.
+    const dir = process.env.BENCH_PROBE_SNAPSHOT;
+    if (dir) writeHeapSnapshot(`${dir}/${process.pid}-${m.id}.heapsnapshot`);
     send({
       type: "probe-result",
       id: m.id,

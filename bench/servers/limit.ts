@@ -116,3 +116,6 @@ server.listen(port, host, () => {
     `${JSON.stringify({ listening: typeof address === "object" ? address?.port : address })}\n`,
   );
 });
+
+// Exit normally on SIGTERM, so that node options such as --cpu-prof write their output.
+process.on("SIGTERM", () => process.exit(0));

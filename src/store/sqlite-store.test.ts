@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import fs, { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll } from "vitest";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { Operation, type ResourceEvent, ResourceType } from "../watch/model.js";
 import { SqliteStore } from "./sqlite-store.js";
 import type { Store } from "./store.js";
 import { describeStoreContract } from "./store-contract.js";
@@ -26,4 +27,89 @@ describeStoreContract("SqliteStore", () => openAt(join(dir, `store-${++count}.db
     if (path === undefined) throw new Error("not a store of this suite");
     return openAt(path);
   },
+});
+
+describe("SqliteStore with synchronous full", () => {
+  const event = (n: number): ResourceEvent => ({
+    organizationId: "0a0a0a0a-0000-4000-8000-00000000000a",
+    resourceType: ResourceType.PROJECT,
+    operation: Operation.UPDATE,
+    resourceId: `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`,
+    environmentId: "",
+    creatorId: "",
+  });
+  const stores: SqliteStore[] = [];
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    for (const s of stores.splice(0)) await s.close();
+  });
+  async function open(synchronous?: "full" | "normal"): Promise<SqliteStore> {
+    const store = await SqliteStore.open({
+      path: join(dir, `sync-${++count}.db`),
+      ...(synchronous !== undefined && { synchronous }),
+    });
+    stores.push(store);
+    return store;
+  }
+  /** fdatasync calls held until released, so a test sees what waits for the disk. */
+  function holdSyncs() {
+    const held: ((err: NodeJS.ErrnoException | null) => void)[] = [];
+    const spy = vi.spyOn(fs, "fdatasync").mockImplementation(((
+      _fd: number,
+      cb: (err: NodeJS.ErrnoException | null) => void,
+    ) => {
+      held.push(cb);
+    }) as typeof fs.fdatasync);
+    return { spy, held };
+  }
+
+  it("acknowledges an append only once the write-ahead log is synced, and appends committed meanwhile share the next sync", async () => {
+    const store = await open();
+    const { spy, held } = holdSyncs();
+    const acked: string[] = [];
+    const a = store.append([event(1)], 1).then(() => acked.push("a"));
+    await vi.waitFor(() => expect(held).toHaveLength(1));
+    const b = store.append([event(2)], 1).then(() => acked.push("b"));
+    const c = store.append([event(3)], 1).then(() => acked.push("c"));
+    await new Promise((r) => setImmediate(r)); // b and c are committed now
+    expect(acked).toEqual([]);
+    held[0]?.(null);
+    await a;
+    expect(acked).toEqual(["a"]);
+    await vi.waitFor(() => expect(held).toHaveLength(2));
+    held[1]?.(null);
+    await Promise.all([b, c]);
+    expect(acked).toEqual(["a", "b", "c"]);
+    expect(spy).toHaveBeenCalledTimes(2);
+    expect(await store.lastSequence()).toBe(3);
+  });
+
+  it("refuses every append and fails ping after a failed sync, and keeps what was committed", async () => {
+    const store = await open();
+    vi.spyOn(fs, "fdatasync").mockImplementation(((
+      _fd: number,
+      cb: (err: NodeJS.ErrnoException | null) => void,
+    ) => {
+      cb(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }));
+    }) as typeof fs.fdatasync);
+    const unavailable = { kind: "unavailable", message: expect.stringContaining("restart") };
+    await expect(store.append([event(1)], 1)).rejects.toMatchObject(unavailable);
+    await expect(store.append([event(2)], 1)).rejects.toMatchObject(unavailable);
+    await expect(store.ping()).rejects.toMatchObject(unavailable);
+    vi.restoreAllMocks();
+    const path = join(dir, `sync-${count}.db`);
+    await store.close();
+    stores.splice(stores.indexOf(store), 1);
+    const again = await SqliteStore.open({ path });
+    stores.push(again);
+    // The first batch was committed before its sync failed: SQLite keeps it.
+    expect(await again.lastSequence()).toBe(1);
+  });
+
+  it("leaves syncing to SQLite's own settings with synchronous normal", async () => {
+    const store = await open("normal");
+    const spy = vi.spyOn(fs, "fdatasync");
+    await store.append([event(1)], 1);
+    expect(spy).not.toHaveBeenCalled();
+  });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import fs, { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { ServiceError } from "../errors.js";
@@ -93,13 +93,38 @@ export interface SqliteStoreOptions {
   readonly synchronous?: "full" | "normal";
 }
 
+/** An append waiting for the write-ahead log to reach the disk. */
+interface Unsynced {
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
 /**
  * The embedded store: one SQLite file in WAL mode through Node's built-in `node:sqlite`. One
  * process at a time (it is the single-replica default). Calls run synchronously on the event
  * loop, each publish one short transaction of prepared statements.
+ *
+ * Durability (`synchronous: "full"`) without blocking the event loop on the disk: SQLite runs
+ * with `synchronous=NORMAL`, so a COMMIT writes the transaction to the write-ahead log without
+ * waiting for the disk, and the store then syncs the log file itself with an asynchronous
+ * `fdatasync` (on libuv's thread pool) before it acknowledges the append. What is acknowledged
+ * is on disk, as with SQLite's own FULL, but the streams keep being written while the disk
+ * works, and the appends committed meanwhile share the next sync. (SQLite keeps the log file,
+ * the same inode, for as long as the database is open; at checkpoints it syncs it itself.) A
+ * failed sync means acknowledged-looking data may not be on disk: the store then refuses all
+ * further work (`unavailable`, and `ping` fails) until the server is restarted, and SQLite
+ * recovers the log at the next open.
  */
 export class SqliteStore implements Store {
   private last: number;
+  /** The write-ahead log's path when this store syncs it itself (synchronous "full"). */
+  private walPath: string | undefined;
+  private walFd: number | undefined;
+  /** Appends committed but not yet synced; `syncing` while an fdatasync runs. */
+  private unsynced: Unsynced[] = [];
+  private syncing: Promise<void> | undefined;
+  /** Set when a sync failed: nothing is accepted any more. */
+  private failure: unknown;
   private pending: {
     events: readonly ResourceEvent[];
     nowMs: number;
@@ -159,9 +184,15 @@ export class SqliteStore implements Store {
     const db = new DatabaseSync(options.path);
     try {
       db.exec("PRAGMA journal_mode = WAL");
-      db.exec(`PRAGMA synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
+      // "full" on a file: commits are synced by the store itself (see the class comment).
+      const syncItself = options.synchronous !== "normal" && options.path !== ":memory:";
+      db.exec(
+        `PRAGMA synchronous = ${syncItself || options.synchronous === "normal" ? "NORMAL" : "FULL"}`,
+      );
       db.exec("PRAGMA busy_timeout = 5000");
-      return new SqliteStore(db);
+      const store = new SqliteStore(db);
+      if (syncItself) store.walPath = `${options.path}-wal`;
+      return store;
     } catch (err) {
       db.close();
       throw err;
@@ -174,6 +205,7 @@ export class SqliteStore implements Store {
    * caller still gets its own consecutive sequence numbers, in call order.
    */
   append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
       this.pending.push({ events, nowMs, resolve, reject });
       if (this.pending.length === 1) setImmediate(() => this.commitPending());
@@ -204,9 +236,51 @@ export class SqliteStore implements Store {
       return;
     }
     this.last = sequence;
-    group.forEach((request, i) => {
-      request.resolve(results[i] as StoredEvent[]);
+    const acknowledge = () => {
+      group.forEach((request, i) => {
+        request.resolve(results[i] as StoredEvent[]);
+      });
+    };
+    if (this.walPath === undefined) {
+      acknowledge();
+      return;
+    }
+    this.unsynced.push({
+      resolve: acknowledge,
+      reject: (err) => {
+        for (const request of group) request.reject(err);
+      },
     });
+    if (this.syncing === undefined) this.syncing = this.syncLog();
+  }
+
+  /**
+   * Syncs the write-ahead log until no committed append waits for it; the appends committed
+   * while one sync runs share the next. Acknowledges in commit order.
+   */
+  private async syncLog(): Promise<void> {
+    while (this.unsynced.length > 0) {
+      const waiting = this.unsynced;
+      this.unsynced = [];
+      try {
+        this.walFd ??= fs.openSync(this.walPath as string, "r");
+        const fd = this.walFd;
+        await new Promise<void>((resolve, reject) =>
+          fs.fdatasync(fd, (err) => (err === null ? resolve() : reject(err))),
+        );
+      } catch (err) {
+        this.failure = new ServiceError(
+          "unavailable",
+          "database unavailable: the write-ahead log could not be synced to disk; restart the server",
+          { cause: err },
+        );
+        for (const w of [...waiting, ...this.unsynced]) w.reject(this.failure);
+        this.unsynced = [];
+        break;
+      }
+      for (const w of waiting) w.resolve();
+    }
+    this.syncing = undefined;
   }
 
   /** Writes one batch inside the open transaction, numbering it after `after`. */
@@ -325,6 +399,7 @@ export class SqliteStore implements Store {
   }
 
   async ping(): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
     this.db.prepare("SELECT 1").get();
   }
 
@@ -333,7 +408,11 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    // Appends already committed are acknowledged (or refused) first.
+    while (this.syncing !== undefined) await this.syncing;
     if (this.db.isOpen) this.db.close();
+    if (this.walFd !== undefined) fs.closeSync(this.walFd);
+    this.walFd = undefined;
   }
 }
 

@@ -10,6 +10,7 @@ import { EventService } from "./gen/gitpod/v1/event_pb.js";
 import { createConnectHandler } from "./http/connect-handler.js";
 import { Http1Exchange, Http2Exchange } from "./http/exchange.js";
 import { Listener } from "./http/listener.js";
+import { handleGrpcPublish, isFastPublish } from "./http/publish-edge.js";
 import { type Req, type Res, writer } from "./http/types.js";
 import { watchProtocolOf } from "./http/watch-protocols.js";
 import { handleWatch } from "./http/watch-stream.js";
@@ -17,7 +18,7 @@ import { Metrics } from "./metrics.js";
 import { createAuditService } from "./rpc/audit-service.js";
 import { createErrorFunnel } from "./rpc/error-funnel.js";
 import { createEventService } from "./rpc/event-service.js";
-import { createIngestService } from "./rpc/ingest-service.js";
+import { createIngestService, createPublishCall } from "./rpc/ingest-service.js";
 import { authenticationGate } from "./rpc/principal-context.js";
 import { RateLimiter } from "./rpc/rate-limiter.js";
 import { WatchSessions } from "./rpc/watch-sessions.js";
@@ -53,6 +54,11 @@ export interface App {
 const WATCH_PATHS = new Set([
   "/gitpod.v1.EventService/WatchEvents",
   "/api/gitpod.v1.EventService/WatchEvents",
+]);
+
+const PUBLISH_PATHS = new Set([
+  "/eventservice.ingest.v1.IngestService/Publish",
+  "/api/eventservice.ingest.v1.IngestService/Publish",
 ]);
 
 function sendText(res: Res, status: number, body: string): void {
@@ -113,15 +119,13 @@ export function createApp(deps: AppDeps): App {
     () => performance.now(),
   );
 
+  const publish = createPublishCall({ bus, isDraining: () => draining, limiter, metrics });
   const routes = (router: ConnectRouter) => {
     router.service(EventService, {
       ...createEventService(sessions, funnel),
       ...createAuditService({ store, funnel }),
     });
-    router.service(
-      IngestService,
-      createIngestService({ bus, isDraining: () => draining, funnel, limiter, metrics }),
-    );
+    router.service(IngestService, createIngestService(publish, funnel));
   };
   const connect = createConnectHandler({
     routes,
@@ -175,12 +179,24 @@ export function createApp(deps: AppDeps): App {
     if (!connect(req, res, path)) sendText(res, 404, "not found\n");
   };
 
-  // HTTP/2 watch streams are served on the raw stream API; everything else on HTTP/2 goes
-  // through `handler` (compatibility API).
+  const publishDeps = {
+    authenticator,
+    publish,
+    funnel,
+    requestMaxBytes: config.requestMaxBytes,
+  };
+  // HTTP/2 watch streams and gRPC publishes are served on the raw stream API; everything else
+  // on HTTP/2 goes through `handler` (compatibility API).
   const streamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): boolean => {
     const target = headers[":path"] ?? "";
     const q = target.indexOf("?");
-    if (!WATCH_PATHS.has(q === -1 ? target : target.slice(0, q))) return false;
+    const path = q === -1 ? target : target.slice(0, q);
+    if (PUBLISH_PATHS.has(path)) {
+      if (!isFastPublish(headers)) return false;
+      void handleGrpcPublish(stream, headers, publishDeps);
+      return true;
+    }
+    if (!WATCH_PATHS.has(path)) return false;
     const protocol = watchProtocolOf(headers, 2);
     if (protocol === undefined) return false;
     const head = { method: headers[":method"], headers };

@@ -1,3 +1,5 @@
+import { once } from "node:events";
+import * as http2 from "node:http2";
 import * as net from "node:net";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -203,6 +205,28 @@ describe("bad input", () => {
     const r = await jsonlPost(bearer(TOKENS.adminA), `{"x":"${"a".repeat(200_000)}"}`);
     expect(r.status).toBe(400);
     expect(r.body.message).toContain("larger than 131072 bytes");
+  });
+
+  it("answers an oversized gRPC watch request over HTTP/2 with its status, not a reset", async () => {
+    const session = http2.connect(server.url);
+    try {
+      const req = session.request({
+        ":method": "POST",
+        ":path": "/gitpod.v1.EventService/WatchEvents",
+        "content-type": "application/grpc",
+        te: "trailers",
+        ...bearer(TOKENS.adminA),
+      });
+      req.on("data", () => {});
+      req.end(Buffer.alloc(200_000));
+      const [headers] = (await once(req, "response")) as [http2.IncomingHttpHeaders];
+      expect(headers["grpc-status"]).toBe(String(Code.InvalidArgument));
+      expect(decodeURIComponent(String(headers["grpc-message"]))).toContain(
+        "larger than 131072 bytes",
+      );
+    } finally {
+      session.close();
+    }
   });
 
   it("answers an oversized Connect message with resource_exhausted", async () => {

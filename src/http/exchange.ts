@@ -47,6 +47,23 @@ function sendTrailers(this: http2.ServerHttp2Stream): void {
 }
 const pendingTrailers = new WeakMap<http2.ServerHttp2Stream, Record<string, string>>();
 
+/**
+ * A whole response on a raw HTTP/2 stream, whose request may not have been read to its end (a
+ * refusal): the rest of the request is then declined with RST_STREAM NO_ERROR once the
+ * response is out (RFC 9113 §8.1), so the client stops sending and the stream closes.
+ */
+export function respondWhole(
+  stream: http2.ServerHttp2Stream,
+  headers: http2.OutgoingHttpHeaders,
+  body?: Buffer,
+): void {
+  if (stream.destroyed || stream.closed) return;
+  const unread = !stream.readableEnded;
+  stream.respond(headers, { endStream: body === undefined });
+  if (body !== undefined) stream.end(body);
+  if (unread) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+}
+
 /** An exchange on a raw HTTP/2 stream (the server's 'stream' event). */
 export class Http2Exchange implements Exchange {
   private withTrailers = false;
@@ -77,8 +94,7 @@ export class Http2Exchange implements Exchange {
   }
 
   respond(status: number, headers: Record<string, string>, body?: Buffer): void {
-    this.stream.respond({ ...headers, ":status": status }, { endStream: body === undefined });
-    if (body !== undefined) this.stream.end(body);
+    respondWhole(this.stream, { ...headers, ":status": status }, body);
   }
 
   abort(): void {

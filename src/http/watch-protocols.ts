@@ -72,7 +72,7 @@ class FrameCache {
   }
 }
 
-function envelope(flags: number, payload: Uint8Array): Buffer {
+export function envelope(flags: number, payload: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(5 + payload.length);
   out[0] = flags;
   out.writeUInt32BE(payload.length, 1);
@@ -154,7 +154,7 @@ function grpcMessage(message: string): string {
 }
 
 /** gRPC status codes are the Connect codes' numbers. */
-function grpcStatus(err: ConnectError): Record<string, string> {
+export function grpcStatus(err: ConnectError): Record<string, string> {
   return { "grpc-status": String(err.code), "grpc-message": grpcMessage(err.rawMessage) };
 }
 

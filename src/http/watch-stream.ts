@@ -1,12 +1,12 @@
 import type { IncomingHttpHeaders } from "node:http";
-import type { Writable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/authenticator.js";
-import type { PublishedEvent } from "../bus/event-bus.js";
 import { ServiceError } from "../errors.js";
 import { fromWatchRequest } from "../rpc/convert.js";
 import type { ErrorFunnel } from "../rpc/error-funnel.js";
 import type { WatchSessions, WatchStream } from "../rpc/watch-sessions.js";
+import { readBody } from "./body.js";
 import type { Exchange } from "./exchange.js";
 import { timeoutMsOf, type WatchProtocol } from "./watch-protocols.js";
 
@@ -25,28 +25,6 @@ export interface WatchStreamDeps {
 export interface RequestHead {
   readonly method?: string | undefined;
   readonly headers: IncomingHttpHeaders;
-}
-
-/** Reads the whole body, refusing more than `maxBytes`. */
-async function readBody(
-  head: RequestHead,
-  body: AsyncIterable<Buffer>,
-  maxBytes: number,
-): Promise<Buffer> {
-  const declared = Number(head.headers["content-length"]);
-  if (declared > maxBytes) {
-    throw new ServiceError("invalid_argument", `request body larger than ${maxBytes} bytes`);
-  }
-  const chunks: Buffer[] = [];
-  let length = 0;
-  for await (const chunk of body) {
-    length += chunk.length;
-    if (length > maxBytes) {
-      throw new ServiceError("invalid_argument", `request body larger than ${maxBytes} bytes`);
-    }
-    chunks.push(chunk);
-  }
-  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length);
 }
 
 // ---- flushing --------------------------------------------------------------------------------
@@ -95,6 +73,8 @@ class WatchCall {
   private sink: Writable | undefined;
   /** Waiting in `ready`. */
   private scheduled = false;
+  /** The last write filled the socket's buffer: wait for `drain`. */
+  private blocked = false;
   /** The subscription is over and its end is being written. */
   private ending = false;
   private readonly wake = () => this.schedule();
@@ -109,7 +89,7 @@ class WatchCall {
   }
 
   /** Everything up to the first event; then the call runs on callbacks. */
-  async start(head: RequestHead, body: AsyncIterable<Buffer>): Promise<void> {
+  async start(head: RequestHead, body: Readable): Promise<void> {
     const { exchange, protocol, deps } = this;
     try {
       if (head.method !== "POST") {
@@ -123,7 +103,13 @@ class WatchCall {
         );
       }
       const principal = await deps.authenticator.authenticate(head.headers.authorization);
-      const request = protocol.parse(await readBody(head, body, deps.requestMaxBytes));
+      if (Number(head.headers["content-length"]) > deps.requestMaxBytes) {
+        throw new ServiceError(
+          "invalid_argument",
+          `request body larger than ${deps.requestMaxBytes} bytes`,
+        );
+      }
+      const request = protocol.parse(await readBody(body, deps.requestMaxBytes));
       const stream = await deps.sessions.open(
         principal,
         fromWatchRequest(request),
@@ -167,36 +153,50 @@ class WatchCall {
   /** Writes what is pending in one write, or the end once the subscription is over. */
   flush(): void {
     this.scheduled = false;
-    const stream = this.stream as WatchStream;
-    const sink = this.sink as Writable;
     if (this.ending) return;
+    const sink = this.sink as Writable;
     // A full socket waits for drain, unless the call is being torn down.
-    if (sink.writableNeedDrain && this.cancelled === undefined) return;
-    const events = stream.events;
-    let last: PublishedEvent | undefined;
-    for (let event = events.poll(); event !== undefined; event = events.poll()) {
-      frames.push(this.protocol.frame(event));
-      last = event;
-      if (frames.length === MAX_BATCH) break;
+    if (this.blocked) {
+      if (sink.writableNeedDrain && this.cancelled === undefined) return;
+      this.blocked = false;
     }
-    if (last !== undefined) {
-      const count = frames.length;
-      const batch = count === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
-      frames.length = 0;
-      stream.wrote(last, count);
-      if (!sink.write(batch)) sink.once("drain", this.wake);
-      // More pending, or the end to report once the rest is written.
-      else if (count === MAX_BATCH || events.isClosed) this.schedule();
+    const stream = this.stream as WatchStream;
+    const events = stream.events;
+    const first = events.poll();
+    if (first === undefined) {
+      // Nothing pending: if the subscription is over, next() says how.
+      if (events.isClosed) {
+        this.ending = true;
+        sink.off("drain", this.wake);
+        events.next().then(
+          () => this.end(undefined),
+          (err: unknown) => this.end(err),
+        );
+      }
       return;
     }
-    // Nothing pending: if the subscription is over, next() says how.
-    if (events.isClosed) {
-      this.ending = true;
-      sink.off("drain", this.wake);
-      events.next().then(
-        () => this.end(undefined),
-        (err: unknown) => this.end(err),
-      );
+    const protocol = this.protocol;
+    let batch = protocol.frame(first);
+    let last = first;
+    let count = 1;
+    // Usually one event is pending; several go out concatenated, in one write.
+    for (let event = events.poll(); event !== undefined; event = events.poll()) {
+      if (count === 1) frames.push(batch);
+      frames.push(protocol.frame(event));
+      last = event;
+      if (++count === MAX_BATCH) break;
+    }
+    if (count > 1) {
+      batch = Buffer.concat(frames);
+      frames.length = 0;
+    }
+    stream.wrote(last, count);
+    if (!sink.write(batch)) {
+      this.blocked = true;
+      sink.once("drain", this.wake);
+    } else if (count === MAX_BATCH || events.isClosed) {
+      // More pending, or the end to report once the rest is written.
+      this.schedule();
     }
   }
 
@@ -228,7 +228,7 @@ class WatchCall {
 export function handleWatch(
   exchange: Exchange,
   head: RequestHead,
-  body: AsyncIterable<Buffer>,
+  body: Readable,
   protocol: WatchProtocol,
   deps: WatchStreamDeps,
 ): Promise<void> {

@@ -1,5 +1,5 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import type { EventBus } from "../bus/event-bus.js";
 import { ServiceError } from "../errors.js";
 import type {
@@ -8,6 +8,7 @@ import type {
   PublishResponseSchema,
 } from "../gen/eventservice/ingest/v1/ingest_pb.js";
 import type { Metrics } from "../metrics.js";
+import type { Principal } from "../watch/model.js";
 import { authorizePublish } from "../watch/plan.js";
 import { isViolation, validatePublishBatch } from "../watch/validate.js";
 import { fromResourceEvent } from "./convert.js";
@@ -15,33 +16,24 @@ import type { ErrorFunnel } from "./error-funnel.js";
 import { principalOf } from "./principal-context.js";
 import type { RateLimiter } from "./rate-limiter.js";
 
-/** eventservice.ingest.v1.IngestService: authorize, validate the whole batch, publish. */
-export interface IngestServiceDeps {
+/** What a publish needs, whichever edge received it. */
+export interface PublishDeps {
   readonly bus: EventBus;
   readonly isDraining: () => boolean;
-  readonly funnel: ErrorFunnel;
   /** Per-publisher rate limit, in events. */
   readonly limiter: RateLimiter;
   readonly metrics: Metrics;
 }
 
-export function createIngestService(deps: IngestServiceDeps): ServiceImpl<typeof IngestService> {
-  const { bus, isDraining, funnel, limiter, metrics } = deps;
-  return {
-    async publish(req, ctx) {
-      try {
-        return await publish(req, ctx);
-      } catch (err) {
-        throw funnel(err, "Publish");
-      }
-    },
-  };
+/** A publish by `principal`: authorize, validate the whole batch, publish; throws ServiceError. */
+export type PublishCall = (
+  principal: Principal,
+  req: PublishRequest,
+) => Promise<MessageInitShape<typeof PublishResponseSchema>>;
 
-  async function publish(
-    req: PublishRequest,
-    ctx: HandlerContext,
-  ): Promise<MessageInitShape<typeof PublishResponseSchema>> {
-    const principal = principalOf(ctx);
+export function createPublishCall(deps: PublishDeps): PublishCall {
+  const { bus, isDraining, limiter, metrics } = deps;
+  return async (principal, req) => {
     const raw = req.events.map(fromResourceEvent);
     const denied = authorizePublish(principal, raw);
     if (denied) throw new ServiceError(denied.kind, denied.message);
@@ -60,5 +52,21 @@ export function createIngestService(deps: IngestServiceDeps): ServiceImpl<typeof
       firstSequence: BigInt(result.firstSequence),
       lastSequence: BigInt(result.lastSequence),
     };
-  }
+  };
+}
+
+/** eventservice.ingest.v1.IngestService on the Connect runtime. */
+export function createIngestService(
+  publish: PublishCall,
+  funnel: ErrorFunnel,
+): ServiceImpl<typeof IngestService> {
+  return {
+    async publish(req, ctx) {
+      try {
+        return await publish(principalOf(ctx), req);
+      } catch (err) {
+        throw funnel(err, "Publish");
+      }
+    },
+  };
 }

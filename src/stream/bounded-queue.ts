@@ -255,11 +255,14 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
 
   private take(): T {
     if (this.index !== undefined) return this.shift();
-    const value = this.items[this.head] as T;
-    this.items[this.head] = undefined;
+    const items = this.items;
+    const value = items[this.head] as T;
+    items[this.head] = undefined;
     this.head++;
-    if (this.head === this.items.length) {
-      this.items.length = 0;
+    if (this.head === items.length) {
+      // Drained: start over. (pop() of the usual single item is much cheaper than length = 0.)
+      if (this.head === 1) items.pop();
+      else items.length = 0;
       this.head = 0;
     } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
       this.items = this.items.slice(this.head);

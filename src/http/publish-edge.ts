@@ -1,0 +1,133 @@
+import type * as http2 from "node:http2";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Authenticator } from "../auth/authenticator.js";
+import { ServiceError } from "../errors.js";
+import {
+  type PublishRequest,
+  PublishRequestSchema,
+  PublishResponseSchema,
+} from "../gen/eventservice/ingest/v1/ingest_pb.js";
+import type { ErrorFunnel } from "../rpc/error-funnel.js";
+import type { PublishCall } from "../rpc/ingest-service.js";
+import { readBody } from "./body.js";
+import { respondWhole } from "./exchange.js";
+import { envelope, grpcStatus, timeoutMsOf } from "./watch-protocols.js";
+
+export interface PublishEdgeDeps {
+  readonly authenticator: Authenticator;
+  readonly publish: PublishCall;
+  readonly funnel: ErrorFunnel;
+  /** Largest request message accepted, in bytes (as the Connect runtime's readMaxBytes). */
+  readonly requestMaxBytes: number;
+}
+
+const CONTENT_TYPE = "application/grpc+proto";
+
+/**
+ * Whether this edge serves a request with these headers: gRPC in binary, uncompressed, POST.
+ * Everything else (Connect, gRPC-Web, JSON, compressed messages) is served by the Connect
+ * runtime with the same PublishCall.
+ */
+export function isFastPublish(headers: http2.IncomingHttpHeaders): boolean {
+  const ct = headers["content-type"];
+  const encoding = headers["grpc-encoding"];
+  return (
+    headers[":method"] === "POST" &&
+    (ct === "application/grpc" || ct === "application/grpc+proto") &&
+    (encoding === undefined || encoding === "identity")
+  );
+}
+
+// Errors of a stream (a reset peer) end in 'close'; without a listener they would be thrown.
+function ignore(): void {}
+
+/** Reads the one enveloped message of a gRPC request, refusing one over `maxBytes`. */
+async function readMessage(stream: http2.ServerHttp2Stream, maxBytes: number): Promise<Buffer> {
+  const body = await readBody(stream, maxBytes + 5, (chunks, length) => {
+    if (length < 5) return;
+    const head = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length);
+    const size = head.readUInt32BE(1);
+    if (size > maxBytes) {
+      // The Connect runtime's words for the same case.
+      throw new ConnectError(
+        `message size ${size} is larger than configured readMaxBytes ${maxBytes}`,
+        Code.ResourceExhausted,
+      );
+    }
+    if (length > 5 + size) {
+      throw new ServiceError(
+        "invalid_argument",
+        "protocol error: expected exactly one request message",
+      );
+    }
+  });
+  if (body.length < 5 || body.length !== 5 + body.readUInt32BE(1)) {
+    throw new ServiceError("invalid_argument", "protocol error: incomplete envelope");
+  }
+  if ((body[0] as number) & 0x01) {
+    throw new ServiceError(
+      "invalid_argument",
+      "protocol error: compressed message without an encoding",
+    );
+  }
+  if (body[0] !== 0) {
+    throw new ServiceError("invalid_argument", "protocol error: unexpected envelope flags");
+  }
+  return body.subarray(5);
+}
+
+/**
+ * IngestService.Publish over gRPC on the raw HTTP/2 stream: the hot path of every backend that
+ * publishes. It does what the Connect runtime's gRPC handler does for a unary call (status in
+ * trailers, or Trailers-Only for an error; the client's deadline), without its per-call
+ * machinery, which cost about 0.4 ms of CPU per publish (a quarter of a single-event publish).
+ */
+export async function handleGrpcPublish(
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  deps: PublishEdgeDeps,
+): Promise<void> {
+  stream.on("error", ignore);
+  let answered = false;
+  let deadline: NodeJS.Timeout | undefined;
+  const fail = (err: unknown) => {
+    if (answered || stream.destroyed || stream.closed) return;
+    answered = true;
+    const status = grpcStatus(deps.funnel(err, "Publish"));
+    // Trailers-Only: the status travels in the only header block.
+    respondWhole(stream, { ":status": 200, "content-type": CONTENT_TYPE, ...status });
+  };
+  try {
+    const timeoutMs = timeoutMsOf(headers);
+    if (timeoutMs !== undefined) {
+      deadline = setTimeout(
+        () => fail(new ServiceError("deadline_exceeded", "the operation timed out")),
+        timeoutMs,
+      );
+    }
+    const principal = await deps.authenticator.authenticate(headers.authorization);
+    const message = await readMessage(stream, deps.requestMaxBytes);
+    let request: PublishRequest;
+    try {
+      request = fromBinary(PublishRequestSchema, message);
+    } catch (err) {
+      throw new ServiceError(
+        "invalid_argument",
+        `request is not a valid PublishRequest: ${(err as Error).message}`,
+      );
+    }
+    const response = await deps.publish(principal, request);
+    if (answered || stream.destroyed || stream.closed) return;
+    answered = true;
+    stream.respond({ ":status": 200, "content-type": CONTENT_TYPE }, { waitForTrailers: true });
+    stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+    stream.end(
+      envelope(0, toBinary(PublishResponseSchema, create(PublishResponseSchema, response))),
+    );
+  } catch (err) {
+    fail(err);
+  } finally {
+    clearTimeout(deadline);
+  }
+}

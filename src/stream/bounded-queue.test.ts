@@ -27,6 +27,35 @@ describe("BoundedQueue", () => {
     expect(q.size).toBe(0);
   });
 
+  it("agrees with a plain array under random pushes and polls, in push mode", () => {
+    // A seeded generator: the same 2,000 sequences every run.
+    let seed = 42;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let run = 0; run < 2000; run++) {
+      const capacity = 1 + Math.floor(random() * 4);
+      const q = new BoundedQueue<number>(capacity);
+      let wakes = 0;
+      q.onReadable(() => wakes++);
+      const model: number[] = [];
+      let expectedWakes = 0;
+      for (let step = 0, n = 0; step < 12; step++) {
+        if (random() < 0.6) {
+          const accepted = model.length < capacity;
+          if (accepted && model.length === 0) expectedWakes++;
+          expect(q.push(++n)).toBe(accepted);
+          if (accepted) model.push(n);
+        } else {
+          expect(q.poll()).toBe(model.shift());
+        }
+        expect(q.size).toBe(model.length);
+      }
+      expect(wakes).toBe(expectedWakes);
+    }
+  });
+
   it("hands a pushed item straight to a waiting consumer", async () => {
     const { q } = queue(1);
     const waiting = q.next();

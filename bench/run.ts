@@ -45,13 +45,30 @@ const tmp = mkdtempSync(join(tmpdir(), "eventserver-bench-"));
 const tokensFile = join(tmp, "tokens.json");
 writeFileSync(tokensFile, tokenFileJson());
 
-/** BENCH_PIN=server:loadgen CPU lists for taskset (experiments), e.g. "0:1". */
-const PIN = process.env.BENCH_PIN
-  ? {
-      server: process.env.BENCH_PIN.split(":")[0] ?? "0",
-      loadgen: process.env.BENCH_PIN.split(":")[1] ?? "1",
+/**
+ * The server under test and the load generator each get a CPU of their own (taskset): on a
+ * 2-core machine the scheduler otherwise moves the server, its helper threads and the load
+ * generator across both cores, and the same load costs a server anywhere from 0.4 to 0.8 cores
+ * from one run to the next (see bench/README.md, "Pinning"). BENCH_PIN=server:loadgen sets the
+ * CPU lists (default "0:1"); BENCH_PIN=off lets them share the machine. PostgreSQL (scenario 6)
+ * is never pinned.
+ */
+function pinning(): { server: string; loadgen: string } | undefined {
+  const setting = process.env.BENCH_PIN;
+  if (setting === "off") return undefined;
+  if (setting === undefined || setting === "") {
+    if (cpus().length < 2) return undefined;
+    try {
+      execFileSync("taskset", ["-c", "0", "true"], { stdio: "ignore" });
+    } catch {
+      return undefined; // no taskset here
     }
-  : undefined;
+    return { server: "0", loadgen: "1" };
+  }
+  const [server, loadgen] = setting.split(":");
+  return { server: server || "0", loadgen: loadgen || "1" };
+}
+const PIN = pinning();
 
 // --- servers ---------------------------------------------------------------------------------
 
@@ -599,7 +616,11 @@ const results: Record<string, ScenarioResults> = {};
 const timings: Record<string, number> = {};
 
 console.log(
-  `Benchmark (${quick ? "quick" : "full"}): ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), Node ${process.version}`,
+  `Benchmark (${quick ? "quick" : "full"}): ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), Node ${process.version}, ${
+    PIN === undefined
+      ? "server and load generator not pinned"
+      : `server on CPU ${PIN.server}, load generator on CPU ${PIN.loadgen}`
+  }`,
 );
 /**
  * Runs one part against one server: start it (scenario 6 on PostgreSQL: on a fresh scratch
@@ -730,6 +751,7 @@ const out = {
   node: process.version,
   quick,
   machine: { cpus: cpus().length, model: cpus()[0]?.model ?? "", clkTck },
+  pinning: PIN ?? "off",
   totalSeconds,
   timings,
   parameters: Object.fromEntries(

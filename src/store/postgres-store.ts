@@ -199,6 +199,16 @@ function mapError(err: unknown): unknown {
 const AUDIT_COLUMNS =
   "id, organization_id, actor_id, actor_principal, subject_id, subject_type, action, created_at_ms, kind";
 
+/** Events appended in one transaction at most (a group of waiting batches; see `append`). */
+const MAX_GROUP_EVENTS = 5000;
+
+interface WaitingAppend {
+  readonly events: readonly ResourceEvent[];
+  readonly nowMs: number;
+  readonly resolve: (stored: StoredEvent[]) => void;
+  readonly reject: (err: unknown) => void;
+}
+
 /**
  * The store on PostgreSQL, shared by every replica.
  *
@@ -216,6 +226,9 @@ const AUDIT_COLUMNS =
  */
 export class PostgresStore implements Store {
   private closed = false;
+  /** Batches waiting for the transaction that will append them (see `append`). */
+  private waiting: WaitingAppend[] = [];
+  private appending = false;
   private cachedSecret: Uint8Array | undefined;
   private readonly listeners = new Set<NotificationListener>();
 
@@ -257,8 +270,60 @@ export class PostgresStore implements Store {
     return store;
   }
 
-  async append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]> {
-    if (events.length === 0) return [];
+  /**
+   * Appends are committed in groups: while one transaction holds the counter's lock, the
+   * batches that arrive wait here and then share the next transaction (up to
+   * MAX_GROUP_EVENTS events), so one lock, four round trips and one commit serve them all.
+   * Each caller still gets its own consecutive sequence numbers, in call order; a failed
+   * transaction fails every batch of its group (nothing of them is written).
+   */
+  append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]> {
+    if (events.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ events, nowMs, resolve, reject });
+      if (!this.appending) void this.appendWaiting();
+    });
+  }
+
+  /** Commits the waiting batches, group after group, until none waits. */
+  private async appendWaiting(): Promise<void> {
+    this.appending = true;
+    try {
+      while (this.waiting.length > 0) {
+        let count = 0;
+        let take = 0;
+        for (const w of this.waiting) {
+          if (take > 0 && count + w.events.length > MAX_GROUP_EVENTS) break;
+          count += w.events.length;
+          take++;
+        }
+        const group = this.waiting.splice(0, take);
+        try {
+          const stored = await this.appendGroup(group);
+          let at = 0;
+          for (const w of group) {
+            w.resolve(stored.slice(at, at + w.events.length));
+            at += w.events.length;
+          }
+        } catch (err) {
+          for (const w of group) w.reject(err);
+        }
+      }
+    } finally {
+      this.appending = false;
+    }
+  }
+
+  /** One transaction for the batches of `group`, numbered consecutively in group order. */
+  private appendGroup(group: readonly WaitingAppend[]): Promise<StoredEvent[]> {
+    const events: ResourceEvent[] = [];
+    const nows: number[] = [];
+    for (const w of group) {
+      for (const e of w.events) {
+        events.push(e);
+        nows.push(w.nowMs);
+      }
+    }
     return this.transaction(async (client) => {
       const counter = await client.query<{ last: string }>(
         "UPDATE event_sequence SET last = last + $1 WHERE id = 1 RETURNING last",
@@ -313,7 +378,11 @@ export class PostgresStore implements Store {
           upserted.push([id, now]);
         }
       }
-      const audited = events.filter((e) => e.actorId !== undefined && e.actorId !== "");
+      const audited: number[] = [];
+      events.forEach((e, i) => {
+        if (e.actorId !== undefined && e.actorId !== "") audited.push(i);
+      });
+      const auditedEvents = audited.map((i) => events[i] as ResourceEvent);
 
       // Every write in one statement: the counter's lock is held for as few round trips as can
       // be (counter, read, this, COMMIT). Deleted and upserted ids are disjoint. The NOTIFY is
@@ -323,9 +392,8 @@ export class PostgresStore implements Store {
          ev AS (
            INSERT INTO events (sequence, organization_id, resource_type, operation, resource_id,
              environment_id, creator_id, created_at_ms)
-           SELECT *, $8::bigint
-           FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[], $6::text[],
-             $7::text[])
+           SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[],
+             $6::text[], $7::text[], $8::bigint[])
          ),
          gone AS (DELETE FROM resources WHERE resource_id = ANY($9::text[])),
          known AS (
@@ -349,20 +417,20 @@ export class PostgresStore implements Store {
           events.map((e) => e.resourceId),
           events.map((e) => e.environmentId),
           stored.map((s) => s.creatorId),
-          nowMs,
+          nows,
           deleted,
           upserted.map(([id]) => id),
           upserted.map(([, k]) => k.organizationId),
           upserted.map(([, k]) => k.resourceType),
           upserted.map(([, k]) => k.creatorId),
-          audited.map(() => newEntryId()),
-          audited.map((e) => e.organizationId),
-          audited.map((e) => e.actorId),
-          audited.map((e) => e.actorPrincipal ?? 0),
-          audited.map((e) => e.resourceId),
-          audited.map((e) => e.resourceType),
-          audited.map(actionOf),
-          audited.map((e) => e.occurredAtMs ?? nowMs),
+          auditedEvents.map(() => newEntryId()),
+          auditedEvents.map((e) => e.organizationId),
+          auditedEvents.map((e) => e.actorId),
+          auditedEvents.map((e) => e.actorPrincipal ?? 0),
+          auditedEvents.map((e) => e.resourceId),
+          auditedEvents.map((e) => e.resourceType),
+          auditedEvents.map(actionOf),
+          audited.map((i) => events[i]?.occurredAtMs ?? nows[i]),
           EVENTS_CHANNEL,
           String(last),
         ],

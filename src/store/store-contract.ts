@@ -339,6 +339,39 @@ export function describeStoreContract(
         expect(sequences).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
         expect(await store.lastSequence()).toBe(10);
       });
+
+      it("numbers concurrent appends in call order, each its own consecutive range, resolving creators across them", async () => {
+        const store = await fresh();
+        const creator = id(0xc0);
+        // The first batch records the creator; later ones, committed with it or after, must
+        // resolve it, and each batch keeps its own time.
+        const batches = Array.from({ length: 20 }, (_, b) =>
+          Array.from({ length: 1 + (b % 5) }, (_, i) =>
+            ev(
+              b === 0 && i === 0
+                ? { creatorId: creator }
+                : {
+                    resourceId: i === 0 ? id(1) : id(1000 + b * 10 + i),
+                    operation: Operation.UPDATE,
+                  },
+            ),
+          ),
+        );
+        const results = await Promise.all(batches.map((batch, b) => store.append(batch, NOW + b)));
+        let next = 1;
+        for (const [b, stored] of results.entries()) {
+          expect(stored.map((s) => s.sequence)).toEqual(
+            Array.from({ length: batches[b]?.length ?? 0 }, (_, i) => next + i),
+          );
+          expect(stored.map((s) => s.event)).toEqual(batches[b]);
+          next += stored.length;
+        }
+        const read = await store.readAfter(0, 1000);
+        expect(read.map((s) => s.sequence)).toEqual(results.flat().map((s) => s.sequence));
+        expect(
+          read.filter((s) => s.event.resourceId === id(1)).every((s) => s.creatorId === creator),
+        ).toBe(true);
+      });
     });
 
     describe("readAfter", () => {

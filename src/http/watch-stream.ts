@@ -46,7 +46,15 @@ function flushReady(): void {
   const calls = ready;
   ready = spare;
   flushQueued = false;
-  for (let i = 0; i < calls.length; i++) (calls[i] as WatchCall).flush();
+  for (let i = 0; i < calls.length; i++) {
+    const call = calls[i] as WatchCall;
+    try {
+      call.flush();
+    } catch (err) {
+      // A bug, not the client: end this stream with it (logged once), keep flushing the others.
+      call.fail(err);
+    }
+  }
   calls.length = 0;
   spare = calls;
 }
@@ -66,8 +74,8 @@ function isClientGone(reason: unknown): boolean {
  * the event loop, everything pending (up to MAX_BATCH) in one write, with no
  * promise per event. When the socket is full it waits for `drain`, so a slow client leaves its
  * events in the (bounded, coalescing) backlog rather than in memory here. Thousands of calls
- * stay open for hours, so an open call is this one object, its subscription, and one function
- * (`wake`) that the subscription, the transport and the deadline call back.
+ * stay open for hours, so an open call is this one object, its subscription, and two functions:
+ * `wake`, which the subscription and the transport call back, and `onClose`.
  */
 class WatchCall {
   private stream: WatchStream | undefined;
@@ -133,6 +141,12 @@ class WatchCall {
       const refusal = protocol.refuse(deps.funnel(err, "WatchEvents"));
       exchange.respond(refusal.status, refusal.headers, refusal.body);
     }
+  }
+
+  /** Ends the call with an error of the server's own (its flush threw). */
+  fail(err: unknown): void {
+    this.scheduled = false;
+    this.cancel(err);
   }
 
   /** Ends the call early: the subscription fails with `reason`, which ends the stream. */

@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -113,6 +114,42 @@ describe("abrupt disconnects", () => {
     expect(metrics).toMatch(
       /eventserver_streams_ended_total\{protocol="jsonl",reason="canceled"\} 1000/,
     );
+  });
+});
+
+describe("streams reset while they open", () => {
+  it("counts every stream reset before or while its head is written as ended, and leaks none", async () => {
+    const base = server.bus.subscriberCount;
+    const metricsText = async () => (await fetch(`${server.url}/metrics`)).text();
+    const openNow = (text: string) =>
+      [...text.matchAll(/^eventserver_streams_open\{[^}]*\} (\d+)$/gm)].reduce(
+        (n, m) => n + Number(m[1]),
+        0,
+      );
+    const before = openNow(await metricsText());
+    const session = http2.connect(server.url);
+    session.on("error", () => {});
+    await once(session, "connect");
+    // Each stream is reset at a different moment after its request: before the server reads
+    // it, while it authenticates and opens the session, or as it writes the head.
+    for (let i = 0; i < 300; i++) {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": WATCH_PATH,
+        "content-type": "application/grpc",
+        te: "trailers",
+        authorization: `Bearer ${TOKENS.memberA}`,
+      });
+      stream.on("error", () => {});
+      stream.end(Buffer.from([0, 0, 0, 0, 0]));
+      const delay = i % 3;
+      if (delay === 0) stream.close(http2.constants.NGHTTP2_CANCEL);
+      else if (delay === 1) setImmediate(() => stream.close(http2.constants.NGHTTP2_CANCEL));
+      else setTimeout(() => stream.close(http2.constants.NGHTTP2_CANCEL), 1);
+    }
+    await expect.poll(() => server.bus.subscriberCount, { timeout: 10_000 }).toBe(base);
+    await expect.poll(async () => openNow(await metricsText()), { timeout: 10_000 }).toBe(before);
+    session.destroy();
   });
 });
 

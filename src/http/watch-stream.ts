@@ -137,6 +137,9 @@ class WatchCall {
       this.schedule();
     } catch (err) {
       this.stop();
+      // The session may be open already (the head could not be written: the client reset the
+      // stream meanwhile); it ends here, with what ended the call.
+      this.stream?.end(this.cancelled ?? err);
       if (isClientGone(this.cancelled) || exchange.gone) return; // nobody to tell
       const refusal = protocol.refuse(deps.funnel(err, "WatchEvents"));
       exchange.respond(refusal.status, refusal.headers, refusal.body);

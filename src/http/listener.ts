@@ -117,7 +117,10 @@ export class Listener {
       socket.off("data", onData);
       socket.off("error", onError);
       socket.off("close", onClose);
+      // Both: setTimeout(0) stops the timer but keeps the listener, which would keep this
+      // closure and the sniffed bytes alive for as long as the connection lives.
       socket.setTimeout(0);
+      socket.off("timeout", onTimeout);
       this.sniffing.delete(socket);
       if (target === undefined) return;
       socket.pause();
@@ -145,10 +148,11 @@ export class Listener {
     socket.on("data", onData);
     socket.on("error", onError);
     socket.on("close", onClose);
-    socket.setTimeout(timeoutMs, () => {
+    const onTimeout = () => {
       done(undefined);
       socket.destroy();
-    });
+    };
+    socket.setTimeout(timeoutMs, onTimeout);
   }
 
   /**

@@ -1,0 +1,86 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import { afterEach, describe, expect, it } from "vitest";
+import { Listener, type ListenerOptions } from "./listener.js";
+
+const OPTIONS: ListenerOptions = {
+  headersTimeoutMs: 5000,
+  requestTimeoutMs: 0,
+  keepAliveTimeoutMs: 5000,
+  maxConcurrentStreams: 100,
+  h2PingIntervalMs: 0,
+  maxHeaderBytes: 16 * 1024,
+};
+
+let listener: Listener | undefined;
+afterEach(async () => {
+  await listener?.close(100);
+  listener = undefined;
+});
+
+/** The names of a connection's 'timeout' listeners (Node's own HTTP server adds one). */
+function timeoutListeners(socket: { listeners(event: string): { name: string }[] }): string[] {
+  return socket.listeners("timeout").map((f) => f.name);
+}
+
+describe("Listener", () => {
+  it("leaves nothing of the sniffing on an HTTP/1.1 connection", async () => {
+    let seen: string[] = [];
+    listener = new Listener(
+      (req, res) => {
+        seen = timeoutListeners(req.socket);
+        res.end("ok");
+      },
+      () => false,
+      OPTIONS,
+    );
+    const { port } = await listener.listen(0, "127.0.0.1");
+    const body = await new Promise<string>((resolve, reject) => {
+      http
+        .get({ host: "127.0.0.1", port, path: "/" }, (res) => {
+          let text = "";
+          res.on("data", (c: Buffer) => {
+            text += c.toString();
+          });
+          res.on("end", () => resolve(text));
+        })
+        .on("error", reject);
+    });
+    expect(body).toBe("ok");
+    // The sniffing's timeout listener would keep its closure and the first bytes alive for as
+    // long as the connection lives (thousands of open JSONL streams).
+    expect(seen).not.toContain("onTimeout");
+    expect(seen.length).toBeLessThanOrEqual(1);
+  });
+
+  it("hands HTTP/2 streams to the stream handler first, and the rest to the request handler", async () => {
+    const paths: string[] = [];
+    listener = new Listener(
+      (req, res) => {
+        paths.push(`compat ${req.url}`);
+        res.end();
+      },
+      (stream, headers) => {
+        if (headers[":path"] !== "/raw") return false;
+        paths.push("raw /raw");
+        stream.respond({ ":status": 204 }, { endStream: true });
+        return true;
+      },
+      OPTIONS,
+    );
+    const { port } = await listener.listen(0, "127.0.0.1");
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    const status = (path: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = session.request({ ":path": path });
+        req.on("response", (h) => resolve(Number(h[":status"])));
+        req.on("error", reject);
+        req.resume();
+        req.end();
+      });
+    expect(await status("/raw")).toBe(204);
+    expect(await status("/other")).toBe(200);
+    session.close();
+    expect(paths).toEqual(["raw /raw", "compat /other"]);
+  });
+});

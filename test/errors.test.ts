@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IngestService } from "../src/gen/eventservice/ingest/v1/ingest_pb.js";
 import { EventService } from "../src/gen/gitpod/v1/event_pb.js";
 import { Operation, ResourceType } from "../src/watch/model.js";
-import { bearer, collectUntil, publish } from "./helpers/clients.js";
+import { bearer, collectUntil, publish, rawGrpcRequest } from "./helpers/clients.js";
 import { ORG_A, TOKENS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 import { rawJsonlClient } from "./helpers/watchers.js";
@@ -210,13 +210,7 @@ describe("bad input", () => {
   it("answers an oversized gRPC watch request over HTTP/2 with its status, not a reset", async () => {
     const session = http2.connect(server.url);
     try {
-      const req = session.request({
-        ":method": "POST",
-        ":path": "/gitpod.v1.EventService/WatchEvents",
-        "content-type": "application/grpc",
-        te: "trailers",
-        ...bearer(TOKENS.adminA),
-      });
+      const req = rawGrpcRequest(session, "/gitpod.v1.EventService/WatchEvents", TOKENS.adminA);
       req.on("data", () => {});
       req.end(Buffer.alloc(200_000));
       const [headers] = (await once(req, "response")) as [http2.IncomingHttpHeaders];

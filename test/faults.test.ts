@@ -6,7 +6,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventService } from "../src/gen/gitpod/v1/event_pb.js";
 import { Operation, ResourceType } from "../src/watch/model.js";
-import { bearer, collectUntil, publish } from "./helpers/clients.js";
+import { bearer, collectUntil, publish, rawGrpcRequest } from "./helpers/clients.js";
 import { ORG_A, TOKENS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 import { sdkClient } from "./helpers/watchers.js";
@@ -57,14 +57,7 @@ async function openRawH2(url: string, n: number): Promise<http2.ClientHttp2Sessi
   session.on("error", () => {});
   const opened: Promise<void>[] = [];
   for (let i = 0; i < n; i++) {
-    const stream = session.request({
-      ":method": "POST",
-      ":path": WATCH_PATH,
-      "content-type": "application/grpc",
-      te: "trailers",
-      authorization: `Bearer ${TOKENS.memberA}`,
-    });
-    stream.on("error", () => {});
+    const stream = rawGrpcRequest(session, WATCH_PATH, TOKENS.memberA);
     stream.end(Buffer.from([0, 0, 0, 0, 0]));
     opened.push(
       new Promise<void>((resolve, reject) => {
@@ -133,14 +126,7 @@ describe("streams reset while they open", () => {
     // Each stream is reset at a different moment after its request: before the server reads
     // it, while it authenticates and opens the session, or as it writes the head.
     for (let i = 0; i < 300; i++) {
-      const stream = session.request({
-        ":method": "POST",
-        ":path": WATCH_PATH,
-        "content-type": "application/grpc",
-        te: "trailers",
-        authorization: `Bearer ${TOKENS.memberA}`,
-      });
-      stream.on("error", () => {});
+      const stream = rawGrpcRequest(session, WATCH_PATH, TOKENS.memberA);
       stream.end(Buffer.from([0, 0, 0, 0, 0]));
       const delay = i % 3;
       if (delay === 0) stream.close(http2.constants.NGHTTP2_CANCEL);

@@ -15,7 +15,7 @@ import {
   PublishRequestSchema,
 } from "../src/gen/eventservice/ingest/v1/ingest_pb.js";
 import { Operation, ResourceType } from "../src/watch/model.js";
-import { bearer, collectUntil, type EventInit } from "./helpers/clients.js";
+import { bearer, collectUntil, type EventInit, rawGrpcRequest } from "./helpers/clients.js";
 import { ORG_A, ORG_B, TOKENS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 import { PROTO_DIR, rawJsonlClient } from "./helpers/watchers.js";
@@ -199,16 +199,13 @@ describe("gRPC Publish: malformed requests on a raw HTTP/2 connection", () => {
   ): Promise<{ status: string | undefined; message: string | undefined }> {
     const session = http2.connect(server.url);
     try {
-      const req = session.request({
-        ":method": "POST",
-        ":path": "/eventservice.ingest.v1.IngestService/Publish",
-        "content-type": "application/grpc",
-        te: "trailers",
-        ...bearer(TOKENS.publisher),
-        ...headers,
-      });
+      const req = rawGrpcRequest(
+        session,
+        "/eventservice.ingest.v1.IngestService/Publish",
+        TOKENS.publisher,
+        headers,
+      );
       if (resetAfterHeaders) {
-        req.on("error", () => {});
         await once(req, "ready");
         req.write(body.subarray(0, 3));
         req.close(http2.constants.NGHTTP2_CANCEL);

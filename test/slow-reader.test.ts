@@ -3,7 +3,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Operation, ResourceType } from "../src/watch/model.js";
-import { publish } from "./helpers/clients.js";
+import { publish, rawGrpcRequest } from "./helpers/clients.js";
 import { ORG_A, TOKENS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 
@@ -26,14 +26,7 @@ afterEach(async () => {
 function grpcWatch(url: string, token: string) {
   const session = http2.connect(url);
   session.on("error", () => {});
-  const stream = session.request({
-    ":method": "POST",
-    ":path": "/gitpod.v1.EventService/WatchEvents",
-    "content-type": "application/grpc",
-    te: "trailers",
-    authorization: `Bearer ${token}`,
-  });
-  stream.on("error", () => {});
+  const stream = rawGrpcRequest(session, "/gitpod.v1.EventService/WatchEvents", token);
   stream.end(Buffer.from([0, 0, 0, 0, 0])); // one empty WatchEventsRequest
   return { session, stream };
 }

@@ -1,3 +1,4 @@
+import type * as http2 from "node:http2";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
@@ -80,4 +81,27 @@ export async function collectUntil<T>(
     out.push(r.value);
     if (isLast(r.value)) return out;
   }
+}
+
+/**
+ * A binary gRPC request on a raw HTTP/2 `session` (for tests that need what a client library
+ * hides: resets at chosen moments, exact bytes, unread streams). Stream errors are ignored;
+ * the test looks at what it received.
+ */
+export function rawGrpcRequest(
+  session: http2.ClientHttp2Session,
+  path: string,
+  token: string,
+  headers: Record<string, string> = {},
+): http2.ClientHttp2Stream {
+  const stream = session.request({
+    ":method": "POST",
+    ":path": path,
+    "content-type": "application/grpc",
+    te: "trailers",
+    ...bearer(token),
+    ...headers,
+  });
+  stream.on("error", () => {});
+  return stream;
 }

@@ -554,3 +554,89 @@ describe("StoreBus (single process, SQLite in memory)", () => {
     });
   });
 });
+
+describe("StoreBus replicas sharing one log", () => {
+  /**
+   * A replica's view of a shared store: its reads of the log are counted, and its
+   * notifications (as LISTEN would bring them) are sent by the test.
+   */
+  function replicaView(store: SqliteStore) {
+    const reads = { count: 0 };
+    const listeners: ((lastSequence?: number) => void)[] = [];
+    const view = new Proxy(store, {
+      get(target, key) {
+        if (key === "readAfter") {
+          return (sequence: number, limit: number) => {
+            reads.count++;
+            return target.readAfter(sequence, limit);
+          };
+        }
+        if (key === "listen") {
+          return async (onAppend: (lastSequence?: number) => void) => {
+            listeners.push(onAppend);
+            return async () => {};
+          };
+        }
+        const value = Reflect.get(target, key, target) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const notify = (lastSequence?: number) => {
+      for (const l of listeners) l(lastSequence);
+    };
+    return { view, reads, notify };
+  }
+
+  async function replicas(pollIntervalMs = 60_000) {
+    const store = await SqliteStore.open({ path: ":memory:" });
+    const logger = pino({ level: "silent" });
+    const a = replicaView(store);
+    const b = replicaView(store);
+    const busA = await StoreBus.open({ store: a.view, logger, replicated: true, pollIntervalMs });
+    const busB = await StoreBus.open({ store: b.view, logger, replicated: true, pollIntervalMs });
+    return { a, b, busA, busB };
+  }
+
+  it("reads the log for other replicas' appends only, and delivers them in order", async () => {
+    const { a, b, busA, busB } = await replicas();
+    const onA = subscribe(busA, orgPlan(adminA)).sub;
+    const onB = subscribe(busB, orgPlan(adminA)).sub;
+    const events = [ev(), ev(), ev()];
+    for (const e of events) await busA.publish([e]);
+    expect(await takeEvents(onA, 3)).toEqual(events);
+    // A's own appends are dispatched from memory; its own notifications are stale.
+    a.notify(3);
+    await new Promise((r) => setImmediate(r));
+    expect(a.reads.count).toBe(0);
+    // B learns of them from the notification: one read, everything in order.
+    b.notify(3);
+    expect(await takeEvents(onB, 3)).toEqual(events);
+    expect(b.reads.count).toBe(1);
+    // Interleaved: B's own append after A's sequence 3 needs no read either.
+    const fromB = ev();
+    await busB.publish([fromB]);
+    expect(await takeEvents(onB, 1)).toEqual([fromB]);
+    expect(b.reads.count).toBe(1);
+    // A never heard of it: its next append finds a gap before its own and reads it.
+    const fromA = ev();
+    await busA.publish([fromA]);
+    expect(await takeEvents(onA, 2)).toEqual([fromB, fromA]);
+    expect(a.reads.count).toBe(1);
+    await busA.close(new Error("done"));
+    await busB.close(new Error("done"));
+  });
+
+  it("finds an append whose notification was lost at the next poll, and after a reconnect", async () => {
+    const { b, busA, busB } = await replicas(20);
+    const onB = subscribe(busB, orgPlan(adminA)).sub;
+    const lost = ev();
+    await busA.publish([lost]); // nobody notifies B
+    expect(await takeEvents(onB, 1)).toEqual([lost]);
+    const again = ev();
+    await busA.publish([again]);
+    b.notify(undefined); // the channel reconnected: anything may be new
+    expect(await takeEvents(onB, 1)).toEqual([again]);
+    await busA.close(new Error("done"));
+    await busB.close(new Error("done"));
+  });
+});

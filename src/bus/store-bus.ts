@@ -43,6 +43,15 @@ export class StoreBus implements EventBus {
   private readonly now: () => number;
   /** The last sequence handed to the dispatcher. */
   private dispatched: number;
+  /**
+   * Replicated: the highest sequence known to be in the log (own appends, notifications). The
+   * log is read only while it is ahead of `dispatched`, or when a read was asked for since the
+   * last one that succeeded (a reconnect, the periodic poll: something may have been missed):
+   * a replica's own appends, dispatched from memory, cost no query.
+   */
+  private known: number;
+  private readsAsked = 0;
+  private readsDone = 0;
   /** This replica's appended batches not yet dispatched, by their first sequence. */
   private readonly local = new Map<number, PublishedEvent[]>();
   private pumping: Promise<void> | undefined;
@@ -58,6 +67,7 @@ export class StoreBus implements EventBus {
     this.replicated = options.replicated;
     this.now = options.now ?? Date.now;
     this.dispatched = last;
+    this.known = last;
   }
 
   /** Starts after the last event already in the log: watchers see what is published from now on. */
@@ -65,9 +75,11 @@ export class StoreBus implements EventBus {
     const bus = new StoreBus(options, await options.store.lastSequence());
     if (options.replicated) {
       if (options.store.listen !== undefined) {
-        bus.stopListening = await options.store.listen(() => void bus.catchUp());
+        bus.stopListening = await options.store.listen((lastSequence) =>
+          bus.appended(lastSequence),
+        );
       }
-      bus.pollTimer = setInterval(() => void bus.catchUp(), options.pollIntervalMs ?? 1000);
+      bus.pollTimer = setInterval(() => bus.appended(undefined), options.pollIntervalMs ?? 1000);
       bus.pollTimer.unref();
     }
     return bus;
@@ -83,6 +95,7 @@ export class StoreBus implements EventBus {
     const stored = await this.store.append(events, this.now());
     const first = stored[0] as StoredEvent;
     const last = stored[stored.length - 1] as StoredEvent;
+    if (last.sequence > this.known) this.known = last.sequence;
     this.local.set(
       first.sequence,
       stored.map((s) => ({ ...s, publishedAtMs })),
@@ -106,6 +119,17 @@ export class StoreBus implements EventBus {
     if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
     this.dispatcher.close(reason);
     await this.stopListening?.();
+  }
+
+  /**
+   * Something was appended up to `lastSequence` (a notification), or may have been (undefined:
+   * a reconnect, the poll): catch up, unless it is dispatched already.
+   */
+  private appended(lastSequence: number | undefined): void {
+    if (lastSequence === undefined) this.readsAsked++;
+    else if (lastSequence <= this.dispatched) return;
+    else if (lastSequence > this.known) this.known = lastSequence;
+    void this.catchUp();
   }
 
   /**
@@ -151,7 +175,11 @@ export class StoreBus implements EventBus {
       }
       // Single process: every sequence is appended here, so nothing else can be missing.
       if (!this.replicated) return;
+      if (this.dispatched >= this.known && this.readsDone === this.readsAsked) return;
+      const asked = this.readsAsked;
       const rows = await this.store.readAfter(this.dispatched, READ_BATCH);
+      // A full batch may not be all: the next round reads on.
+      this.readsDone = rows.length === READ_BATCH ? asked - 1 : asked;
       if (rows.length === 0) return;
       const at = performance.now();
       for (const r of rows) {
@@ -166,6 +194,7 @@ export class StoreBus implements EventBus {
         this.dispatcher.dispatch({ ...r, publishedAtMs: at });
         this.dispatched = r.sequence;
       }
+      if (this.dispatched > this.known) this.known = this.dispatched;
       for (const [first, b] of this.local) {
         if ((b[b.length - 1] as PublishedEvent).sequence <= this.dispatched)
           this.local.delete(first);

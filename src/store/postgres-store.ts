@@ -48,7 +48,10 @@ export interface PostgresStoreOptions {
   readonly logger?: PostgresStoreLogger;
 }
 
-/** The NOTIFY channel; the payload is the last sequence of the batch (informative only). */
+/**
+ * The NOTIFY channel; the payload is the last sequence of the append, which lets a replica skip
+ * reading the log for appends it has dispatched already (its own).
+ */
 export const EVENTS_CHANNEL = "eventserver_events";
 
 /**
@@ -611,7 +614,7 @@ export class PostgresStore implements Store {
     return new Uint8Array(this.cachedSecret);
   }
 
-  async listen(onAppend: () => void): Promise<() => Promise<void>> {
+  async listen(onAppend: (lastSequence?: number) => void): Promise<() => Promise<void>> {
     if (this.closed) throw new ServiceError("unavailable", "database unavailable");
     const listener = new NotificationListener(
       this.clientConfig,
@@ -724,7 +727,7 @@ class NotificationListener {
 
   constructor(
     private readonly config: pg.ClientConfig,
-    private readonly onAppend: () => void,
+    private readonly onAppend: (lastSequence?: number) => void,
     private readonly backoffMinMs: number,
     private readonly backoffMaxMs: number,
     private readonly logger: PostgresStoreLogger | undefined,
@@ -760,7 +763,9 @@ class NotificationListener {
     client.on("error", onFailure);
     client.on("end", () => onFailure());
     client.on("notification", (msg) => {
-      if (msg.channel === EVENTS_CHANNEL) this.notify();
+      if (msg.channel !== EVENTS_CHANNEL) return;
+      const last = Number(msg.payload);
+      this.notify(Number.isSafeInteger(last) ? last : undefined);
     });
     try {
       await client.connect();
@@ -795,9 +800,10 @@ class NotificationListener {
     }, delayMs);
   }
 
-  private notify(): void {
+  /** `lastSequence`: of the append notified; undefined after a reconnect (anything may be new). */
+  private notify(lastSequence?: number): void {
     try {
-      this.onAppend();
+      this.onAppend(lastSequence);
     } catch (err) {
       this.logger?.warn({ err }, "onAppend threw");
     }

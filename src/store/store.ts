@@ -83,10 +83,11 @@ export interface Store {
   /** 32 random bytes made once per database and shared by every replica (page tokens). */
   secret(): Promise<Uint8Array>;
   /**
-   * Calls `onAppend` soon after any replica appends (PostgreSQL: LISTEN/NOTIFY), and when the
-   * notification channel reconnects (something may have been missed). Absent for single-process
-   * stores. Returns a function that stops listening.
+   * Calls `onAppend` soon after any replica appends (PostgreSQL: LISTEN/NOTIFY), with the last
+   * sequence of that append, and without one when the notification channel reconnects
+   * (something may have been missed). Absent for single-process stores. Returns a function
+   * that stops listening.
    */
-  listen?(onAppend: () => void): Promise<() => Promise<void>>;
+  listen?(onAppend: (lastSequence?: number) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }

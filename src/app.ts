@@ -173,7 +173,7 @@ export function createApp(deps: AppDeps): App {
       ? watchProtocolOf(req.headers, req.httpVersionMajor)
       : undefined;
     if (protocol !== undefined) {
-      void handleWatch(new Http1Exchange(req, res), req, req, protocol, streamDeps);
+      void handleWatch(new Http1Exchange(res), req, req, protocol, streamDeps);
       return;
     }
     if (!connect(req, res, path)) sendText(res, 404, "not found\n");

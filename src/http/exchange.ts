@@ -1,6 +1,6 @@
 import * as http2 from "node:http2";
 import type { Writable } from "node:stream";
-import { type Req, type Res, writer } from "./types.js";
+import { type Res, writer } from "./types.js";
 
 /** What ends a response that has started: trailing bytes and HTTP trailers. */
 export interface ResponseEnd {
@@ -112,10 +112,7 @@ export class Http2Exchange implements Exchange {
 
 /** An exchange on HTTP/1.1 (or the HTTP/2 compatibility objects, which behave alike here). */
 export class Http1Exchange implements Exchange {
-  constructor(
-    readonly req: Req,
-    readonly res: Res,
-  ) {}
+  constructor(readonly res: Res) {}
 
   get sink(): Writable {
     return "stream" in this.res ? this.res.stream : this.res;

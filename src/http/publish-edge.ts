@@ -44,10 +44,13 @@ function ignore(): void {}
 
 /** Reads the one enveloped message of a gRPC request, refusing one over `maxBytes`. */
 async function readMessage(stream: http2.ServerHttp2Stream, maxBytes: number): Promise<Buffer> {
+  let size = -1; // the envelope's message length, once its 5-byte prefix has arrived
   const body = await readBody(stream, maxBytes + 5, (chunks, length) => {
     if (length < 5) return;
-    const head = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length);
-    const size = head.readUInt32BE(1);
+    if (size < 0) {
+      const head = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length);
+      size = head.readUInt32BE(1);
+    }
     if (size > maxBytes) {
       // The Connect runtime's words for the same case.
       throw new ConnectError(

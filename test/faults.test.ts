@@ -15,6 +15,7 @@ let server: TestServer;
 beforeAll(async () => {
   server = await startServer({
     HEADERS_TIMEOUT_MS: "500",
+    REQUEST_TIMEOUT_MS: "500",
     WATCH_MAX_STREAMS_PER_SUBJECT: "1000",
     H2_MAX_CONCURRENT_STREAMS: "100",
   });
@@ -24,6 +25,7 @@ afterAll(async () => {
 });
 
 const WATCH_PATH = "/gitpod.v1.EventService/WatchEvents";
+const PUBLISH_PATH = "/eventservice.ingest.v1.IngestService/Publish";
 
 /** Resolves when the server closes the socket (or it errors); the test timeout bounds it. */
 function closed(socket: net.Socket): Promise<void> {
@@ -155,6 +157,45 @@ describe("slow and silent clients", () => {
   it("closes a connection that stops in the middle of the HTTP/2 preface", async () => {
     const socket = net.connect(server.port, "127.0.0.1", () => socket.write("PRI * HTTP/2.0\r\n"));
     await closed(socket);
+  });
+
+  it("resets an HTTP/2 request whose body never ends, and keeps streams whose body did", async () => {
+    const session = http2.connect(server.url);
+    session.on("error", () => {});
+    // A watch whose request is complete: its response may stream for as long as it likes.
+    const watch = rawGrpcRequest(session, WATCH_PATH, TOKENS.memberA);
+    watch.end(Buffer.from([0, 0, 0, 0, 0]));
+    // A publish that sends half an envelope and then nothing (slowloris on a stream).
+    const stuck = rawGrpcRequest(session, PUBLISH_PATH, TOKENS.publisher);
+    stuck.write(Buffer.from([0, 0, 0]));
+    const started = performance.now();
+    await once(stuck, "close");
+    expect(stuck.rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(400);
+    // Well past REQUEST_TIMEOUT_MS, the watch still delivers.
+    const marker = uuid();
+    let seen = "";
+    watch.on("data", (chunk: Buffer) => {
+      seen += chunk.toString("latin1");
+    });
+    await expect
+      .poll(
+        async () => {
+          await publish(server.url, [
+            {
+              resourceType: ResourceType.PROJECT,
+              operation: Operation.UPDATE,
+              resourceId: marker,
+              organizationId: ORG_A,
+            },
+          ]);
+          return seen.includes(marker);
+        },
+        { timeout: 5000 },
+      )
+      .toBe(true);
+    expect(watch.closed).toBe(false);
+    session.destroy();
   });
 
   it("keeps serving after all of them", async () => {

@@ -22,7 +22,10 @@ export type StreamHandler = (
 export interface ListenerOptions {
   /** Time a new connection has to send its first request line or preface, and HTTP/1.1 headers. */
   readonly headersTimeoutMs: number;
-  /** Time an HTTP/1.1 request may take to arrive whole (0: no limit; streams are long-lived). */
+  /**
+   * Time a request may take to arrive whole (0: no limit): HTTP/1.1 answers 408 and closes the
+   * connection, HTTP/2 resets the stream (CANCEL). Responses (streams) are not limited.
+   */
   readonly requestTimeoutMs: number;
   /** Idle time after which a keep-alive HTTP/1.1 connection is closed. */
   readonly keepAliveTimeoutMs: number;
@@ -73,6 +76,11 @@ export class Listener {
     // turns them into `handler(req, res)` calls.
     const compat = http2.createServer(handler);
     this.http2.on("stream", (stream, headers, flags, rawHeaders) => {
+      // A request whose body does not end (END_STREAM) in time is reset, as HTTP/1.1's
+      // requestTimeout does; a request without a body ended with its headers.
+      if (options.requestTimeoutMs > 0 && (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) === 0) {
+        limitRequestTime(stream, options.requestTimeoutMs);
+      }
       if (!streamHandler(stream, headers))
         compat.emit("stream", stream, headers, flags, rawHeaders);
     });
@@ -175,6 +183,23 @@ export class Listener {
     await Promise.all([closed, stopH1]);
     clearTimeout(timer);
   }
+}
+
+/** Resets `stream` unless its request body has ended within `ms` (see requestTimeoutMs). */
+function limitRequestTime(stream: http2.ServerHttp2Stream, ms: number): void {
+  const timer = setTimeout(() => {
+    stream.off("end", clear);
+    stream.off("close", clear);
+    if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+  }, ms);
+  timer.unref();
+  function clear(): void {
+    clearTimeout(timer);
+    stream.off("end", clear);
+    stream.off("close", clear);
+  }
+  stream.on("end", clear);
+  stream.on("close", clear);
 }
 
 /**

@@ -10,13 +10,8 @@ afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill("SIGKILL");
 });
 
-/** Runs the real server process with exactly `env` (plus PATH). */
-function run(env: Record<string, string>): ChildProcess & { output: () => string } {
-  const child = spawn(process.execPath, ["dist/main.js"], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+/** Keeps `child` for the clean-up and collects what it prints (stdout and stderr). */
+function tracked(child: ChildProcess): ChildProcess & { output: () => string } {
   children.push(child);
   let output = "";
   child.stdout?.on("data", (d: Buffer) => {
@@ -34,17 +29,19 @@ async function exitOf(child: ChildProcess): Promise<number | null> {
   return code as number | null;
 }
 
+/** Runs the real server process with exactly `env` (plus PATH). */
+function run(env: Record<string, string>): ChildProcess & { output: () => string } {
+  return tracked(
+    spawn(process.execPath, ["dist/main.js"], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    }),
+  );
+}
+
 function sh(command: string): ChildProcess & { output: () => string } {
-  const child = spawn("bash", ["-c", command], { stdio: ["ignore", "pipe", "pipe"] });
-  children.push(child);
-  let output = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  return Object.assign(child, { output: () => output });
+  return tracked(spawn("bash", ["-c", command], { stdio: ["ignore", "pipe", "pipe"] }));
 }
 
 describe("the server process", () => {

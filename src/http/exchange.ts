@@ -36,16 +36,12 @@ export interface Exchange {
   readonly gone: boolean;
 }
 
-// Errors of a stream (a reset peer, a write after close) end in 'close', which the edge watches;
-// an 'error' without a listener would be thrown instead. One function for every stream.
-function ignore(): void {}
-
-function sendTrailers(this: http2.ServerHttp2Stream): void {
-  const trailers = pendingTrailers.get(this) ?? {};
-  pendingTrailers.delete(this);
-  this.sendTrailers(trailers);
-}
-const pendingTrailers = new WeakMap<http2.ServerHttp2Stream, Record<string, string>>();
+/**
+ * An 'error' listener for raw HTTP/2 streams: their errors (a reset peer, a write after close)
+ * end in 'close', which the edges watch; an 'error' without a listener would be thrown instead.
+ * One function for every stream.
+ */
+export function ignoreErrors(): void {}
 
 /**
  * A whole response on a raw HTTP/2 stream, whose request may not have been read to its end (a
@@ -69,7 +65,7 @@ export class Http2Exchange implements Exchange {
   private withTrailers = false;
 
   constructor(readonly stream: http2.ServerHttp2Stream) {
-    stream.on("error", ignore);
+    stream.on("error", ignoreErrors);
   }
 
   get sink(): Writable {
@@ -87,8 +83,8 @@ export class Http2Exchange implements Exchange {
 
   finish(end: ResponseEnd): void {
     if (this.withTrailers) {
-      pendingTrailers.set(this.stream, end.trailers ?? {});
-      this.stream.once("wantTrailers", sendTrailers);
+      const stream = this.stream;
+      stream.once("wantTrailers", () => stream.sendTrailers(end.trailers ?? {}));
     }
     this.stream.end(end.body);
   }

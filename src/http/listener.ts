@@ -188,8 +188,7 @@ export class Listener {
 /** Resets `stream` unless its request body has ended within `ms` (see requestTimeoutMs). */
 function limitRequestTime(stream: http2.ServerHttp2Stream, ms: number): void {
   const timer = setTimeout(() => {
-    stream.off("end", clear);
-    stream.off("close", clear);
+    clear();
     if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
   }, ms);
   timer.unref();

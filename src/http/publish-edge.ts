@@ -11,8 +11,8 @@ import {
 import type { ErrorFunnel } from "../rpc/error-funnel.js";
 import type { PublishCall } from "../rpc/ingest-service.js";
 import { readBody } from "./body.js";
-import { respondWhole } from "./exchange.js";
-import { envelope, grpcStatus, timeoutMsOf } from "./watch-protocols.js";
+import { ignoreErrors, respondWhole } from "./exchange.js";
+import { envelope, grpcStatus, identity, timeoutMsOf, unwrap } from "./watch-protocols.js";
 
 export interface PublishEdgeDeps {
   readonly authenticator: Authenticator;
@@ -31,16 +31,12 @@ const CONTENT_TYPE = "application/grpc+proto";
  */
 export function isFastPublish(headers: http2.IncomingHttpHeaders): boolean {
   const ct = headers["content-type"];
-  const encoding = headers["grpc-encoding"];
   return (
     headers[":method"] === "POST" &&
     (ct === "application/grpc" || ct === "application/grpc+proto") &&
-    (encoding === undefined || encoding === "identity")
+    identity(headers["grpc-encoding"])
   );
 }
-
-// Errors of a stream (a reset peer) end in 'close'; without a listener they would be thrown.
-function ignore(): void {}
 
 /** Reads the one enveloped message of a gRPC request, refusing one over `maxBytes`. */
 async function readMessage(stream: http2.ServerHttp2Stream, maxBytes: number): Promise<Buffer> {
@@ -65,19 +61,7 @@ async function readMessage(stream: http2.ServerHttp2Stream, maxBytes: number): P
       );
     }
   });
-  if (body.length < 5 || body.length !== 5 + body.readUInt32BE(1)) {
-    throw new ServiceError("invalid_argument", "protocol error: incomplete envelope");
-  }
-  if ((body[0] as number) & 0x01) {
-    throw new ServiceError(
-      "invalid_argument",
-      "protocol error: compressed message without an encoding",
-    );
-  }
-  if (body[0] !== 0) {
-    throw new ServiceError("invalid_argument", "protocol error: unexpected envelope flags");
-  }
-  return body.subarray(5);
+  return unwrap(body);
 }
 
 /**
@@ -91,7 +75,7 @@ export async function handleGrpcPublish(
   headers: http2.IncomingHttpHeaders,
   deps: PublishEdgeDeps,
 ): Promise<void> {
-  stream.on("error", ignore);
+  stream.on("error", ignoreErrors);
   let answered = false;
   let deadline: NodeJS.Timeout | undefined;
   const fail = (err: unknown) => {

@@ -130,7 +130,7 @@ function parseBinary(bytes: Uint8Array): WatchEventsRequest {
 }
 
 /** The single message of an enveloped request body (Connect, gRPC, gRPC-Web). */
-function unwrap(body: Buffer): Buffer {
+export function unwrap(body: Buffer): Buffer {
   if (body.length < 5) throw invalid("protocol error: incomplete envelope");
   const flags = body[0] as number;
   const length = body.readUInt32BE(1);
@@ -259,7 +259,8 @@ function mediaType(value: string | undefined): string {
   return (value ?? "").split(";", 1)[0]?.trim().toLowerCase() ?? "";
 }
 
-function identity(value: string | string[] | undefined): boolean {
+/** Whether a content-encoding header says "not compressed". */
+export function identity(value: string | string[] | undefined): boolean {
   return value === undefined || value === "identity";
 }
 

@@ -2,11 +2,11 @@ import { randomBytes } from "node:crypto";
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describeStoreContract } from "../../test/store-contract.js";
 import { ServiceError } from "../errors.js";
 import { Operation, type ResourceEvent, ResourceType } from "../watch/model.js";
 import { PostgresStore, type PostgresStoreOptions } from "./postgres-store.js";
 import type { Store } from "./store.js";
-import { describeStoreContract } from "./store-contract.js";
 
 /**
  * Runs against a real PostgreSQL (CI starts one): every store gets a scratch database of this

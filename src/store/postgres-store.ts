@@ -1,23 +1,17 @@
-import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { ServiceError } from "../errors.js";
-import {
-  AuditLogEntryKind,
-  type EnvironmentRecord,
-  type ResourceEvent,
-  ResourceType,
-} from "../watch/model.js";
-import { actionOf } from "./action.js";
-import {
-  type AuditRow,
-  auditEntryOf,
-  type EventRow,
-  type Known,
-  learn,
-  newEntryId,
-  storedEventOf,
-} from "./records.js";
+import { type EnvironmentRecord, type ResourceEvent, ResourceType } from "../watch/model.js";
+import { appendEvents } from "./postgres-append.js";
+import { mapError } from "./postgres-errors.js";
+import { GroupCommit } from "./postgres-group-commit.js";
+import { AUDIT_COLUMNS, migrate } from "./postgres-migrations.js";
+import { NotificationListener } from "./postgres-notifications.js";
+import { type AuditRow, auditEntryOf, type EventRow, storedEventOf } from "./records.js";
 import type { AuditEntry, AuditPageQuery, Store, StoredEvent } from "./store.js";
+
+// Still exported from here, as before the store was split into modules.
+export { isUnavailable } from "./postgres-errors.js";
+export { EVENTS_CHANNEL } from "./postgres-notifications.js";
 
 /** Where to log what happens in the background (a lost listener, an idle connection that failed). */
 export interface PostgresStoreLogger {
@@ -48,169 +42,7 @@ export interface PostgresStoreOptions {
   readonly logger?: PostgresStoreLogger;
 }
 
-/**
- * The NOTIFY channel; the payload is the last sequence of the append, which lets a replica skip
- * reading the log for appends it has dispatched already (its own).
- */
-export const EVENTS_CHANNEL = "eventserver_events";
-
-/**
- * Key of the transaction-scoped advisory lock that serializes migrations: replicas starting at
- * once wait for each other, and each finds the schema the first one made. Advisory locks are
- * per database, so this only needs to differ from other applications sharing the database.
- */
-const MIGRATION_LOCK_KEY = 0x65766e74_7376; // "evntsv"
-
-interface Migration {
-  readonly version: number;
-  readonly name: string;
-  /** SQL text, or a step that needs values made in JS. Runs inside the migration transaction. */
-  readonly up: string | ((client: pg.ClientBase) => Promise<void>);
-}
-
-/**
- * The schema, in order; never edit a released step, add one. Applied versions are recorded in
- * `schema_migrations`; versions unknown to this code (a newer replica migrated first) are left
- * alone, so every step must keep older code working (add, do not rename or drop).
- *
- * Ids are `uuid` where they are always UUIDs (the audit log: the big table, paged through its
- * indexes, where 16-byte keys keep them small) and `text` in the event log and the directory,
- * where "" means unknown.
- */
-const MIGRATIONS: readonly Migration[] = [
-  {
-    version: 1,
-    name: "event log, directory, audit log, meta",
-    up: `
-      CREATE TABLE event_sequence (
-        id smallint PRIMARY KEY CHECK (id = 1),
-        last bigint NOT NULL
-      );
-      INSERT INTO event_sequence (id, last) VALUES (1, 0);
-
-      CREATE TABLE events (
-        sequence bigint PRIMARY KEY,
-        organization_id text NOT NULL,
-        resource_type integer NOT NULL,
-        operation integer NOT NULL,
-        resource_id text NOT NULL,
-        environment_id text NOT NULL,
-        creator_id text NOT NULL,
-        created_at_ms bigint NOT NULL
-      );
-      CREATE INDEX events_created_at_ms ON events (created_at_ms);
-
-      CREATE TABLE resources (
-        resource_id text PRIMARY KEY,
-        organization_id text NOT NULL,
-        resource_type integer NOT NULL,
-        creator_id text NOT NULL
-      );
-
-      CREATE TABLE audit_log (
-        id uuid PRIMARY KEY,
-        organization_id uuid NOT NULL,
-        actor_id uuid NOT NULL,
-        actor_principal integer NOT NULL,
-        subject_id uuid NOT NULL,
-        subject_type integer NOT NULL,
-        action text NOT NULL,
-        created_at_ms bigint NOT NULL,
-        kind integer NOT NULL
-      );
-      CREATE INDEX audit_log_org_time ON audit_log (organization_id, created_at_ms, id);
-      CREATE INDEX audit_log_org_actor_time ON audit_log (organization_id, actor_id, created_at_ms, id);
-      CREATE INDEX audit_log_org_subject_time ON audit_log (organization_id, subject_id, created_at_ms, id);
-      -- Pruning crosses organizations: without this it would scan the table for every chunk.
-      CREATE INDEX audit_log_created_at_ms ON audit_log (created_at_ms);
-
-      CREATE TABLE meta (
-        key text PRIMARY KEY,
-        value bytea NOT NULL
-      );
-    `,
-  },
-  {
-    version: 2,
-    name: "page token secret",
-    // Made in JS: gen_random_bytes would need the pgcrypto extension.
-    up: async (client) => {
-      await client.query(
-        "INSERT INTO meta (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING",
-        [randomBytes(32)],
-      );
-    },
-  },
-];
-
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** SQLSTATEs and Node error codes that mean "the database cannot be reached", not "the call is wrong". */
-// Admin/crash shutdown, cannot connect now, too many connections, I/O error, statement timeout
-// or cancel (the database is too busy to answer in time), lock timeout.
-const UNAVAILABLE_SQLSTATES = new Set([
-  "57P01",
-  "57P02",
-  "57P03",
-  "53300",
-  "58030",
-  "57014",
-  "55P03",
-]);
-const UNAVAILABLE_NODE_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ECONNABORTED",
-  "ETIMEDOUT",
-  "EPIPE",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-]);
-/** pg and pg-pool report these as plain Errors without a code. */
-const UNAVAILABLE_MESSAGES = [
-  "timeout exceeded when trying to connect",
-  "Connection terminated",
-  "connection timeout",
-  "Query read timeout",
-  "Client has encountered a connection error",
-  "Cannot use a pool after calling end",
-];
-
-/** True when `err` says the database is unreachable (down, restarting, network, pool exhausted). */
-export function isUnavailable(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string") {
-      if (code.startsWith("08") && code.length === 5) return true;
-      if (UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_NODE_CODES.has(code)) return true;
-    }
-    if (e instanceof AggregateError && e.errors.some(isUnavailable)) return true;
-    if (UNAVAILABLE_MESSAGES.some((m) => e.message.includes(m))) return true;
-  }
-  return false;
-}
-
-function mapError(err: unknown): unknown {
-  if (err instanceof ServiceError) return err;
-  if (isUnavailable(err))
-    return new ServiceError("unavailable", "database unavailable", { cause: err });
-  return err;
-}
-
-const AUDIT_COLUMNS =
-  "id, organization_id, actor_id, actor_principal, subject_id, subject_type, action, created_at_ms, kind";
-
-/** Events appended in one transaction at most (a group of waiting batches; see `append`). */
-const MAX_GROUP_EVENTS = 5000;
-
-interface WaitingAppend {
-  readonly events: readonly ResourceEvent[];
-  readonly nowMs: number;
-  readonly resolve: (stored: StoredEvent[]) => void;
-  readonly reject: (err: unknown) => void;
-}
 
 /**
  * The store on PostgreSQL, shared by every replica.
@@ -229,9 +61,9 @@ interface WaitingAppend {
  */
 export class PostgresStore implements Store {
   private closed = false;
-  /** Batches waiting for the transaction that will append them (see `append`). */
-  private waiting: WaitingAppend[] = [];
-  private appending = false;
+  private readonly appends = new GroupCommit((events, nowsMs) =>
+    this.transaction((client) => appendEvents(client, events, nowsMs)),
+  );
   private cachedSecret: Uint8Array | undefined;
   private readonly listeners = new Set<NotificationListener>();
 
@@ -273,173 +105,9 @@ export class PostgresStore implements Store {
     return store;
   }
 
-  /**
-   * Appends are committed in groups: while one transaction holds the counter's lock, the
-   * batches that arrive wait here and then share the next transaction (up to
-   * MAX_GROUP_EVENTS events), so one lock, four round trips and one commit serve them all.
-   * Each caller still gets its own consecutive sequence numbers, in call order; a failed
-   * transaction fails every batch of its group (nothing of them is written).
-   */
+  /** Committed in groups with the appends of other callers: see `GroupCommit`. */
   append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]> {
-    if (events.length === 0) return Promise.resolve([]);
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ events, nowMs, resolve, reject });
-      if (!this.appending) void this.appendWaiting();
-    });
-  }
-
-  /** Commits the waiting batches, group after group, until none waits. */
-  private async appendWaiting(): Promise<void> {
-    this.appending = true;
-    try {
-      while (this.waiting.length > 0) {
-        let count = 0;
-        let take = 0;
-        for (const w of this.waiting) {
-          if (take > 0 && count + w.events.length > MAX_GROUP_EVENTS) break;
-          count += w.events.length;
-          take++;
-        }
-        const group = this.waiting.splice(0, take);
-        try {
-          const stored = await this.appendGroup(group);
-          let at = 0;
-          for (const w of group) {
-            w.resolve(stored.slice(at, at + w.events.length));
-            at += w.events.length;
-          }
-        } catch (err) {
-          for (const w of group) w.reject(err);
-        }
-      }
-    } finally {
-      this.appending = false;
-    }
-  }
-
-  /** One transaction for the batches of `group`, numbered consecutively in group order. */
-  private appendGroup(group: readonly WaitingAppend[]): Promise<StoredEvent[]> {
-    const events: ResourceEvent[] = [];
-    const nows: number[] = [];
-    for (const w of group) {
-      for (const e of w.events) {
-        events.push(e);
-        nows.push(w.nowMs);
-      }
-    }
-    return this.transaction(async (client) => {
-      const counter = await client.query<{ last: string }>(
-        "UPDATE event_sequence SET last = last + $1 WHERE id = 1 RETURNING last",
-        [events.length],
-      );
-      const row = counter.rows[0];
-      if (row === undefined) throw new Error("event_sequence has no row: the schema was altered");
-      const last = Number(row.last);
-      const first = last - events.length + 1;
-
-      const ids = [...new Set(events.map((e) => e.resourceId))];
-      const found = await client.query<{
-        resource_id: string;
-        organization_id: string;
-        resource_type: number;
-        creator_id: string;
-      }>(
-        "SELECT resource_id, organization_id, resource_type, creator_id FROM resources WHERE resource_id = ANY($1::text[])",
-        [ids],
-      );
-      const initial = new Map<string, Known>();
-      for (const r of found.rows) {
-        initial.set(r.resource_id, {
-          organizationId: r.organization_id,
-          resourceType: r.resource_type,
-          creatorId: r.creator_id,
-        });
-      }
-
-      // The learning rule applied event by event, so that each resolves against the state as of
-      // that event (a batch may create, update and delete one resource).
-      const state = new Map<string, Known | undefined>(initial);
-      const stored: StoredEvent[] = [];
-      for (const [i, event] of events.entries()) {
-        const { creatorId, next } = learn(event, state.get(event.resourceId));
-        stored.push({ sequence: first + i, event, creatorId });
-        state.set(event.resourceId, next);
-      }
-
-      const deleted: string[] = [];
-      const upserted: [string, Known][] = [];
-      for (const [id, now] of state) {
-        const before = initial.get(id);
-        if (now === undefined) {
-          if (before !== undefined) deleted.push(id);
-        } else if (
-          before === undefined ||
-          before.organizationId !== now.organizationId ||
-          before.resourceType !== now.resourceType ||
-          before.creatorId !== now.creatorId
-        ) {
-          upserted.push([id, now]);
-        }
-      }
-      const audited: number[] = [];
-      events.forEach((e, i) => {
-        if (e.actorId !== undefined && e.actorId !== "") audited.push(i);
-      });
-      const auditedEvents = audited.map((i) => events[i] as ResourceEvent);
-
-      // Every write in one statement: the counter's lock is held for as few round trips as can
-      // be (counter, read, this, COMMIT). Deleted and upserted ids are disjoint. The NOTIFY is
-      // delivered when (and only if) the transaction commits.
-      await client.query(
-        `WITH
-         ev AS (
-           INSERT INTO events (sequence, organization_id, resource_type, operation, resource_id,
-             environment_id, creator_id, created_at_ms)
-           SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[], $5::text[],
-             $6::text[], $7::text[], $8::bigint[])
-         ),
-         gone AS (DELETE FROM resources WHERE resource_id = ANY($9::text[])),
-         known AS (
-           INSERT INTO resources (resource_id, organization_id, resource_type, creator_id)
-           SELECT * FROM unnest($10::text[], $11::text[], $12::int[], $13::text[])
-           ON CONFLICT (resource_id) DO UPDATE SET organization_id = EXCLUDED.organization_id,
-             resource_type = EXCLUDED.resource_type, creator_id = EXCLUDED.creator_id
-         ),
-         audit AS (
-           INSERT INTO audit_log (${AUDIT_COLUMNS})
-           SELECT *, ${AuditLogEntryKind.RESOURCE_CHANGE}
-           FROM unnest($14::uuid[], $15::uuid[], $16::uuid[], $17::int[], $18::uuid[], $19::int[],
-             $20::text[], $21::bigint[])
-         )
-         SELECT pg_notify($22, $23)`,
-        [
-          stored.map((s) => s.sequence),
-          events.map((e) => e.organizationId),
-          events.map((e) => e.resourceType),
-          events.map((e) => e.operation),
-          events.map((e) => e.resourceId),
-          events.map((e) => e.environmentId),
-          stored.map((s) => s.creatorId),
-          nows,
-          deleted,
-          upserted.map(([id]) => id),
-          upserted.map(([, k]) => k.organizationId),
-          upserted.map(([, k]) => k.resourceType),
-          upserted.map(([, k]) => k.creatorId),
-          auditedEvents.map(() => newEntryId()),
-          auditedEvents.map((e) => e.organizationId),
-          auditedEvents.map((e) => e.actorId),
-          auditedEvents.map((e) => e.actorPrincipal ?? 0),
-          auditedEvents.map((e) => e.resourceId),
-          auditedEvents.map((e) => e.resourceType),
-          auditedEvents.map(actionOf),
-          audited.map((i) => events[i]?.occurredAtMs ?? nows[i]),
-          EVENTS_CHANNEL,
-          String(last),
-        ],
-      );
-      return stored;
-    });
+    return this.appends.append(events, nowMs);
   }
 
   async readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
@@ -687,125 +355,6 @@ export class PostgresStore implements Store {
     } finally {
       client.off("error", onError);
       client.release(broken);
-    }
-  }
-}
-
-async function migrate(client: pg.ClientBase): Promise<void> {
-  // A migration may build an index on a big table, and others wait here while it does.
-  await client.query("SET LOCAL statement_timeout = 0");
-  await client.query("SET LOCAL idle_in_transaction_session_timeout = 0");
-  await client.query("SELECT pg_advisory_xact_lock($1::bigint)", [MIGRATION_LOCK_KEY]);
-  await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
-    version integer PRIMARY KEY,
-    name text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now()
-  )`);
-  const res = await client.query<{ version: number }>("SELECT version FROM schema_migrations");
-  const applied = new Set(res.rows.map((r) => r.version));
-  for (const m of MIGRATIONS) {
-    if (applied.has(m.version)) continue;
-    if (typeof m.up === "string") await client.query(m.up);
-    else await m.up(client);
-    await client.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [
-      m.version,
-      m.name,
-    ]);
-  }
-}
-
-/**
- * One dedicated connection doing LISTEN (a pooled one would lose its LISTEN when handed back).
- * Reconnects with doubling delays after the connection fails, and then calls `onAppend` once:
- * notifications sent while it was away are lost, so the reader must look for itself.
- */
-class NotificationListener {
-  private client: pg.Client | undefined;
-  private stopped = false;
-  private timer: NodeJS.Timeout | undefined;
-  private attempt = 0;
-
-  constructor(
-    private readonly config: pg.ClientConfig,
-    private readonly onAppend: (lastSequence?: number) => void,
-    private readonly backoffMinMs: number,
-    private readonly backoffMaxMs: number,
-    private readonly logger: PostgresStoreLogger | undefined,
-  ) {}
-
-  /** The first connection; throws when it cannot be made. */
-  async start(): Promise<void> {
-    await this.connect();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    const client = this.client;
-    this.client = undefined;
-    await client?.end().catch(() => {});
-  }
-
-  private async connect(): Promise<void> {
-    const client = new pg.Client(this.config);
-    let live = false;
-    const onFailure = (err?: Error): void => {
-      // Only a connection that was up reconnects; a failed attempt is retried by its caller.
-      if (!live) return;
-      live = false;
-      if (this.client === client) this.client = undefined;
-      client.end().catch(() => {});
-      if (this.stopped) return;
-      this.logger?.warn({ err }, "PostgreSQL LISTEN connection lost; reconnecting");
-      this.scheduleReconnect();
-    };
-    // Attached before connecting: a failure must never be an unhandled 'error' event.
-    client.on("error", onFailure);
-    client.on("end", () => onFailure());
-    client.on("notification", (msg) => {
-      if (msg.channel !== EVENTS_CHANNEL) return;
-      const last = Number(msg.payload);
-      this.notify(Number.isSafeInteger(last) ? last : undefined);
-    });
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${EVENTS_CHANNEL}`);
-    } catch (err) {
-      await client.end().catch(() => {});
-      throw err;
-    }
-    if (this.stopped) {
-      await client.end().catch(() => {});
-      return;
-    }
-    live = true;
-    this.client = client;
-    this.attempt = 0;
-  }
-
-  private scheduleReconnect(): void {
-    const delayMs = Math.min(this.backoffMaxMs, this.backoffMinMs * 2 ** this.attempt);
-    this.attempt++;
-    this.timer = setTimeout(() => {
-      this.connect().then(
-        () => {
-          if (!this.stopped) this.notify();
-        },
-        (err: unknown) => {
-          if (this.stopped) return;
-          this.logger?.warn({ err }, "PostgreSQL LISTEN reconnect failed");
-          this.scheduleReconnect();
-        },
-      );
-    }, delayMs);
-  }
-
-  /** `lastSequence`: of the append notified; undefined after a reconnect (anything may be new). */
-  private notify(lastSequence?: number): void {
-    try {
-      this.onAppend(lastSequence);
-    } catch (err) {
-      this.logger?.warn({ err }, "onAppend threw");
     }
   }
 }

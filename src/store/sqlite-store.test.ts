@@ -2,10 +2,10 @@ import fs, { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { describeStoreContract } from "../../test/store-contract.js";
 import { Operation, type ResourceEvent, ResourceType } from "../watch/model.js";
 import { SqliteStore } from "./sqlite-store.js";
 import type { Store } from "./store.js";
-import { describeStoreContract } from "./store-contract.js";
 
 const dir = mkdtempSync(join(tmpdir(), "eventserver-sqlite-"));
 const paths = new WeakMap<Store, string>();

@@ -51,7 +51,7 @@ export interface AuditPageQuery {
 /**
  * The store port: what the server learns (creators, environments), the event log and the
  * audit log, durably. Implementations: SQLite (embedded, one process) and PostgreSQL (shared by
- * replicas). Every implementation passes the contract suite in store-contract.ts.
+ * replicas). Every implementation passes the contract suite in test/store-contract.ts.
  *
  * Errors: a store that cannot reach its database throws ServiceError `unavailable`, and then has
  * written nothing of the call.

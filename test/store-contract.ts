@@ -1,11 +1,17 @@
 import { afterEach, describe, expect, it } from "vitest";
+import type {
+  AuditEntry,
+  AuditFilter,
+  AuditPageQuery,
+  Store,
+  StoredEvent,
+} from "../src/store/store.js";
 import {
   type EnvironmentRecord,
   Operation,
   type ResourceEvent,
   ResourceType,
-} from "../watch/model.js";
-import type { AuditEntry, AuditFilter, AuditPageQuery, Store, StoredEvent } from "./store.js";
+} from "../src/watch/model.js";
 
 export interface StoreContractOptions {
   /**

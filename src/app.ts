@@ -1,4 +1,3 @@
-import type { IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import type { AddressInfo } from "node:net";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -7,21 +6,20 @@ import type { EventBus } from "./bus/event-bus.js";
 import type { Config } from "./config.js";
 import { IngestService } from "./gen/eventservice/ingest/v1/ingest_pb.js";
 import { EventService } from "./gen/gitpod/v1/event_pb.js";
-import { createConnectHandler } from "./http/connect-handler.js";
-import { Http1Exchange, Http2Exchange } from "./http/exchange.js";
+import { Readiness } from "./health/readiness.js";
+import { FlushScheduler } from "./http/flush-scheduler.js";
 import { Listener } from "./http/listener.js";
-import { handleGrpcPublish, isFastPublish } from "./http/publish-edge.js";
-import { type Req, type Res, writer } from "./http/types.js";
-import { watchProtocolOf } from "./http/watch-protocols.js";
-import { handleWatch } from "./http/watch-stream.js";
+import { createRouting } from "./http/routing.js";
+import { StreamEdge } from "./http/stream-edge.js";
+import { createWebApp } from "./http/web-app.js";
 import { Metrics } from "./metrics.js";
 import { createAuditService } from "./rpc/audit-service.js";
+import { createCallAuthentication } from "./rpc/authenticate.js";
 import { createErrorFunnel } from "./rpc/error-funnel.js";
-import { createEventService } from "./rpc/event-service.js";
 import { createIngestService, createPublishCall } from "./rpc/ingest-service.js";
-import { authenticationGate } from "./rpc/principal-context.js";
 import { RateLimiter } from "./rpc/rate-limiter.js";
-import { WatchSessions } from "./rpc/watch-sessions.js";
+import { watchEventsMethod } from "./rpc/watch-events.js";
+import { WatchSessions } from "./session/watch-sessions.js";
 import type { Store } from "./store/store.js";
 
 export interface AppDeps {
@@ -51,56 +49,19 @@ export interface App {
   readonly metrics: Metrics;
 }
 
-const WATCH_PATHS = new Set([
-  "/gitpod.v1.EventService/WatchEvents",
-  "/api/gitpod.v1.EventService/WatchEvents",
-]);
+/** Each RPC is served at its path and under /api (the official SDKs' base URL). */
+const PREFIXES = ["", "/api"] as const;
 
-const PUBLISH_PATHS = new Set([
-  "/eventservice.ingest.v1.IngestService/Publish",
-  "/api/eventservice.ingest.v1.IngestService/Publish",
-]);
-
-function sendText(res: Res, status: number, body: string): void {
-  const w = writer(res);
-  w.writeHead(status, {
-    "content-type": "text/plain; charset=utf-8",
-    "content-length": String(Buffer.byteLength(body)),
-    "cache-control": "no-store",
-  });
-  w.end(body);
-}
-
-/** Builds the server: every protocol on one port, health endpoints. Never listens by itself. */
-export function createApp(deps: AppDeps): App {
+/**
+ * Builds the server: every RPC on every protocol on one port (see README "Architecture"), and
+ * the health endpoints. Never listens by itself.
+ */
+export async function createApp(deps: AppDeps): Promise<App> {
   const { config, logger, bus, authenticator, store } = deps;
-  let ready = false;
-  let draining = false;
-  let closing = false;
   const shutdown = new AbortController();
   const funnel = createErrorFunnel(logger);
-  // Readiness asks the database at most once a second, and waits at most a second for it.
-  let storeOk = true;
-  let storeCheckedAt = Number.NEGATIVE_INFINITY;
-  const storeHealthy = async (): Promise<boolean> => {
-    const at = performance.now();
-    if (at - storeCheckedAt < 1000) return storeOk;
-    storeCheckedAt = at;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("ping timed out")), 1000);
-    });
-    try {
-      await Promise.race([store.ping(), timeout]);
-      storeOk = true;
-    } catch (err) {
-      if (storeOk) logger.warn({ err }, "database not ready");
-      storeOk = false;
-    } finally {
-      clearTimeout(timer);
-    }
-    return storeOk;
-  };
+  const auth = createCallAuthentication(authenticator);
+  const readiness = new Readiness({ ping: () => store.ping(), logger });
   const metrics = new Metrics(() => bus.subscriberCount);
   const sessions = new WatchSessions({
     bus,
@@ -118,93 +79,51 @@ export function createApp(deps: AppDeps): App {
     Math.max(config.publishMaxEventsPerSecond, 1000),
     () => performance.now(),
   );
+  const publish = createPublishCall({
+    bus,
+    isDraining: () => readiness.isDraining,
+    limiter,
+    metrics,
+  });
 
-  const publish = createPublishCall({ bus, isDraining: () => draining, limiter, metrics });
-  const routes = (router: ConnectRouter) => {
-    router.service(EventService, {
-      ...createEventService(sessions, funnel),
-      ...createAuditService({ store, funnel }),
-    });
-    router.service(IngestService, createIngestService(publish, funnel));
-  };
-  const connect = createConnectHandler({
-    routes,
-    prefixes: ["", "/api"],
-    requestGate: authenticationGate(authenticator),
+  const edge = new StreamEdge({
+    auth,
+    funnel,
+    scheduler: new FlushScheduler(),
+    requestMaxBytes: config.requestMaxBytes,
+    prefixes: PREFIXES,
+  });
+  edge.add(watchEventsMethod(sessions));
+
+  const audit = createAuditService({ store, funnel });
+  const web = await createWebApp({
+    logger,
+    routes: (router: ConnectRouter) => {
+      router.rpc(EventService.method.listAuditLogs, audit.listAuditLogs);
+      router.rpc(EventService.method.getAuditLog, audit.getAuditLog);
+      router.service(IngestService, createIngestService(publish, funnel));
+    },
+    prefixes: PREFIXES,
+    requestGate: auth.requestGate,
     readMaxBytes: config.requestMaxBytes,
     shutdownSignal: shutdown.signal,
-    logger,
+    readiness,
+    metrics: async () => ({
+      contentType: metrics.registry.contentType,
+      text: await metrics.registry.metrics(),
+    }),
   });
-  const streamDeps = {
-    authenticator,
-    sessions,
-    funnel,
-    logger,
-    requestMaxBytes: config.requestMaxBytes,
-  };
 
-  const handler = (req: Req, res: Res) => {
-    const url = req.url ?? "/";
-    const q = url.indexOf("?");
-    const path = q === -1 ? url : url.slice(0, q);
-    if (path === "/healthz") return sendText(res, 200, "ok\n");
-    if (path === "/readyz") {
-      if (!ready || draining) return sendText(res, 503, draining ? "draining\n" : "starting\n");
-      void storeHealthy().then((ok) =>
-        ok ? sendText(res, 200, "ready\n") : sendText(res, 503, "database unavailable\n"),
-      );
-      return;
-    }
-    if (path === "/metrics") {
-      void metrics.registry.metrics().then(
-        (text) => {
-          const w = writer(res);
-          w.writeHead(200, { "content-type": metrics.registry.contentType });
-          w.end(text);
-        },
-        (err: unknown) => {
-          logger.error({ err }, "metrics failed");
-          sendText(res, 500, "metrics failed\n");
-        },
-      );
-      return;
-    }
-    const protocol = WATCH_PATHS.has(path)
-      ? watchProtocolOf(req.headers, req.httpVersionMajor)
-      : undefined;
-    if (protocol !== undefined) {
-      void handleWatch(new Http1Exchange(res), req, req, protocol, streamDeps);
-      return;
-    }
-    if (!connect(req, res, path)) sendText(res, 404, "not found\n");
-  };
-
-  const publishDeps = {
-    authenticator,
-    publish,
-    funnel,
-    requestMaxBytes: config.requestMaxBytes,
-  };
-  // HTTP/2 watch streams and gRPC publishes are served on the raw stream API; everything else
-  // on HTTP/2 goes through `handler` (compatibility API).
-  const streamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): boolean => {
-    const target = headers[":path"] ?? "";
-    const q = target.indexOf("?");
-    const path = q === -1 ? target : target.slice(0, q);
-    if (PUBLISH_PATHS.has(path)) {
-      if (!isFastPublish(headers)) return false;
-      void handleGrpcPublish(stream, headers, publishDeps);
-      return true;
-    }
-    if (!WATCH_PATHS.has(path)) return false;
-    const protocol = watchProtocolOf(headers, 2);
-    if (protocol === undefined) return false;
-    const head = { method: headers[":method"], headers };
-    void handleWatch(new Http2Exchange(stream), head, stream, protocol, streamDeps);
-    return true;
-  };
-
-  const listener = new Listener(handler, streamHandler, {
+  const routing = createRouting({
+    edge,
+    publishPaths: new Set(PREFIXES.map((p) => `${p}/${IngestService.typeName}/Publish`)),
+    publish: { auth, publish, funnel, requestMaxBytes: config.requestMaxBytes },
+    web: web.handler,
+  });
+  const listener = new Listener({
+    onRequest: routing.onRequest,
+    onStream: routing.onStream,
+    onCompatRequest: web.handler,
     headersTimeoutMs: config.headersTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
     keepAliveTimeoutMs: config.keepAliveTimeoutMs,
@@ -213,27 +132,30 @@ export function createApp(deps: AppDeps): App {
     maxHeaderBytes: 16 * 1024,
   });
 
+  let closing = false;
+  const drain = () => {
+    readiness.markDraining();
+    sessions.drain();
+  };
   return {
     listener,
     sessions,
     metrics,
     async listen(port = config.port) {
       const address = await listener.listen(port, config.host);
-      ready = true;
+      readiness.markStarted();
       return address;
     },
-    drain() {
-      draining = true;
-      sessions.drain();
-    },
+    drain,
     async close(timeoutMs = config.shutdownTimeoutMs) {
       if (closing) return;
       closing = true;
-      this.drain();
+      drain();
       const reason = new ConnectError("the server is shutting down", Code.Unavailable);
       shutdown.abort(reason);
       await bus.close(reason);
       await listener.close(timeoutMs);
+      await web.close();
       authenticator.close();
     },
   };

@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   }
   const bus = await StoreBus.open({ store, logger, replicated: config.databaseUrl !== undefined });
   const stopPruning = startPruning(store, { ...config, logger });
-  const app = createApp({ config, logger, bus, authenticator, store });
+  const app = await createApp({ config, logger, bus, authenticator, store });
   const address = await app.listen();
   logger.info({ host: address.address, port: address.port, devMode: config.devMode }, "listening");
   if (config.devMode) process.stdout.write(devBanner(address.address, address.port));

@@ -1,6 +1,6 @@
+import type * as http from "node:http";
 import * as http2 from "node:http2";
 import type { Writable } from "node:stream";
-import { type Res, writer } from "./types.js";
 
 /** What ends a response that has started: trailing bytes and HTTP trailers. */
 export interface ResponseEnd {
@@ -9,25 +9,27 @@ export interface ResponseEnd {
 }
 
 /**
- * One request and its response, as the streaming edge needs them, over either HTTP/1.1
- * (`http.IncomingMessage`/`ServerResponse`) or a raw HTTP/2 stream. Watch streams on HTTP/2 use
- * the stream directly: the compatibility layer's request and response objects would be kept
- * alive for as long as each stream is open (several KiB per idle stream) and add a layer to
- * every write.
+ * One request and its response, as the streaming edge needs them, over HTTP/1.1
+ * (`http.IncomingMessage`/`ServerResponse`) or a raw HTTP/2 stream. HTTP/2 calls use the stream
+ * directly: the compatibility layer's request and response objects would be kept alive for as
+ * long as each stream is open (several KiB per idle stream) and add a layer to every write.
  */
 export interface Exchange {
   /**
-   * Sends the head of a streaming response now; the events then go to `sink`. `trailers`: the
+   * Sends the head of a streaming response now; the items then go to `sink`. `trailers`: the
    * end will carry HTTP trailers (HTTP/2 has to know before the head).
    */
   start(status: number, headers: Record<string, string>, trailers: boolean): void;
   /** Where a started response's bytes go. */
   readonly sink: Writable;
-  /** Ends a started response. */
+  /** Ends a started response cleanly. */
   finish(end: ResponseEnd): void;
   /** A whole response at once (nothing started). */
   respond(status: number, headers: Record<string, string>, body?: Buffer): void;
-  /** Cuts a started response so it cannot be mistaken for a clean end. */
+  /**
+   * Cuts a started response so that no client can take it for a clean end: HTTP/1.1 closes the
+   * connection without the last chunk, HTTP/2 resets the stream with an error code.
+   */
   abort(): void;
   /** Calls `listener` when the exchange closes, for whatever reason. */
   onClose(listener: () => void): void;
@@ -59,6 +61,9 @@ export function respondWhole(
   if (body !== undefined) stream.end(body);
   if (unread) stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
+
+/** Why a started HTTP/2 response was cut (the stream's own 'error', which nobody reads). */
+const ABORTED = new Error("stream aborted by the server");
 
 /** An exchange on a raw HTTP/2 stream (the server's 'stream' event). */
 export class Http2Exchange implements Exchange {
@@ -94,7 +99,10 @@ export class Http2Exchange implements Exchange {
   }
 
   abort(): void {
-    this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    // Not `close(code)`: Node ends the writable side first, so the client sees END_STREAM (a
+    // clean end) and the RST_STREAM that follows is dropped for a closed stream. `destroy` with
+    // an error resets the open stream with INTERNAL_ERROR.
+    this.stream.destroy(ABORTED);
   }
 
   onClose(listener: () => void): void {
@@ -106,12 +114,12 @@ export class Http2Exchange implements Exchange {
   }
 }
 
-/** An exchange on HTTP/1.1 (or the HTTP/2 compatibility objects, which behave alike here). */
+/** An exchange on HTTP/1.1. */
 export class Http1Exchange implements Exchange {
-  constructor(readonly res: Res) {}
+  constructor(readonly res: http.ServerResponse) {}
 
   get sink(): Writable {
-    return "stream" in this.res ? this.res.stream : this.res;
+    return this.res;
   }
 
   get gone(): boolean {
@@ -119,24 +127,23 @@ export class Http1Exchange implements Exchange {
   }
 
   start(status: number, headers: Record<string, string>): void {
-    writer(this.res).writeHead(status, headers);
-    // Headers go out now, before any event: clients see the stream open at once.
-    if ("flushHeaders" in this.res) this.res.flushHeaders();
+    this.res.writeHead(status, headers);
+    // Headers go out now, before any item: clients see the stream open at once.
+    this.res.flushHeaders();
   }
 
   finish(end: ResponseEnd): void {
     if (end.trailers !== undefined) this.res.addTrailers(end.trailers);
-    writer(this.res).end(end.body);
+    this.res.end(end.body);
   }
 
   respond(status: number, headers: Record<string, string>, body?: Buffer): void {
-    writer(this.res).writeHead(status, headers);
-    writer(this.res).end(body);
+    this.res.writeHead(status, headers);
+    this.res.end(body);
   }
 
   abort(): void {
-    if ("stream" in this.res) this.res.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-    else this.res.destroy();
+    this.res.destroy();
   }
 
   onClose(listener: () => void): void {

@@ -3,7 +3,7 @@ import * as http2 from "node:http2";
 import { afterEach, describe, expect, it } from "vitest";
 import { Listener, type ListenerOptions } from "./listener.js";
 
-const OPTIONS: ListenerOptions = {
+const LIMITS = {
   headersTimeoutMs: 5000,
   requestTimeoutMs: 0,
   keepAliveTimeoutMs: 5000,
@@ -11,6 +11,16 @@ const OPTIONS: ListenerOptions = {
   h2PingIntervalMs: 0,
   maxHeaderBytes: 16 * 1024,
 };
+
+function listenerWith(handlers: Partial<ListenerOptions>): Listener {
+  return new Listener({
+    onRequest: (_req, res) => res.end(),
+    onStream: () => false,
+    onCompatRequest: (_req, res) => res.end(),
+    ...LIMITS,
+    ...handlers,
+  });
+}
 
 let listener: Listener | undefined;
 afterEach(async () => {
@@ -26,14 +36,12 @@ function timeoutListeners(socket: { listeners(event: string): { name: string }[]
 describe("Listener", () => {
   it("leaves nothing of the sniffing on an HTTP/1.1 connection", async () => {
     let seen: string[] = [];
-    listener = new Listener(
-      (req, res) => {
+    listener = listenerWith({
+      onRequest: (req, res) => {
         seen = timeoutListeners(req.socket);
         res.end("ok");
       },
-      () => false,
-      OPTIONS,
-    );
+    });
     const { port } = await listener.listen(0, "127.0.0.1");
     const body = await new Promise<string>((resolve, reject) => {
       http
@@ -53,21 +61,20 @@ describe("Listener", () => {
     expect(seen.length).toBeLessThanOrEqual(1);
   });
 
-  it("hands HTTP/2 streams to the stream handler first, and the rest to the request handler", async () => {
+  it("hands HTTP/2 streams to onStream first, and the rest to the compatibility handler", async () => {
     const paths: string[] = [];
-    listener = new Listener(
-      (req, res) => {
+    listener = listenerWith({
+      onCompatRequest: (req, res) => {
         paths.push(`compat ${req.url}`);
         res.end();
       },
-      (stream, headers) => {
+      onStream: (stream, headers) => {
         if (headers[":path"] !== "/raw") return false;
         paths.push("raw /raw");
         stream.respond({ ":status": 204 }, { endStream: true });
         return true;
       },
-      OPTIONS,
-    );
+    });
     const { port } = await listener.listen(0, "127.0.0.1");
     const session = http2.connect(`http://127.0.0.1:${port}`);
     const status = (path: string) =>

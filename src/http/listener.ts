@@ -5,21 +5,19 @@ import * as net from "node:net";
 /** The first bytes every HTTP/2 cleartext connection with prior knowledge sends (RFC 9113 §3.4). */
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
-export type RequestHandler = (
-  req: http.IncomingMessage | http2.Http2ServerRequest,
-  res: http.ServerResponse | http2.Http2ServerResponse,
-) => void;
-
-/**
- * Takes an HTTP/2 stream on the raw API when it wants it (returns true); otherwise the stream is
- * served through the compatibility API by the RequestHandler.
- */
-export type StreamHandler = (
-  stream: http2.ServerHttp2Stream,
-  headers: http2.IncomingHttpHeaders,
-) => boolean;
-
 export interface ListenerOptions {
+  /** Serves an HTTP/1.1 request. */
+  readonly onRequest: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+  /**
+   * Takes an HTTP/2 stream on the raw API when it wants it (returns true); otherwise the stream
+   * is served through Node's compatibility API by `onCompatRequest`.
+   */
+  readonly onStream: (
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+  ) => boolean;
+  /** Serves an HTTP/2 request that `onStream` declined, as compatibility request/response. */
+  readonly onCompatRequest: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
   /** Time a new connection has to send its first request line or preface, and HTTP/1.1 headers. */
   readonly headersTimeoutMs: number;
   /**
@@ -50,7 +48,7 @@ export class Listener {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly sniffing = new Set<net.Socket>();
 
-  constructor(handler: RequestHandler, streamHandler: StreamHandler, options: ListenerOptions) {
+  constructor(options: ListenerOptions) {
     this.http1 = http.createServer(
       {
         headersTimeout: options.headersTimeoutMs,
@@ -62,7 +60,7 @@ export class Listener {
         // How often header and request timeouts are checked (Node's default is 30 s).
         connectionsCheckingInterval: Math.min(1000, options.headersTimeoutMs),
       },
-      handler,
+      options.onRequest,
     );
     this.http2 = http2.createServer({
       settings: { maxConcurrentStreams: options.maxConcurrentStreams },
@@ -70,18 +68,18 @@ export class Listener {
       maxHeaderListPairs: 128,
     });
     // Node builds the compatibility request and response for every stream of a server that has
-    // a 'request' listener. So the real server has none: its streams go to `streamHandler`
-    // first, and only those it declines are handed to a second server object that never
-    // listens, whose compatibility layer (Node's own, with its CONNECT and Expect handling)
-    // turns them into `handler(req, res)` calls.
-    const compat = http2.createServer(handler);
+    // a 'request' listener. So the real server has none: its streams go to `onStream` first,
+    // and only those it declines are handed to a second server object that never listens,
+    // whose compatibility layer (Node's own, with its CONNECT and Expect handling) turns them
+    // into `onCompatRequest(req, res)` calls.
+    const compat = http2.createServer(options.onCompatRequest);
     this.http2.on("stream", (stream, headers, flags, rawHeaders) => {
       // A request whose body does not end (END_STREAM) in time is reset, as HTTP/1.1's
       // requestTimeout does; a request without a body ended with its headers.
       if (options.requestTimeoutMs > 0 && (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) === 0) {
         limitRequestTime(stream, options.requestTimeoutMs);
       }
-      if (!streamHandler(stream, headers))
+      if (!options.onStream(stream, headers))
         compat.emit("stream", stream, headers, flags, rawHeaders);
     });
     this.http2.on("session", (session: http2.ServerHttp2Session) => {

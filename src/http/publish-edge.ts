@@ -1,21 +1,23 @@
 import type * as http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Authenticator } from "../auth/authenticator.js";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { ServiceError } from "../errors.js";
 import {
   type PublishRequest,
   PublishRequestSchema,
   PublishResponseSchema,
 } from "../gen/eventservice/ingest/v1/ingest_pb.js";
+import type { CallAuthentication } from "../rpc/authenticate.js";
 import type { ErrorFunnel } from "../rpc/error-funnel.js";
 import type { PublishCall } from "../rpc/ingest-service.js";
 import { readBody } from "./body.js";
+import { Deadline } from "./deadline.js";
 import { ignoreErrors, respondWhole } from "./exchange.js";
-import { envelope, grpcStatus, identity, timeoutMsOf, unwrap } from "./watch-protocols.js";
+import { grpcStatus, grpcTimeoutMs, unwrap } from "./stream-wire.js";
 
 export interface PublishEdgeDeps {
-  readonly authenticator: Authenticator;
+  readonly auth: CallAuthentication;
   readonly publish: PublishCall;
   readonly funnel: ErrorFunnel;
   /** Largest request message accepted, in bytes (as the Connect runtime's readMaxBytes). */
@@ -34,7 +36,7 @@ export function isFastPublish(headers: http2.IncomingHttpHeaders): boolean {
   return (
     headers[":method"] === "POST" &&
     (ct === "application/grpc" || ct === "application/grpc+proto") &&
-    identity(headers["grpc-encoding"])
+    (headers["grpc-encoding"] === undefined || headers["grpc-encoding"] === "identity")
   );
 }
 
@@ -61,7 +63,15 @@ async function readMessage(stream: http2.ServerHttp2Stream, maxBytes: number): P
       );
     }
   });
-  return unwrap(body);
+  const { flags, payload } = unwrap(body);
+  // Compressed messages are the Connect runtime's (isFastPublish checked the header).
+  if (flags !== 0) {
+    throw new ServiceError(
+      "invalid_argument",
+      "protocol error: compressed message without an encoding",
+    );
+  }
+  return payload;
 }
 
 /**
@@ -77,7 +87,7 @@ export async function handleGrpcPublish(
 ): Promise<void> {
   stream.on("error", ignoreErrors);
   let answered = false;
-  let deadline: NodeJS.Timeout | undefined;
+  let deadline: Deadline | undefined;
   const fail = (err: unknown) => {
     if (answered || stream.destroyed || stream.closed) return;
     answered = true;
@@ -86,14 +96,13 @@ export async function handleGrpcPublish(
     respondWhole(stream, { ":status": 200, "content-type": CONTENT_TYPE, ...status });
   };
   try {
-    const timeoutMs = timeoutMsOf(headers);
+    const timeoutMs = grpcTimeoutMs(headers);
     if (timeoutMs !== undefined) {
-      deadline = setTimeout(
-        () => fail(new ServiceError("deadline_exceeded", "the operation timed out")),
-        timeoutMs,
+      deadline = new Deadline(timeoutMs, () =>
+        fail(new ServiceError("deadline_exceeded", "the operation timed out")),
       );
     }
-    const principal = await deps.authenticator.authenticate(headers.authorization);
+    const principal = await deps.auth.principal(headers.authorization);
     const message = await readMessage(stream, deps.requestMaxBytes);
     let request: PublishRequest;
     try {
@@ -108,13 +117,13 @@ export async function handleGrpcPublish(
     if (answered || stream.destroyed || stream.closed) return;
     answered = true;
     stream.respond({ ":status": 200, "content-type": CONTENT_TYPE }, { waitForTrailers: true });
-    stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+    stream.once("wantTrailers", () => stream.sendTrailers(grpcStatus(undefined)));
     stream.end(
-      envelope(0, toBinary(PublishResponseSchema, create(PublishResponseSchema, response))),
+      encodeEnvelope(0, toBinary(PublishResponseSchema, create(PublishResponseSchema, response))),
     );
   } catch (err) {
     fail(err);
   } finally {
-    clearTimeout(deadline);
+    deadline?.clear();
   }
 }

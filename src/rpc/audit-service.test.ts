@@ -22,8 +22,8 @@ import { PaginationRequestSchema } from "../gen/gitpod/v1/pagination_pb.js";
 import type { AuditEntry, AuditPageQuery, Store } from "../store/store.js";
 import type { Principal, Role } from "../watch/model.js";
 import { type AuditServiceDeps, createAuditService, pagingOf } from "./audit-service.js";
+import { createCallAuthentication } from "./authenticate.js";
 import { encodePageToken } from "./page-token.js";
-import { authenticationGate } from "./principal-context.js";
 
 function uuid(n: number, prefix = "00000000"): string {
   return `${prefix}-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
@@ -167,7 +167,7 @@ function harness(entries: readonly AuditEntry[] = [...orgAEntries(), ...orgBEntr
       const transport = createRouterTransport(
         (router) => router.service(EventService, createAuditService(deps)),
         {
-          router: { requestGate: authenticationGate(authenticator) },
+          router: { requestGate: createCallAuthentication(authenticator).requestGate },
           transport: {
             interceptors: [withQuery],
             useBinaryFormat: options.binary === true,

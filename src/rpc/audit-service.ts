@@ -20,9 +20,9 @@ import {
   validateAuditQuery,
 } from "../watch/audit-rules.js";
 import { isViolation } from "../watch/validate.js";
+import { principalOf } from "./authenticate.js";
 import type { ErrorFunnel } from "./error-funnel.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
-import { principalOf } from "./principal-context.js";
 
 export interface AuditServiceDeps {
   /** Only the audit log and the page-token secret of the store are used. */

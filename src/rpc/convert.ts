@@ -39,19 +39,14 @@ export function fromResourceEvent(e: ProtoResourceEvent): ResourceEvent {
   };
 }
 
-// Each event is converted once and the message shared by every stream that receives it; the
-// cache holds nothing once the event is gone.
-const responses = new WeakMap<PublishedEvent, WatchEventsResponse>();
-
+/**
+ * The response message of an event. The streaming edge asks once per event per wire form and
+ * shares the encoded bytes with every stream, so nothing is cached here.
+ */
 export function toWatchResponse(p: PublishedEvent): WatchEventsResponse {
-  let msg = responses.get(p);
-  if (msg === undefined) {
-    msg = create(WatchEventsResponseSchema, {
-      operation: p.event.operation,
-      resourceType: p.event.resourceType,
-      resourceId: p.event.resourceId,
-    });
-    responses.set(p, msg);
-  }
-  return msg;
+  return create(WatchEventsResponseSchema, {
+    operation: p.event.operation,
+    resourceType: p.event.resourceType,
+    resourceId: p.event.resourceId,
+  });
 }

@@ -11,9 +11,9 @@ import type { Metrics } from "../metrics.js";
 import type { Principal } from "../watch/model.js";
 import { authorizePublish } from "../watch/plan.js";
 import { isViolation, validatePublishBatch } from "../watch/validate.js";
+import { principalOf } from "./authenticate.js";
 import { fromResourceEvent } from "./convert.js";
 import type { ErrorFunnel } from "./error-funnel.js";
-import { principalOf } from "./principal-context.js";
 import type { RateLimiter } from "./rate-limiter.js";
 
 /** What a publish needs, whichever edge received it. */

@@ -45,7 +45,7 @@ export async function startServer(
   const store = options.store ?? (await SqliteStore.open({ path: ":memory:" }));
   const bus = await StoreBus.open({ store, logger, replicated: options.replicated ?? false });
   const authenticator = createAuthenticator(config, logger);
-  const app = createApp({
+  const app = await createApp({
     config,
     logger,
     bus,

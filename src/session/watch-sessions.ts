@@ -9,6 +9,7 @@ import type {
 } from "../bus/event-bus.js";
 import { ServiceError, toConnectError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
+import type { StreamSession } from "../rpc/stream-method.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { planWatch } from "../watch/plan.js";
 import { isViolation, validateWatchRequest } from "../watch/validate.js";
@@ -33,21 +34,19 @@ export interface WatchSessionsDeps {
   readonly monotonicNow: () => number;
 }
 
-/** One open stream, as an edge drives it. */
-export interface WatchStream {
-  /** The events to write, in order. Throws when the stream is ended by the server. */
-  readonly events: Subscription;
-  /** Call after events are handed to the transport: `count` of them, the last `event`. */
-  wrote(event: PublishedEvent, count?: number): void;
-  /**
-   * Call exactly once when the edge stops, with what ended it (undefined: a normal end).
-   * Logs the one line per stream and updates the metrics.
-   */
-  end(error: unknown): void;
+/** One open watch stream: its items are the subscription's events, in order. */
+export type WatchStream = StreamSession<PublishedEvent>;
+
+/** What a stream is opened with. */
+export interface OpenWatchOptions {
+  readonly principal: Principal;
+  readonly request: WatchRequest;
+  /** The wire form, for logs and metrics. */
+  readonly protocol: string;
 }
 
 /**
- * Opens watch streams for both edges (Connect and JSONL): validates and authorizes the
+ * Opens watch streams, whatever the transport: validates and authorizes the
  * request, caps streams per subject, subscribes to the bus, and ends the stream with
  * `unauthenticated` when its credential expires or is revoked, with `unavailable` when it
  * reaches its maximum lifetime, or when the server drains.
@@ -78,17 +77,12 @@ export class WatchSessions {
   }
 
   /**
-   * Opens a stream for `principal` over `protocol` (for logs and metrics). Throws ServiceError
-   * before anything is streamed when the request is invalid or not allowed; the stream's events
-   * end when `signal` aborts (with its reason) or the edge cancels them, and throw or finish as
+   * Opens a stream. Throws ServiceError before anything is streamed when the request is invalid
+   * or not allowed; the stream's items end when the edge cancels them, and fail or finish as
    * the bus decides.
    */
-  async open(
-    principal: Principal,
-    raw: WatchRequest,
-    signal: AbortSignal | undefined,
-    protocol: string,
-  ): Promise<WatchStream> {
+  async open(options: OpenWatchOptions): Promise<WatchStream> {
+    const { principal, request: raw, protocol } = options;
     if (this.draining) throw new ServiceError("unavailable", "the server is shutting down");
     const request = validateWatchRequest(raw);
     if (isViolation(request)) throw new ServiceError(request.kind, request.message);
@@ -109,14 +103,13 @@ export class WatchSessions {
     this.perSubject.set(subject, streams + 1);
 
     const stream = new OpenStream(this, protocol, request.scope.kind, principal);
-    // The caller's signal (client gone, deadline) or `cancel` ends the subscription; so do
-    // expiry, revocation and the lifetime.
+    // The edge's `cancel` (client gone, deadline) ends the subscription; so do expiry,
+    // revocation and the lifetime.
     const events = this.deps.bus.subscribe(plan, {
-      ...(signal !== undefined && { signal }),
       maxBacklog: this.deps.maxBacklog,
       onClose: (stats) => stream.released(stats),
     });
-    stream.events = events;
+    stream.items = events;
     if (events.isClosed) return stream;
     let set = this.byCredential.get(principal.credentialId);
     if (set === undefined) {
@@ -138,7 +131,7 @@ export class WatchSessions {
  * with fields (no closures) since thousands are open at once.
  */
 class OpenStream implements WatchStream {
-  events!: Subscription;
+  items!: Subscription;
   private readonly subject: string;
   private readonly credentialId: string;
   private readonly startedAt: number;
@@ -164,7 +157,7 @@ class OpenStream implements WatchStream {
   expireAt(expiresAtMs: number): void {
     const left = expiresAtMs - this.sessions.deps.now();
     if (left <= 0) {
-      this.events.cancel(new ServiceError("unauthenticated", "token expired"));
+      this.items.cancel(new ServiceError("unauthenticated", "token expired"));
       return;
     }
     this.expiry = setTimeout(() => this.expireAt(expiresAtMs), Math.min(left, MAX_TIMER_MS));
@@ -174,7 +167,7 @@ class OpenStream implements WatchStream {
   /** Ends the stream with `unavailable` after `ms`. */
   endAfter(ms: number): void {
     this.lifetime = setTimeout(() => {
-      this.events.cancel(
+      this.items.cancel(
         new ServiceError("unavailable", "stream reached its maximum lifetime; reconnect"),
       );
     }, ms);
@@ -188,8 +181,8 @@ class OpenStream implements WatchStream {
     clearTimeout(this.lifetime);
     const { byCredential, perSubject } = this.sessions;
     const set = byCredential.get(this.credentialId);
-    // `events` is unset when the subscription ended as it was made (an aborted signal).
-    if (this.events !== undefined && set?.delete(this.events) && set.size === 0) {
+    // `items` is unset when the subscription ended as it was made (an aborted signal).
+    if (this.items !== undefined && set?.delete(this.items) && set.size === 0) {
       byCredential.delete(this.credentialId);
     }
     const n = (perSubject.get(this.subject) ?? 1) - 1;
@@ -197,7 +190,7 @@ class OpenStream implements WatchStream {
     else perSubject.set(this.subject, n);
   }
 
-  wrote(event: PublishedEvent, count = 1): void {
+  wrote(event: PublishedEvent, count: number): void {
     const before = this.delivered;
     this.delivered = before + count;
     const { metrics, monotonicNow } = this.sessions.deps;
@@ -216,7 +209,7 @@ class OpenStream implements WatchStream {
     this.ended = true;
     // Leaving early (a client gone mid-write) must still unsubscribe; the subscription reports
     // its stats (coalesced) as it closes.
-    void this.events.return?.();
+    void this.items.return?.();
     const { metrics, logger, monotonicNow } = this.sessions.deps;
     metrics.coalesced += this.coalesced;
     const reason = error === undefined ? "ok" : codeToString(toConnectError(error).code);

@@ -1,33 +1,42 @@
 import { Readable, Writable } from "node:stream";
 import { ConnectError } from "@connectrpc/connect";
-import pino from "pino";
 import { describe, expect, it, vi } from "vitest";
-import type { Authenticator } from "../auth/authenticator.js";
 import type { PublishedEvent } from "../bus/event-bus.js";
-import type { WatchSessions, WatchStream } from "../rpc/watch-sessions.js";
+import { EventService } from "../gen/gitpod/v1/event_pb.js";
+import type { CallAuthentication } from "../rpc/authenticate.js";
+import { toWatchResponse } from "../rpc/convert.js";
+import type { StreamSession } from "../rpc/stream-method.js";
 import { BoundedQueue } from "../stream/bounded-queue.js";
 import type { Exchange } from "./exchange.js";
-import { jsonl } from "./watch-protocols.js";
-import { handleWatch, type WatchStreamDeps } from "./watch-stream.js";
+import { FlushScheduler } from "./flush-scheduler.js";
+import { StreamEdge } from "./stream-edge.js";
+
+const PATH = "/gitpod.v1.EventService/WatchEvents";
 
 /** A session as WatchSessions opens one, with its end recorded. */
-function fakeStream() {
-  const events = new BoundedQueue<PublishedEvent>(16);
+function fakeSession() {
+  const items = new BoundedQueue<PublishedEvent>(16);
   const end = vi.fn();
-  const stream: WatchStream = { events, wrote: () => {}, end };
-  return { stream, end };
+  const session: StreamSession<PublishedEvent> = { items, wrote: () => {}, end };
+  return { session, end };
 }
 
-function deps(stream: WatchStream): WatchStreamDeps {
-  return {
-    authenticator: {
-      authenticate: async () => ({ subject: "s", credentialId: "c", role: "member" }),
-    } as unknown as Authenticator,
-    sessions: { open: async () => stream } as unknown as WatchSessions,
+function edgeFor(session: StreamSession<PublishedEvent>): StreamEdge {
+  const edge = new StreamEdge({
+    auth: {
+      principal: async () => ({ subject: "s", credentialId: "c", role: "member" }),
+    } as unknown as CallAuthentication,
     funnel: (err) => ConnectError.from(err),
-    logger: pino({ level: "silent" }),
+    scheduler: new FlushScheduler(),
     requestMaxBytes: 1024,
-  };
+    prefixes: [""],
+  });
+  edge.add({
+    method: EventService.method.watchEvents,
+    open: async () => session,
+    toResponse: toWatchResponse,
+  });
+  return edge;
 }
 
 /** An exchange whose peer is gone by the time the head is written (a reset HTTP/2 stream). */
@@ -50,16 +59,15 @@ function resetExchange() {
   return { exchange, respond };
 }
 
-describe("handleWatch", () => {
+describe("StreamEdge", () => {
   it("ends the session it opened when the head cannot be written any more", async () => {
-    const { stream, end } = fakeStream();
+    const { session, end } = fakeSession();
     const { exchange, respond } = resetExchange();
-    await handleWatch(
+    await edgeFor(session).serve(
+      PATH,
       exchange,
-      { method: "POST", headers: {} },
+      { method: "POST", headers: { "content-type": "application/jsonl" } },
       Readable.from([Buffer.from("{}")]),
-      jsonl,
-      deps(stream),
     );
     expect(end).toHaveBeenCalledTimes(1);
     expect(respond).not.toHaveBeenCalled(); // nobody to tell

@@ -1,0 +1,282 @@
+import type { IncomingHttpHeaders } from "node:http";
+import type { Readable, Writable } from "node:stream";
+import type { DescMessage } from "@bufbuild/protobuf";
+import { ServiceError } from "../errors.js";
+import type { CallAuthentication } from "../rpc/authenticate.js";
+import type { ErrorFunnel } from "../rpc/error-funnel.js";
+import type { AnyStreamMethod, StreamMethod, StreamSession } from "../rpc/stream-method.js";
+import { readBody } from "./body.js";
+import { Deadline } from "./deadline.js";
+import type { Exchange } from "./exchange.js";
+import type { FlushScheduler } from "./flush-scheduler.js";
+import {
+  isRefusal,
+  type Refusal,
+  type StreamWire,
+  StreamWires,
+  UNSUPPORTED_MEDIA_TYPE,
+} from "./stream-wire.js";
+
+// Items written with one write call when a stream has several pending (one syscall, one frame).
+const MAX_BATCH = 256;
+
+export interface StreamEdgeOptions {
+  readonly auth: CallAuthentication;
+  readonly funnel: ErrorFunnel;
+  readonly scheduler: FlushScheduler;
+  /** Largest request body accepted, in bytes, before and after decompression. */
+  readonly requestMaxBytes: number;
+  /** Each method is served at its path under each prefix ("" and "/api", say). */
+  readonly prefixes: readonly string[];
+}
+
+/** What the edge reads of a request: its method and headers (the body comes separately). */
+export interface RequestHead {
+  readonly method?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+}
+
+/** A method the edge serves, with its wire forms. */
+interface Route {
+  readonly impl: AnyStreamMethod;
+  readonly wires: StreamWires<DescMessage, DescMessage, object>;
+}
+
+/**
+ * THE streaming edge: every server-streaming RPC of the port, on every protocol (JSONL,
+ * Connect, gRPC, gRPC-Web; binary and JSON; compressed requests), over HTTP/1.1 and raw HTTP/2
+ * streams. Each method is added from its generated descriptor and one handler (StreamMethod).
+ *
+ * A call authenticates, reads and decodes the request, applies the client's deadline, opens the
+ * handler's session, writes the head at once (before any item), then the items, then the
+ * protocol's end; errors before the head are the protocol's refusal, errors after it its
+ * failure, or an abort where the protocol cannot say it (JSONL).
+ */
+export class StreamEdge {
+  private readonly routes = new Map<string, Route>();
+
+  constructor(private readonly options: StreamEdgeOptions) {}
+
+  add<I extends DescMessage, O extends DescMessage, T extends object>(
+    impl: StreamMethod<I, O, T>,
+  ): void {
+    const route: Route = {
+      impl,
+      wires: new StreamWires(impl.method, (item: T) => impl.toResponse(item)) as StreamWires<
+        DescMessage,
+        DescMessage,
+        object
+      >,
+    };
+    const path = `/${impl.method.parent.typeName}/${impl.method.name}`;
+    for (const prefix of this.options.prefixes) this.routes.set(prefix + path, route);
+  }
+
+  /** Whether `path` (without the query) is a streaming method of this edge. */
+  serves(path: string): boolean {
+    return this.routes.has(path);
+  }
+
+  /**
+   * Serves one call on `exchange` (its path must be one the edge `serves`); resolves once the
+   * first item can flow, or the call was refused. Never rejects.
+   */
+  serve(path: string, exchange: Exchange, head: RequestHead, body: Readable): Promise<void> {
+    const route = this.routes.get(path) as Route;
+    if (head.method !== "POST") {
+      return refuseWhole(exchange, {
+        status: 405,
+        headers: { allow: "POST", "content-type": "text/plain; charset=utf-8" },
+        body: Buffer.from(`${route.impl.method.name} accepts POST only\n`),
+      });
+    }
+    const negotiated = route.wires.negotiate(head.headers);
+    if (negotiated === undefined) return refuseWhole(exchange, UNSUPPORTED_MEDIA_TYPE);
+    if (isRefusal(negotiated)) return refuseWhole(exchange, negotiated);
+    return new StreamCall(exchange, route.impl, negotiated.wire, this.options).start(
+      head,
+      body,
+      negotiated.compression,
+    );
+  }
+}
+
+async function refuseWhole(exchange: Exchange, refusal: Refusal): Promise<void> {
+  if (!exchange.gone) exchange.respond(refusal.status, refusal.headers, refusal.body);
+}
+
+function isClientGone(reason: unknown): boolean {
+  return reason instanceof ServiceError && reason.kind === "canceled";
+}
+
+/**
+ * One call on the edge. Items are written in push mode: when items arrive the call is flushed
+ * once in that turn of the event loop (FlushScheduler), everything pending (up to MAX_BATCH) in
+ * one write, with no promise per item. When the socket is full it waits for `drain`, so a slow
+ * client leaves its items in the session's (bounded) backlog rather than in memory here.
+ * Thousands of calls stay open for hours, so an open call is this one object, its session, and
+ * two functions: `wake`, which the session and the transport call back, and `onClose`.
+ */
+class StreamCall {
+  private session: StreamSession<object> | undefined;
+  /** Why the call is being ended early (client gone, deadline), once it is. */
+  private cancelled: unknown;
+  private deadline: Deadline | undefined;
+  private sink: Writable | undefined;
+  /** Waiting in the scheduler. */
+  private scheduled = false;
+  /** The last write filled the socket's buffer: wait for `drain`. */
+  private blocked = false;
+  /** The session is over and its end is being written. */
+  private ending = false;
+  private readonly wake = () => this.schedule();
+  private readonly onClose = () => this.cancel(new ServiceError("canceled", "client went away"));
+
+  constructor(
+    private readonly exchange: Exchange,
+    private readonly impl: AnyStreamMethod,
+    private readonly wire: StreamWire<DescMessage, object>,
+    private readonly options: StreamEdgeOptions,
+  ) {
+    exchange.onClose(this.onClose);
+  }
+
+  /** Everything up to the first item; then the call runs on callbacks. */
+  async start(
+    head: RequestHead,
+    body: Readable,
+    compression: Parameters<StreamWire<DescMessage, object>["decode"]>[1],
+  ): Promise<void> {
+    const { exchange, wire, options, impl } = this;
+    try {
+      const timeoutMs = wire.timeoutMs(head.headers);
+      if (timeoutMs !== undefined) {
+        this.deadline = new Deadline(timeoutMs, () =>
+          this.cancel(new ServiceError("deadline_exceeded", "the operation timed out")),
+        );
+      }
+      const principal =
+        impl.public === true ? undefined : await options.auth.principal(head.headers.authorization);
+      if (Number(head.headers["content-length"]) > options.requestMaxBytes) {
+        throw new ServiceError(
+          "invalid_argument",
+          `request body larger than ${options.requestMaxBytes} bytes`,
+        );
+      }
+      const bytes = await readBody(body, options.requestMaxBytes);
+      const request = await wire.decode(bytes, compression, options.requestMaxBytes);
+      if (this.cancelled !== undefined) throw this.cancelled;
+      const session = (await impl.open({
+        principal,
+        request,
+        protocol: wire.name,
+      })) as StreamSession<object>;
+      this.session = session;
+      // Cancelled meanwhile: the session ends at once, with that reason.
+      if (this.cancelled !== undefined) session.items.cancel(this.cancelled);
+      exchange.start(wire.head.status, wire.head.headers, wire.trailers);
+      this.sink = exchange.sink;
+      session.items.onReadable(this.wake);
+      this.schedule();
+    } catch (err) {
+      this.stop();
+      // The session may be open already (the head could not be written: the client reset the
+      // stream meanwhile); it ends here, with what ended the call.
+      this.session?.end(this.cancelled ?? err);
+      if (isClientGone(this.cancelled) || exchange.gone) return; // nobody to tell
+      const refusal = wire.refuse(options.funnel(err, impl.method.name));
+      exchange.respond(refusal.status, refusal.headers, refusal.body);
+    }
+  }
+
+  /** Ends the call with an error of the server's own (its flush threw). */
+  fail(err: unknown): void {
+    this.scheduled = false;
+    this.cancel(err);
+  }
+
+  /** Ends the call early: the session's items fail with `reason`, which ends the stream. */
+  private cancel(reason: unknown): void {
+    if (this.cancelled !== undefined) return;
+    this.cancelled = reason;
+    this.session?.items.cancel(reason);
+    if (this.sink !== undefined) this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    this.options.scheduler.schedule(this);
+  }
+
+  /** Writes what is pending in one write, or the end once the session is over. */
+  flush(): void {
+    this.scheduled = false;
+    if (this.ending) return;
+    const sink = this.sink as Writable;
+    // A full socket waits for drain, unless the call is being torn down.
+    if (this.blocked) {
+      if (sink.writableNeedDrain && this.cancelled === undefined) return;
+      this.blocked = false;
+    }
+    const session = this.session as StreamSession<object>;
+    const items = session.items;
+    const first = items.poll();
+    if (first === undefined) {
+      // Nothing pending: if the session is over, next() says how.
+      if (items.isClosed) {
+        this.ending = true;
+        sink.off("drain", this.wake);
+        items.next().then(
+          () => this.end(undefined),
+          (err: unknown) => this.end(err),
+        );
+      }
+      return;
+    }
+    const wire = this.wire;
+    let batch = wire.frame(first);
+    let last = first;
+    let count = 1;
+    // Usually one item is pending; several go out concatenated, in one write.
+    let frames: Buffer[] | undefined;
+    for (let item = items.poll(); item !== undefined; item = items.poll()) {
+      if (frames === undefined) frames = [batch];
+      frames.push(wire.frame(item));
+      last = item;
+      if (++count === MAX_BATCH) break;
+    }
+    if (frames !== undefined) batch = Buffer.concat(frames);
+    session.wrote(last, count);
+    if (!sink.write(batch)) {
+      this.blocked = true;
+      sink.once("drain", this.wake);
+    } else if (count === MAX_BATCH || items.isClosed) {
+      // More pending, or the end to report once the rest is written.
+      this.schedule();
+    }
+  }
+
+  /** The session is over (error: how it failed): writes the protocol's end. */
+  private end(error: unknown): void {
+    const { exchange, wire } = this;
+    this.stop();
+    try {
+      if (isClientGone(this.cancelled) || exchange.gone) {
+        // nobody to tell
+      } else if (error === undefined) exchange.finish(wire.end());
+      else {
+        const failure = wire.fail(this.options.funnel(error, this.impl.method.name));
+        if (failure === "abort") exchange.abort();
+        else exchange.finish(failure);
+      }
+    } finally {
+      this.session?.end(error ?? this.cancelled);
+    }
+  }
+
+  private stop(): void {
+    this.deadline?.clear();
+    this.exchange.offClose(this.onClose);
+  }
+}

@@ -1,0 +1,126 @@
+import type * as http from "node:http";
+import type * as http2 from "node:http2";
+import type { ConnectRouter, ConnectRouterOptions } from "@connectrpc/connect";
+import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import { type FastifyReply, fastify, LogController } from "fastify";
+import type { Logger } from "pino";
+import type { Readiness } from "../health/readiness.js";
+
+/** What serves the requests the streaming edges decline, HTTP/1.1 or HTTP/2 compatibility. */
+export type RequestHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+export interface WebAppOptions {
+  /** The one structured logger; fastify logs through it. */
+  readonly logger: Logger;
+  /** The unary RPCs (Connect, gRPC, gRPC-Web; JSON and binary; compressed). */
+  readonly routes: (router: ConnectRouter) => void;
+  /** Each RPC is served at its path under each prefix ("" and "/api", say). */
+  readonly prefixes: readonly string[];
+  readonly requestGate: NonNullable<ConnectRouterOptions["requestGate"]>;
+  /** Largest request message, in bytes, after decompression. */
+  readonly readMaxBytes: number;
+  /** Aborts running calls on shutdown. */
+  readonly shutdownSignal: AbortSignal;
+  readonly readiness: Readiness;
+  /** The Prometheus exposition for GET /metrics. */
+  readonly metrics: () => Promise<{ contentType: string; text: string }>;
+}
+
+export interface WebApp {
+  /** Serves one request (the listener hands it over; fastify never listens itself). */
+  readonly handler: RequestHandler;
+  close(): Promise<void>;
+}
+
+// setTimeout's longest delay. connect-es arms one timer for a unary call's deadline, and a
+// longer one fires at once (TimeoutOverflowWarning): a deadline header beyond it is clamped to
+// it (about 24.8 days, longer than any unary call), in a form the header allows.
+const MAX_TIMER_MS = 2_147_483_647;
+const GRPC_UNITS_MS: Record<string, number> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1000,
+  m: 1,
+  u: 0.001,
+  n: 0.000_001,
+};
+
+function clampDeadlines(headers: http.IncomingHttpHeaders): void {
+  const connect = headers["connect-timeout-ms"];
+  if (typeof connect === "string" && /^\d{1,10}$/.test(connect) && Number(connect) > MAX_TIMER_MS) {
+    headers["connect-timeout-ms"] = String(MAX_TIMER_MS);
+  }
+  const grpc = headers["grpc-timeout"];
+  const m = typeof grpc === "string" ? /^(\d{1,8})([HMSmun])$/.exec(grpc) : null;
+  if (m !== null && Number(m[1]) * (GRPC_UNITS_MS[m[2] as string] as number) > MAX_TIMER_MS) {
+    headers["grpc-timeout"] = `${Math.floor(MAX_TIMER_MS / 60_000)}M`;
+  }
+}
+
+function text(reply: FastifyReply, status: number, body: string): FastifyReply {
+  return reply
+    .code(status)
+    .header("content-type", "text/plain; charset=utf-8")
+    .header("cache-control", "no-store")
+    .send(body);
+}
+
+/**
+ * fastify, the application framework for everything that is not a hot streaming path: the
+ * unary RPCs through connect-fastify, `/healthz`, `/readyz`, `/metrics`. It runs behind the
+ * one-port listener: fastify's `serverFactory` hands us its request handler and a server
+ * object that never listens, and fastify serves HTTP/1.1 and HTTP/2 requests alike (it checks
+ * the HTTP version per request).
+ */
+export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
+  let handler: RequestHandler | undefined;
+  const app = fastify({
+    loggerInstance: options.logger,
+    // One line per stream or per problem, never per request.
+    logController: new LogController({ disableRequestLogging: true }),
+    serverFactory: (h) => {
+      handler = h as RequestHandler;
+      // Never listens: fastify only needs an object to own.
+      return { on() {}, close: (cb?: () => void) => cb?.() } as unknown as http.Server;
+    },
+  });
+
+  app.get("/healthz", async (_req, reply) => text(reply, 200, "ok\n"));
+  app.get("/readyz", async (_req, reply) => {
+    const state = await options.readiness.check();
+    return state.ready ? text(reply, 200, "ready\n") : text(reply, 503, `${state.reason}\n`);
+  });
+  app.get("/metrics", async (_req, reply) => {
+    try {
+      const { contentType, text: body } = await options.metrics();
+      return reply.code(200).header("content-type", contentType).send(body);
+    } catch (err) {
+      options.logger.error({ err }, "metrics failed");
+      return text(reply, 500, "metrics failed\n");
+    }
+  });
+
+  for (const prefix of options.prefixes) {
+    await app.register(
+      async (scope) => {
+        scope.addHook("onRequest", async (req) => clampDeadlines(req.raw.headers));
+        await scope.register(fastifyConnectPlugin, {
+          routes: options.routes,
+          requestGate: options.requestGate,
+          readMaxBytes: options.readMaxBytes,
+          shutdownSignal: options.shutdownSignal,
+        });
+      },
+      { prefix },
+    );
+  }
+  app.setNotFoundHandler(async (_req, reply) => text(reply, 404, "not found\n"));
+  await app.ready();
+  return {
+    handler: handler as RequestHandler,
+    close: () => app.close(),
+  };
+}

@@ -1,0 +1,57 @@
+import type { DescMessage, DescMethodServerStreaming, MessageShape } from "@bufbuild/protobuf";
+import type { Principal } from "../watch/model.js";
+
+/**
+ * The pending items of an open stream, in push mode: `onReadable` wakes the writer, which takes
+ * what is pending with `poll` (no promise per item); once `isClosed` and nothing is pending,
+ * `next()` settles with how the stream ended (done: cleanly; rejected: with that error).
+ */
+export interface PullSource<T> {
+  poll(): T | undefined;
+  onReadable(listener: () => void): void;
+  readonly isClosed: boolean;
+  next(): Promise<IteratorResult<T>>;
+  /** Ends the source early with `reason`: pending items are dropped, `next()` rejects with it. */
+  cancel(reason: unknown): void;
+}
+
+/** One open stream as the edge drives it. */
+export interface StreamSession<T> {
+  readonly items: PullSource<T>;
+  /** Called after `count` items were handed to the transport, the last of them `last`. */
+  wrote(last: T, count: number): void;
+  /**
+   * Called exactly once when the edge stops, with what ended the stream (undefined: a clean
+   * end). The session releases what it holds and logs its one line.
+   */
+  end(error: unknown): void;
+}
+
+/** What the edge knows of a call when it opens the stream. */
+export interface StreamCall<I extends DescMessage> {
+  /** The caller; undefined only for methods that are `public`. */
+  readonly principal: Principal | undefined;
+  readonly request: MessageShape<I>;
+  /** The wire form, for logs and metrics: jsonl, connect, grpc, grpcweb. */
+  readonly protocol: string;
+}
+
+/**
+ * A server-streaming RPC as the streaming edge serves it, on every protocol of the port: the
+ * method's descriptor, how to open a stream for a call, and how an item becomes a response
+ * message. Items are shared objects (one per event, say): the edge encodes each item once per
+ * wire form and writes the same bytes to every stream, so `toResponse` must depend on the item
+ * alone.
+ */
+export interface StreamMethod<I extends DescMessage, O extends DescMessage, T extends object> {
+  readonly method: DescMethodServerStreaming<I, O>;
+  /** Calls need no credential (health checks). Default: they need one. */
+  readonly public?: boolean;
+  /** Opens the stream, or throws (ServiceError) to refuse the call before it starts. */
+  open(call: StreamCall<I>): Promise<StreamSession<T>>;
+  toResponse(item: T): MessageShape<O>;
+}
+
+/** A StreamMethod of any messages, as the edge holds them side by side. */
+// biome-ignore lint/suspicious/noExplicitAny: the edge is generic over every method it serves.
+export type AnyStreamMethod = StreamMethod<any, any, any>;

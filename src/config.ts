@@ -31,7 +31,10 @@ export interface Config {
   readonly publishMaxEventsPerSecond: number;
   /** Time a connection has to send its first request's headers (and each HTTP/1.1 request's). */
   readonly headersTimeoutMs: number;
-  /** Time an HTTP/1.1 request body may take to arrive (the response, a stream, is not limited). */
+  /**
+   * Time a request may take to arrive whole, in ms: HTTP/1.1 answers 408, HTTP/2 resets the
+   * stream (CANCEL). Responses (streams) are not limited.
+   */
   readonly requestTimeoutMs: number;
   /** Idle time after which a keep-alive HTTP/1.1 connection is closed. */
   readonly keepAliveTimeoutMs: number;

@@ -36,7 +36,8 @@ const HOLE: unique symbol = Symbol("hole");
 
 /**
  * A bounded push->pull queue: one producer pushes synchronously (the bus, never waiting), one
- * consumer pulls with `for await` (a stream writer, at the pace of its client).
+ * consumer takes at the pace of its client: the streaming edge is woken by `onReadable` and
+ * takes with `poll` (no promise per item); `next()` (and `for await`) also work.
  *
  * Overflow policy: `push` refuses an item when `capacity` items are pending and leaves the
  * decision to the producer (which ends the stream: see the bus). With a `coalesce` policy, a push

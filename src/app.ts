@@ -92,6 +92,10 @@ export async function createApp(deps: AppDeps): Promise<App> {
     scheduler: new FlushScheduler(),
     requestMaxBytes: config.requestMaxBytes,
     prefixes: PREFIXES,
+    keepAliveMs: config.jsonlKeepAliveMs,
+    onKeepAlive: () => {
+      metrics.keepAlives++;
+    },
   });
   edge.add(watchEventsMethod(sessions));
 

@@ -12,6 +12,8 @@ export class Metrics {
   deliveries = 0;
   /** Events merged away in slow streams' backlogs. */
   coalesced = 0;
+  /** Keep-alives written to idle streams. */
+  keepAlives = 0;
   private readonly open: Gauge<"protocol" | "scope">;
   private readonly ended: Counter<"protocol" | "reason">;
   private readonly latency: Histogram;
@@ -64,6 +66,15 @@ export class Metrics {
       collect() {
         this.reset();
         this.inc(self.coalesced);
+      },
+    });
+    new Counter({
+      name: "eventserver_keepalives_total",
+      help: "Keep-alives written to idle streams (JSONL: 64 spaces)",
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(self.keepAlives);
       },
     });
     new Gauge({

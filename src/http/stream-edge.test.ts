@@ -30,6 +30,7 @@ function edgeFor(session: StreamSession<PublishedEvent>): StreamEdge {
     scheduler: new FlushScheduler(),
     requestMaxBytes: 1024,
     prefixes: [""],
+    keepAliveMs: 0,
   });
   edge.add({
     method: EventService.method.watchEvents,

@@ -9,6 +9,7 @@ import { readBody } from "./body.js";
 import { Deadline } from "./deadline.js";
 import type { Exchange } from "./exchange.js";
 import type { FlushScheduler } from "./flush-scheduler.js";
+import { type KeepAliveTarget, KeepAliveTicker } from "./keep-alive.js";
 import {
   isRefusal,
   type Refusal,
@@ -28,6 +29,13 @@ export interface StreamEdgeOptions {
   readonly requestMaxBytes: number;
   /** Each method is served at its path under each prefix ("" and "/api", say). */
   readonly prefixes: readonly string[];
+  /**
+   * Interval of keep-alives on idle streams of wires that have one (JSONL: 64 spaces), in ms;
+   * 0: none.
+   */
+  readonly keepAliveMs: number;
+  /** Counts each keep-alive written (metrics). */
+  readonly onKeepAlive?: () => void;
 }
 
 /** What the edge reads of a request: its method and headers (the body comes separately). */
@@ -54,8 +62,11 @@ interface Route {
  */
 export class StreamEdge {
   private readonly routes = new Map<string, Route>();
+  private readonly keepAlives: KeepAliveTicker | undefined;
 
-  constructor(private readonly options: StreamEdgeOptions) {}
+  constructor(private readonly options: StreamEdgeOptions) {
+    if (options.keepAliveMs > 0) this.keepAlives = new KeepAliveTicker(options.keepAliveMs);
+  }
 
   add<I extends DescMessage, O extends DescMessage, T extends object>(
     impl: StreamMethod<I, O, T>,
@@ -93,7 +104,8 @@ export class StreamEdge {
     const negotiated = route.wires.negotiate(head.headers);
     if (negotiated === undefined) return refuseWhole(exchange, UNSUPPORTED_MEDIA_TYPE);
     if (isRefusal(negotiated)) return refuseWhole(exchange, negotiated);
-    return new StreamCall(exchange, route.impl, negotiated.wire, this.options).start(
+    const keepAlives = negotiated.wire.keepAlive === undefined ? undefined : this.keepAlives;
+    return new StreamCall(exchange, route.impl, negotiated.wire, this.options, keepAlives).start(
       head,
       body,
       negotiated.compression,
@@ -117,7 +129,7 @@ function isClientGone(reason: unknown): boolean {
  * Thousands of calls stay open for hours, so an open call is this one object, its session, and
  * two functions: `wake`, which the session and the transport call back, and `onClose`.
  */
-class StreamCall {
+class StreamCall implements KeepAliveTarget {
   private session: StreamSession<object> | undefined;
   /** Why the call is being ended early (client gone, deadline), once it is. */
   private cancelled: unknown;
@@ -129,6 +141,8 @@ class StreamCall {
   private blocked = false;
   /** The session is over and its end is being written. */
   private ending = false;
+  /** Keep-alive ticks since the last write. */
+  private idleTicks = 0;
   private readonly wake = () => this.schedule();
   private readonly onClose = () => this.cancel(new ServiceError("canceled", "client went away"));
 
@@ -137,6 +151,7 @@ class StreamCall {
     private readonly impl: AnyStreamMethod,
     private readonly wire: StreamWire<DescMessage, object>,
     private readonly options: StreamEdgeOptions,
+    private readonly keepAlives: KeepAliveTicker | undefined,
   ) {
     exchange.onClose(this.onClose);
   }
@@ -176,6 +191,7 @@ class StreamCall {
       if (this.cancelled !== undefined) session.items.cancel(this.cancelled);
       exchange.start(wire.head.status, wire.head.headers, wire.trailers);
       this.sink = exchange.sink;
+      this.keepAlives?.add(this);
       session.items.onReadable(this.wake);
       this.schedule();
     } catch (err) {
@@ -235,18 +251,27 @@ class StreamCall {
       return;
     }
     const wire = this.wire;
-    let batch = wire.frame(first);
+    let batch: Buffer;
     let last = first;
     let count = 1;
-    // Usually one item is pending; several go out concatenated, in one write.
-    let frames: Buffer[] | undefined;
-    for (let item = items.poll(); item !== undefined; item = items.poll()) {
-      if (frames === undefined) frames = [batch];
-      frames.push(wire.frame(item));
-      last = item;
-      if (++count === MAX_BATCH) break;
+    const second = items.poll();
+    if (second === undefined) {
+      // Usually one item is pending: its bytes as they are cached, shared by every stream.
+      batch = wire.single(first);
+    } else {
+      // Several go out in one write.
+      const frames = [wire.frame(first)];
+      let length = (frames[0] as Buffer).length;
+      for (let item: object | undefined = second; item !== undefined; item = items.poll()) {
+        const frame = wire.frame(item);
+        frames.push(frame);
+        length += frame.length;
+        last = item;
+        if (++count === MAX_BATCH) break;
+      }
+      batch = wire.join(frames, length);
     }
-    if (frames !== undefined) batch = Buffer.concat(frames);
+    this.idleTicks = 0;
     session.wrote(last, count);
     if (!sink.write(batch)) {
       this.blocked = true;
@@ -254,6 +279,19 @@ class StreamCall {
     } else if (count === MAX_BATCH || items.isClosed) {
       // More pending, or the end to report once the rest is written.
       this.schedule();
+    }
+  }
+
+  /** A keep-alive tick: an idle stream writes the wire's keep-alive every second tick. */
+  tick(): void {
+    if (++this.idleTicks < 2) return;
+    this.idleTicks = 0;
+    if (this.blocked || this.ending || this.cancelled !== undefined || this.exchange.gone) return;
+    const sink = this.sink as Writable;
+    this.options.onKeepAlive?.();
+    if (!sink.write(this.wire.keepAlive as Buffer)) {
+      this.blocked = true;
+      sink.once("drain", this.wake);
     }
   }
 
@@ -276,6 +314,7 @@ class StreamCall {
   }
 
   private stop(): void {
+    this.keepAlives?.delete(this);
     this.deadline?.clear();
     this.exchange.offClose(this.onClose);
   }

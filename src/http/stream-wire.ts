@@ -51,8 +51,14 @@ export interface StreamWire<I extends DescMessage, T extends object> {
   readonly head: { readonly status: number; readonly headers: Record<string, string> };
   /** Whether the end (clean or failed) is carried in HTTP trailers (HTTP/2 must know early). */
   readonly trailers: boolean;
-  /** The bytes of one item on this wire: made once per item, shared by every stream. */
+  /** The bytes of one item within a batch: made once per item, shared by every stream. */
   frame(item: T): Buffer;
+  /** The bytes of one item written alone (JSONL: aligned); made once, shared. */
+  single(item: T): Buffer;
+  /** One write of several items' `frame`s (`length`: their total), as the wire wants it. */
+  join(frames: readonly Buffer[], length: number): Buffer;
+  /** What to write while the stream is idle, to keep it alive; undefined: nothing. */
+  readonly keepAlive: Buffer | undefined;
   /** How a clean end is written after the head. */
   end(): ResponseEnd;
   /** An error before the head was written: the whole response. */
@@ -191,6 +197,48 @@ const connectTimeout = (headers: IncomingHttpHeaders) =>
 export const grpcTimeoutMs = (headers: IncomingHttpHeaders) =>
   timeoutFrom(grpcProtocol.parseTimeout, "grpc-timeout", headers["grpc-timeout"]);
 
+// ---- JSONL alignment (CONTRACT §10) --------------------------------------------------------
+//
+// The official Python SDK reads the body in whole 64-byte chunks (httpx `iter_bytes(64)` holds
+// back a partial chunk until more bytes arrive), so a line that does not end on a multiple of 64
+// bytes from the start of the body waits for the next write. Every write of a JSONL stream
+// therefore ends on such a multiple: spaces go just before the `\n` of the write's last line
+// (JSON allows whitespace after a value), and keep-alives are 64 spaces (whitespace before the
+// next value). Never a blank line: every SDK parses every line.
+
+/** Bytes in which every JSONL write is aligned. */
+export const JSONL_ALIGN_BYTES = 64;
+const JSONL_KEEPALIVE = Buffer.alloc(JSONL_ALIGN_BYTES, 0x20);
+
+/** Spaces that bring `length` to a multiple of JSONL_ALIGN_BYTES. */
+function padding(length: number): number {
+  return (JSONL_ALIGN_BYTES - (length % JSONL_ALIGN_BYTES)) % JSONL_ALIGN_BYTES;
+}
+
+/** `json` as one line: `pad` spaces, then `\n`. */
+function line(json: Uint8Array, pad: number): Buffer {
+  const out = Buffer.allocUnsafe(json.length + pad + 1);
+  out.set(json, 0);
+  out.fill(0x20, json.length, json.length + pad);
+  out[out.length - 1] = 0x0a;
+  return out;
+}
+
+/** Lines (each ending in `\n`) as one aligned write: the padding goes before the last `\n`. */
+function alignLines(lines: readonly Buffer[], length: number): Buffer {
+  const pad = padding(length);
+  const out = Buffer.allocUnsafe(length + pad);
+  let at = 0;
+  for (const l of lines) {
+    out.set(l, at);
+    at += l.length;
+  }
+  // at === length; move the final \n to the end and fill the gap with spaces.
+  out.fill(0x20, length - 1, length - 1 + pad);
+  out[out.length - 1] = 0x0a;
+  return out;
+}
+
 /**
  * The wire forms of one server-streaming method, and the negotiation that picks one for a
  * request. Made once per method per app: the frame caches live here.
@@ -224,6 +272,9 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
       const frames = json ? jsonFrames : binaryFrames;
       return {
         frame: (item: T) => frames.get(item),
+        single: (item: T) => frames.get(item),
+        join: (batch: readonly Buffer[], length: number) => Buffer.concat(batch, length),
+        keepAlive: undefined,
         async decode(body: Buffer, compression: Compression | null, maxBytes: number) {
           const { flags, payload } = unwrap(body);
           const bytes =
@@ -234,12 +285,10 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
     };
 
     const jsonBytes = encode(true);
-    const lines = new FrameCache<T>((item) => {
+    const lines = new FrameCache<T>((item) => line(jsonBytes(item), 0));
+    const alignedLines = new FrameCache<T>((item) => {
       const json = jsonBytes(item);
-      const line = Buffer.allocUnsafe(json.length + 1);
-      line.set(json, 0);
-      line[json.length] = 0x0a;
-      return line;
+      return line(json, padding(json.length + 1));
     });
     const utf8 = new TextDecoder("utf-8", { fatal: true });
     this.jsonl = {
@@ -262,6 +311,9 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
       },
       trailers: false,
       frame: (item) => lines.get(item),
+      single: (item) => alignedLines.get(item),
+      join: alignLines,
+      keepAlive: JSONL_KEEPALIVE,
       end: () => ({}),
       refuse(err) {
         const body = Buffer.from(connectProtocol.errorToJsonBytes(err, {}));

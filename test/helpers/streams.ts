@@ -6,10 +6,9 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { codeFromString, codeToString } from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { EventService, type WatchEventsRequestSchema } from "../../src/gen/gitpod/v1/event_pb.js";
 import { bearer, rawGrpcRequest } from "./clients.js";
-import { PROTO_DIR } from "./watchers.js";
+import { grpcJsEventService } from "./watchers.js";
 
 // Probes of WatchEvents streams that record what a test needs to tell a clean end from an error
 // (which the Watch helpers of watchers.ts hide behind an iterator): when the response headers
@@ -487,19 +486,7 @@ type WatchCall = grpc.ClientReadableStream<{ resourceId?: string }>;
 /** A WatchEvents stream through @grpc/grpc-js (gRPC over HTTP/2), metadata as its headers. */
 export function grpcJsStream(url: string, token: string): ProbedStream {
   const probe = new Probe("gRPC over HTTP/2 (@grpc/grpc-js)");
-  const def = protoLoader.loadSync("gitpod/v1/event.proto", {
-    includeDirs: [PROTO_DIR],
-    enums: String,
-    defaults: false,
-    oneofs: true,
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    gitpod: { v1: { EventService: grpc.ServiceClientConstructor } };
-  };
-  const client = new pkg.gitpod.v1.EventService(
-    new URL(url).host,
-    grpc.credentials.createInsecure(),
-  );
+  const client = grpcJsEventService(url);
   const metadata = new grpc.Metadata();
   metadata.set("authorization", `Bearer ${token}`);
   const call = (client.WatchEvents as (...args: unknown[]) => WatchCall)({}, metadata);

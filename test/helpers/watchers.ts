@@ -180,22 +180,24 @@ export const rawJsonlClient: WatchClient = {
   },
 };
 
+/** A @grpc/grpc-js client of gitpod.v1.EventService (schema from proto/, enums as names). */
+export function grpcJsEventService(url: string): grpc.Client & Record<string, unknown> {
+  const def = protoLoader.loadSync("gitpod/v1/event.proto", {
+    includeDirs: [PROTO_DIR],
+    enums: String,
+    defaults: false,
+    oneofs: true,
+  });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    gitpod: { v1: { EventService: grpc.ServiceClientConstructor } };
+  };
+  return new pkg.gitpod.v1.EventService(new URL(url).host, grpc.credentials.createInsecure());
+}
+
 export const grpcJsClient: WatchClient = {
   name: "@grpc/grpc-js with @grpc/proto-loader",
   async open(url, token, body = {}) {
-    const def = protoLoader.loadSync("gitpod/v1/event.proto", {
-      includeDirs: [PROTO_DIR],
-      enums: String,
-      defaults: false,
-      oneofs: true,
-    });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as {
-      gitpod: { v1: { EventService: grpc.ServiceClientConstructor } };
-    };
-    const client = new pkg.gitpod.v1.EventService(
-      new URL(url).host,
-      grpc.credentials.createInsecure(),
-    );
+    const client = grpcJsEventService(url);
     const metadata = new grpc.Metadata();
     metadata.set("authorization", `Bearer ${token}`);
     const call = (client.WatchEvents as (...args: unknown[]) => grpc.ClientReadableStream<never>)(

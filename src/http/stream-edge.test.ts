@@ -5,7 +5,7 @@ import type { PublishedEvent } from "../bus/event-bus.js";
 import { EventService } from "../gen/gitpod/v1/event_pb.js";
 import type { CallAuthentication } from "../rpc/authenticate.js";
 import { toWatchResponse } from "../rpc/convert.js";
-import type { StreamSession } from "../rpc/stream-method.js";
+import type { StreamSession } from "../session/stream-session.js";
 import { BoundedQueue } from "../stream/bounded-queue.js";
 import type { Exchange } from "./exchange.js";
 import { FlushScheduler } from "./flush-scheduler.js";

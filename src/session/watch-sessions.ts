@@ -9,10 +9,10 @@ import type {
 } from "../bus/event-bus.js";
 import { ServiceError, toConnectError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
-import type { StreamSession } from "../rpc/stream-method.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { planWatch } from "../watch/plan.js";
 import { isViolation, validateWatchRequest } from "../watch/validate.js";
+import type { StreamSession } from "./stream-session.js";
 
 // setTimeout's longest delay; longer credential lifetimes re-arm the timer.
 const MAX_TIMER_MS = 2_147_483_647;

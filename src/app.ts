@@ -6,6 +6,8 @@ import type { EventBus } from "./bus/event-bus.js";
 import type { Config } from "./config.js";
 import { IngestService } from "./gen/eventservice/ingest/v1/ingest_pb.js";
 import { EventService } from "./gen/gitpod/v1/event_pb.js";
+import { Health } from "./gen/grpc/health/v1/health_pb.js";
+import { HealthMonitor } from "./health/health-monitor.js";
 import { Readiness } from "./health/readiness.js";
 import { FlushScheduler } from "./http/flush-scheduler.js";
 import { Listener } from "./http/listener.js";
@@ -16,6 +18,7 @@ import { Metrics } from "./metrics.js";
 import { createAuditService } from "./rpc/audit-service.js";
 import { createCallAuthentication } from "./rpc/authenticate.js";
 import { createErrorFunnel } from "./rpc/error-funnel.js";
+import { createHealthCheck, healthWatchMethod } from "./rpc/health-service.js";
 import { createIngestService, createPublishCall } from "./rpc/ingest-service.js";
 import { RateLimiter } from "./rpc/rate-limiter.js";
 import { watchEventsMethod } from "./rpc/watch-events.js";
@@ -46,6 +49,7 @@ export interface App {
   close(timeoutMs?: number): Promise<void>;
   readonly listener: Listener;
   readonly sessions: WatchSessions;
+  readonly health: HealthMonitor;
   readonly metrics: Metrics;
 }
 
@@ -60,8 +64,13 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const { config, logger, bus, authenticator, store } = deps;
   const shutdown = new AbortController();
   const funnel = createErrorFunnel(logger);
-  const auth = createCallAuthentication(authenticator);
+  // Health checks need no credential (Kubernetes probes, load balancers).
+  const auth = createCallAuthentication(authenticator, new Set([Health.typeName]));
   const readiness = new Readiness({ ping: () => store.ping(), logger });
+  const health = new HealthMonitor({
+    readiness,
+    services: [EventService.typeName, IngestService.typeName, Health.typeName],
+  });
   const metrics = new Metrics(() => bus.subscriberCount);
   const sessions = new WatchSessions({
     bus,
@@ -98,6 +107,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     },
   });
   edge.add(watchEventsMethod(sessions));
+  edge.add(healthWatchMethod(health));
 
   const audit = createAuditService({ store, funnel });
   const web = await createWebApp({
@@ -106,6 +116,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       router.rpc(EventService.method.listAuditLogs, audit.listAuditLogs);
       router.rpc(EventService.method.getAuditLog, audit.getAuditLog);
       router.service(IngestService, createIngestService(publish, funnel));
+      router.rpc(Health.method.check, createHealthCheck(health, funnel).check);
     },
     prefixes: PREFIXES,
     requestGate: auth.requestGate,
@@ -140,14 +151,17 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const drain = () => {
     readiness.markDraining();
     sessions.drain();
+    void health.refresh();
   };
   return {
     listener,
     sessions,
+    health,
     metrics,
     async listen(port = config.port) {
       const address = await listener.listen(port, config.host);
       readiness.markStarted();
+      void health.refresh();
       return address;
     },
     drain,
@@ -157,6 +171,11 @@ export async function createApp(deps: AppDeps): Promise<App> {
       drain();
       const reason = new ConnectError("the server is shutting down", Code.Unavailable);
       shutdown.abort(reason);
+      // Health watchers see NOT_SERVING before their stream ends: the status is flushed in the
+      // next turn of the event loop, before `close` cuts what is still pending.
+      await health.refresh();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      health.close(reason);
       await bus.close(reason);
       await listener.close(timeoutMs);
       await web.close();

@@ -12,9 +12,9 @@ const SRC = dirname(fileURLToPath(import.meta.url));
 const LEAVES = ["errors.ts", "metrics.ts", "gen", "auth", "config.ts"];
 const ALLOWED: Record<string, readonly string[]> = {
   http: ["http", "rpc", "session", "health"],
-  rpc: ["rpc", "session", "bus", "watch", "store"],
+  rpc: ["rpc", "session", "health", "bus", "watch", "store"],
   session: ["session", "bus", "watch"],
-  health: ["health"],
+  health: ["health", "session", "stream"],
   bus: ["bus", "stream", "watch", "store"],
   stream: ["stream", "watch"],
   store: ["store", "watch"],

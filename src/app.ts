@@ -7,6 +7,8 @@ import type { Config } from "./config.js";
 import { IngestService } from "./gen/eventservice/ingest/v1/ingest_pb.js";
 import { EventService } from "./gen/gitpod/v1/event_pb.js";
 import { Health } from "./gen/grpc/health/v1/health_pb.js";
+import * as reflectionV1 from "./gen/grpc/reflection/v1/reflection_pb.js";
+import * as reflectionV1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { HealthMonitor } from "./health/health-monitor.js";
 import { Readiness } from "./health/readiness.js";
 import { FlushScheduler } from "./http/flush-scheduler.js";
@@ -21,6 +23,7 @@ import { createErrorFunnel } from "./rpc/error-funnel.js";
 import { createHealthCheck, healthWatchMethod } from "./rpc/health-service.js";
 import { createIngestService, createPublishCall } from "./rpc/ingest-service.js";
 import { RateLimiter } from "./rpc/rate-limiter.js";
+import { createReflectionServices, DescriptorIndex } from "./rpc/reflection-service.js";
 import { watchEventsMethod } from "./rpc/watch-events.js";
 import { WatchSessions } from "./session/watch-sessions.js";
 import type { Store } from "./store/store.js";
@@ -64,8 +67,14 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const { config, logger, bus, authenticator, store } = deps;
   const shutdown = new AbortController();
   const funnel = createErrorFunnel(logger);
-  // Health checks need no credential (Kubernetes probes, load balancers).
-  const auth = createCallAuthentication(authenticator, new Set([Health.typeName]));
+  const reflection = config.grpcReflection
+    ? [reflectionV1.ServerReflection, reflectionV1alpha.ServerReflection]
+    : [];
+  // Health checks (Kubernetes probes, load balancers) and the public schema need no credential.
+  const auth = createCallAuthentication(
+    authenticator,
+    new Set([Health.typeName, ...reflection.map((s) => s.typeName)]),
+  );
   const readiness = new Readiness({ ping: () => store.ping(), logger });
   const health = new HealthMonitor({
     readiness,
@@ -117,6 +126,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
       router.rpc(EventService.method.getAuditLog, audit.getAuditLog);
       router.service(IngestService, createIngestService(publish, funnel));
       router.rpc(Health.method.check, createHealthCheck(health, funnel).check);
+      if (config.grpcReflection) {
+        const index = new DescriptorIndex([EventService, IngestService, Health, ...reflection]);
+        const impl = createReflectionServices(index);
+        router.service(reflectionV1.ServerReflection, impl.v1);
+        router.service(reflectionV1alpha.ServerReflection, impl.v1alpha);
+      }
     },
     prefixes: PREFIXES,
     requestGate: auth.requestGate,

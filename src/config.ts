@@ -50,6 +50,8 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   /** SQLite commit durability: full (power loss) or normal (process crash). */
   readonly sqliteSynchronous: "full" | "normal";
+  /** Serve gRPC server reflection (the schema is public; operators may hide it). */
+  readonly grpcReflection: boolean;
   /** How long the event log keeps events. */
   readonly eventLogRetentionMs: number;
   /** How long the audit log keeps entries, in days. */
@@ -117,6 +119,10 @@ export function loadConfig(env: Env): Config {
     problems.push(`SQLITE_SYNCHRONOUS: expected full or normal, got "${sync}"`);
   }
   const sqliteSynchronous = sync === "normal" ? "normal" : "full";
+  const reflection = str("GRPC_REFLECTION") ?? "on";
+  if (reflection !== "on" && reflection !== "off") {
+    problems.push(`GRPC_REFLECTION: expected on or off, got "${reflection}"`);
+  }
   const logLevel = str("LOG_LEVEL") ?? "info";
   if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) {
     problems.push(
@@ -150,6 +156,7 @@ export function loadConfig(env: Env): Config {
     dataDir: str("DATA_DIR") ?? "./data",
     databaseUrl,
     sqliteSynchronous,
+    grpcReflection: reflection !== "off",
     eventLogRetentionMs: int(
       "EVENT_LOG_RETENTION_MS",
       7 * 24 * 3600_000,

@@ -11,6 +11,7 @@ import * as reflectionV1 from "./gen/grpc/reflection/v1/reflection_pb.js";
 import * as reflectionV1alpha from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { HealthMonitor } from "./health/health-monitor.js";
 import { Readiness } from "./health/readiness.js";
+import { CorsPolicy } from "./http/cors.js";
 import { FlushScheduler } from "./http/flush-scheduler.js";
 import { Listener } from "./http/listener.js";
 import { createRouting } from "./http/routing.js";
@@ -104,7 +105,9 @@ export async function createApp(deps: AppDeps): Promise<App> {
     metrics,
   });
 
+  const cors = new CorsPolicy(config.corsOrigins);
   const edge = new StreamEdge({
+    cors,
     auth,
     funnel,
     scheduler: new FlushScheduler(),
@@ -138,6 +141,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     readMaxBytes: config.requestMaxBytes,
     shutdownSignal: shutdown.signal,
     readiness,
+    cors,
     metrics: async () => ({
       contentType: metrics.registry.contentType,
       text: await metrics.registry.metrics(),

@@ -50,6 +50,8 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   /** SQLite commit durability: full (power loss) or normal (process crash). */
   readonly sqliteSynchronous: "full" | "normal";
+  /** Browser origins allowed by CORS (`*`: any); empty: no CORS headers at all. */
+  readonly corsOrigins: readonly string[];
   /** Serve gRPC server reflection (the schema is public; operators may hide it). */
   readonly grpcReflection: boolean;
   /** How long the event log keeps events. */
@@ -119,6 +121,17 @@ export function loadConfig(env: Env): Config {
     problems.push(`SQLITE_SYNCHRONOUS: expected full or normal, got "${sync}"`);
   }
   const sqliteSynchronous = sync === "normal" ? "normal" : "full";
+  const corsOrigins = (str("CORS_ORIGINS") ?? "")
+    .split(",")
+    .map((o) => o.trim().replace(/\/$/, ""))
+    .filter((o) => o !== "");
+  for (const origin of corsOrigins) {
+    if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      problems.push(
+        `CORS_ORIGINS: expected * or origins like https://app.example.com, got "${origin}"`,
+      );
+    }
+  }
   const reflection = str("GRPC_REFLECTION") ?? "on";
   if (reflection !== "on" && reflection !== "off") {
     problems.push(`GRPC_REFLECTION: expected on or off, got "${reflection}"`);
@@ -157,6 +170,7 @@ export function loadConfig(env: Env): Config {
     databaseUrl,
     sqliteSynchronous,
     grpcReflection: reflection !== "off",
+    corsOrigins,
     eventLogRetentionMs: int(
       "EVENT_LOG_RETENTION_MS",
       7 * 24 * 3600_000,

@@ -30,13 +30,15 @@ export function createRouting(options: RoutingOptions) {
     /** An HTTP/1.1 request. */
     onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
       const path = pathOf(req.url ?? "/");
-      if (edge.serves(path)) void edge.serve(path, new Http1Exchange(res), req, req);
+      // CORS preflights of every path are fastify's (see CorsPolicy).
+      if (edge.serves(path) && req.method !== "OPTIONS")
+        void edge.serve(path, new Http1Exchange(res), req, req);
       else web(req, res);
     },
     /** An HTTP/2 stream: true when taken on the raw API; false hands it to `web` (compat). */
     onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean {
       const path = pathOf(headers[":path"] ?? "");
-      if (edge.serves(path)) {
+      if (edge.serves(path) && headers[":method"] !== "OPTIONS") {
         const head = { method: headers[":method"], headers };
         void edge.serve(path, new Http2Exchange(stream), head, stream);
         return true;

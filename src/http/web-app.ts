@@ -2,9 +2,11 @@ import type * as http from "node:http";
 import type * as http2 from "node:http2";
 import type { ConnectRouter, ConnectRouterOptions } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import fastifyCors from "@fastify/cors";
 import { type FastifyReply, fastify, LogController } from "fastify";
 import type { Logger } from "pino";
 import type { Readiness } from "../health/readiness.js";
+import type { CorsPolicy } from "./cors.js";
 
 /** What serves the requests the streaming edges decline, HTTP/1.1 or HTTP/2 compatibility. */
 export type RequestHandler = (
@@ -25,6 +27,8 @@ export interface WebAppOptions {
   /** Aborts running calls on shutdown. */
   readonly shutdownSignal: AbortSignal;
   readonly readiness: Readiness;
+  /** Browser origins: preflights for every path, headers on fastify's responses. */
+  readonly cors: CorsPolicy;
   /** The Prometheus exposition for GET /metrics. */
   readonly metrics: () => Promise<{ contentType: string; text: string }>;
 }
@@ -88,6 +92,7 @@ export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
     },
   });
 
+  if (!options.cors.disabled) await app.register(fastifyCors, options.cors.fastifyOptions);
   app.get("/healthz", async (_req, reply) => text(reply, 200, "ok\n"));
   app.get("/readyz", async (_req, reply) => {
     const state = await options.readiness.check();

@@ -14,13 +14,16 @@ FROM node:24-slim AS build
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false
 WORKDIR /app
 COPY package.json package-lock.json ./
-# --ignore-scripts: the only install scripts (node, @bufbuild/buf, protobufjs) set up tools this
-# build does not run: the `node` dev dependency would download a second Node 24 binary, buf its
+# --ignore-scripts: the install scripts (node, @bufbuild/buf, esbuild) set up tools this build does
+# not need (esbuild's only checks its binary, which its platform package brings anyway): the `node` dev dependency would download a second Node 24 binary, buf its
 # CLI. Without that script no node_modules/.bin/node exists, so tsc runs on the base image's
 # Node 24, the same version.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
+# The live console (/console/), bundled by esbuild into dist/console.
+COPY console ./console
+COPY scripts/build-console.ts ./scripts/
 RUN npm run build
 
 # --- deps: production dependencies only -------------------------------------------------------

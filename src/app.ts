@@ -142,6 +142,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     shutdownSignal: shutdown.signal,
     readiness,
     cors,
+    console: config.console,
     metrics: async () => ({
       contentType: metrics.registry.contentType,
       text: await metrics.registry.metrics(),

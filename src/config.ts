@@ -52,6 +52,8 @@ export interface Config {
   readonly sqliteSynchronous: "full" | "normal";
   /** Browser origins allowed by CORS (`*`: any); empty: no CORS headers at all. */
   readonly corsOrigins: readonly string[];
+  /** Serve the live console at /console/. */
+  readonly console: boolean;
   /** Serve gRPC server reflection (the schema is public; operators may hide it). */
   readonly grpcReflection: boolean;
   /** How long the event log keeps events. */
@@ -132,6 +134,10 @@ export function loadConfig(env: Env): Config {
       );
     }
   }
+  const consoleSetting = str("CONSOLE") ?? (production ? "off" : "on");
+  if (consoleSetting !== "on" && consoleSetting !== "off") {
+    problems.push(`CONSOLE: expected on or off, got "${consoleSetting}"`);
+  }
   const reflection = str("GRPC_REFLECTION") ?? "on";
   if (reflection !== "on" && reflection !== "off") {
     problems.push(`GRPC_REFLECTION: expected on or off, got "${reflection}"`);
@@ -170,6 +176,7 @@ export function loadConfig(env: Env): Config {
     databaseUrl,
     sqliteSynchronous,
     grpcReflection: reflection !== "off",
+    console: consoleSetting === "on",
     corsOrigins,
     eventLogRetentionMs: int(
       "EVENT_LOG_RETENTION_MS",

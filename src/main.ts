@@ -23,6 +23,8 @@ function devBanner(host: string, port: number): string {
     "Watch (JSONL, like the official SDKs):",
     `  curl -N -X POST ${base}/api/gitpod.v1.EventService/WatchEvents \\`,
     `    -H 'Authorization: Bearer ${token("admin")}' -H 'Content-Type: application/jsonl' -d '{}'`,
+    `The live console: ${base}/console/`,
+    "",
     "Publish (in another terminal), or run `npm run demo` for a continuing stream:",
     `  curl -X POST ${base}/eventservice.ingest.v1.IngestService/Publish \\`,
     `    -H 'Authorization: Bearer ${token("publisher")}' -H 'Content-Type: application/json' -H 'Connect-Protocol-Version: 1' \\`,

@@ -1,8 +1,11 @@
+import { existsSync } from "node:fs";
 import type * as http from "node:http";
 import type * as http2 from "node:http2";
+import { fileURLToPath } from "node:url";
 import type { ConnectRouter, ConnectRouterOptions } from "@connectrpc/connect";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import fastifyCors from "@fastify/cors";
+import fastifyStatic from "@fastify/static";
 import { type FastifyReply, fastify, LogController } from "fastify";
 import type { Logger } from "pino";
 import type { Readiness } from "../health/readiness.js";
@@ -27,6 +30,8 @@ export interface WebAppOptions {
   /** Aborts running calls on shutdown. */
   readonly shutdownSignal: AbortSignal;
   readonly readiness: Readiness;
+  /** Serve the live console (dist/console, built by `npm run build`) at /console/. */
+  readonly console: boolean;
   /** Browser origins: preflights for every path, headers on fastify's responses. */
   readonly cors: CorsPolicy;
   /** The Prometheus exposition for GET /metrics. */
@@ -93,6 +98,16 @@ export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
   });
 
   if (!options.cors.disabled) await app.register(fastifyCors, options.cors.fastifyOptions);
+  if (options.console) {
+    // dist/console from src/http (tests) and dist/http (the build) alike.
+    const root = fileURLToPath(new URL("../../dist/console/", import.meta.url));
+    if (existsSync(root)) {
+      await app.register(fastifyStatic, { root, prefix: "/console/", index: "index.html" });
+      app.get("/console", async (_req, reply) => reply.redirect("/console/", 301));
+    } else {
+      options.logger.warn({ root }, "console not built (npm run build); /console/ is off");
+    }
+  }
   app.get("/healthz", async (_req, reply) => text(reply, 200, "ok\n"));
   app.get("/readyz", async (_req, reply) => {
     const state = await options.readiness.check();

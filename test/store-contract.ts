@@ -700,6 +700,36 @@ export function describeStoreContract(
       });
     });
 
+    describe("the event log", () => {
+      it("has an id of its own from the start, and holds nothing yet", async () => {
+        const store = await fresh();
+        const log = await store.log();
+        expect(log.id).not.toBe("");
+        expect(log).toMatchObject({ firstSequence: 1, lastSequence: 0 });
+        expect((await store.log()).id).toBe(log.id);
+        const other = await fresh();
+        expect((await other.log()).id).not.toBe(log.id);
+      });
+
+      it("knows the sequences it holds, through appends and retention", async () => {
+        const store = await fresh();
+        await store.append([ev({ resourceId: id(1) }), ev({ resourceId: id(2) })], NOW - 2000);
+        await store.append([ev({ resourceId: id(3) })], NOW);
+        expect(await store.log()).toMatchObject({ firstSequence: 1, lastSequence: 3 });
+        await store.prune({ eventsBeforeMs: NOW - 1000 });
+        expect(await store.log()).toMatchObject({ firstSequence: 3, lastSequence: 3 });
+        await store.prune({ eventsBeforeMs: NOW + 1 });
+        expect(await store.log()).toMatchObject({ firstSequence: 4, lastSequence: 3 });
+      });
+
+      it("dates each event at its append's time, as appended and as read back", async () => {
+        const store = await fresh();
+        const stored = await store.append([ev({ resourceId: id(1), occurredAtMs: NOW - 5 })], NOW);
+        expect(stored[0]?.acceptedAtMs).toBe(NOW);
+        expect((await store.readAfter(0, 10))[0]?.acceptedAtMs).toBe(NOW);
+      });
+    });
+
     describe("secret, ping", () => {
       it("keeps one 32-byte secret per database", async () => {
         const store = await fresh();
@@ -718,7 +748,7 @@ export function describeStoreContract(
     });
 
     describe.skipIf(options.reopen === undefined)("persistence", () => {
-      it("keeps events, sequence, creators, environments, audit log and secret across reopen", async () => {
+      it("keeps events, sequence, creators, environments, audit log, secret and log id across reopen", async () => {
         const store = await fresh();
         await store.append(
           [
@@ -730,8 +760,10 @@ export function describeStoreContract(
         const events = (await store.readAfter(0, 100)).map(watchView);
         const audit = await store.listAudit(page(filterOf()));
         const secret = await store.secret();
+        const log = await store.log();
 
         const again = await reopen(store);
+        expect(await again.log()).toEqual(log);
         expect(await again.lastSequence()).toBe(2);
         expect((await again.readAfter(0, 100)).map(watchView)).toEqual(events);
         expect(await again.environment(E1)).toEqual({ organizationId: ORG_A, creatorId: ALICE });

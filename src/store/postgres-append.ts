@@ -53,7 +53,7 @@ export async function appendEvents(
   const stored: StoredEvent[] = [];
   for (const [i, event] of events.entries()) {
     const { creatorId, next } = learn(event, state.get(event.resourceId));
-    stored.push({ sequence: first + i, event, creatorId });
+    stored.push({ sequence: first + i, event, creatorId, acceptedAtMs: nowsMs[i] as number });
     state.set(event.resourceId, next);
   }
 

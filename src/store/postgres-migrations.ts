@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import type pg from "pg";
 
 /**
@@ -85,6 +85,17 @@ const MIGRATIONS: readonly Migration[] = [
       await client.query(
         "INSERT INTO meta (key, value) VALUES ('secret', $1) ON CONFLICT (key) DO NOTHING",
         [randomBytes(32)],
+      );
+    },
+  },
+  {
+    version: 3,
+    name: "event log id",
+    // Cursors of the resumable feed carry it: a position in one log means nothing in another.
+    up: async (client) => {
+      await client.query(
+        "INSERT INTO meta (key, value) VALUES ('log_id', $1) ON CONFLICT (key) DO NOTHING",
+        [Buffer.from(randomUUID(), "utf8")],
       );
     },
   },

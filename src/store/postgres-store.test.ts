@@ -258,11 +258,13 @@ describe("PostgresStore on a shared database", () => {
     const secrets = await Promise.all(stores.map((s) => s.secret()));
     expect(secrets[1]).toEqual(secrets[0]);
     expect(secrets[2]).toEqual(secrets[0]);
+    const logs = await Promise.all(stores.map((s) => s.log()));
+    expect(new Set(logs.map((l) => l.id)).size).toBe(1);
     const check = new pg.Client({ connectionString: url });
     await check.connect();
     try {
       const res = await check.query("SELECT version FROM schema_migrations ORDER BY version");
-      expect(res.rows.map((r) => r.version)).toEqual([1, 2]);
+      expect(res.rows.map((r) => r.version)).toEqual([1, 2, 3]);
     } finally {
       await check.end();
     }

@@ -7,7 +7,7 @@ import { GroupCommit } from "./postgres-group-commit.js";
 import { AUDIT_COLUMNS, migrate } from "./postgres-migrations.js";
 import { NotificationListener } from "./postgres-notifications.js";
 import { type AuditRow, auditEntryOf, type EventRow, storedEventOf } from "./records.js";
-import type { AuditEntry, AuditPageQuery, Store, StoredEvent } from "./store.js";
+import type { AuditEntry, AuditPageQuery, EventLog, Store, StoredEvent } from "./store.js";
 
 // Still exported from here, as before the store was split into modules.
 export { isUnavailable } from "./postgres-errors.js";
@@ -65,6 +65,7 @@ export class PostgresStore implements Store {
     this.transaction((client) => appendEvents(client, events, nowsMs)),
   );
   private cachedSecret: Uint8Array | undefined;
+  private cachedLogId: string | undefined;
   private readonly listeners = new Set<NotificationListener>();
 
   private constructor(
@@ -113,7 +114,7 @@ export class PostgresStore implements Store {
   async readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
     const res = await this.query<EventRow>(
       `SELECT sequence, organization_id, resource_type, operation, resource_id, environment_id,
-         creator_id
+         creator_id, created_at_ms
        FROM events WHERE sequence > $1 ORDER BY sequence LIMIT $2`,
       [sequence, limit],
     );
@@ -267,6 +268,30 @@ export class PostgresStore implements Store {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  async log(): Promise<EventLog> {
+    if (this.cachedLogId === undefined) {
+      const res = await this.query<{ value: Buffer }>(
+        "SELECT value FROM meta WHERE key = 'log_id'",
+        [],
+      );
+      const value = res.rows[0]?.value;
+      if (value === undefined) throw new Error("meta.log_id is missing: migration 3 did not run");
+      this.cachedLogId = value.toString("utf8");
+    }
+    // One snapshot for both ends: min() reads the primary key's first entry.
+    const res = await this.query<{ first: string | null; last: string }>(
+      "SELECT (SELECT min(sequence) FROM events) AS first, last FROM event_sequence WHERE id = 1",
+      [],
+    );
+    const last = Number(res.rows[0]?.last ?? 0);
+    const first = res.rows[0]?.first;
+    return {
+      id: this.cachedLogId,
+      firstSequence: first === null || first === undefined ? last + 1 : Number(first),
+      lastSequence: last,
+    };
   }
 
   async secret(): Promise<Uint8Array> {

@@ -47,12 +47,14 @@ export interface EventRow {
   resource_id: string;
   environment_id: string;
   creator_id: string;
+  created_at_ms: number | string;
 }
 
 export function storedEventOf(r: EventRow): StoredEvent {
   return {
     sequence: Number(r.sequence),
     creatorId: r.creator_id,
+    acceptedAtMs: Number(r.created_at_ms),
     event: {
       resourceType: r.resource_type,
       operation: r.operation,

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import fs, { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
@@ -19,7 +19,7 @@ import {
   newEntryId,
   storedEventOf,
 } from "./records.js";
-import type { AuditEntry, AuditPageQuery, Store, StoredEvent } from "./store.js";
+import type { AuditEntry, AuditPageQuery, EventLog, Store, StoredEvent } from "./store.js";
 
 /** Versioned schema steps; each runs once, in order, in one transaction with its version row. */
 const MIGRATIONS: readonly string[] = [
@@ -132,6 +132,8 @@ export class SqliteStore implements Store {
     reject: (err: unknown) => void;
   }[] = [];
   private readonly secretBytes: Buffer;
+  private readonly logId: string;
+  private readonly firstSequenceStmt: StatementSync;
   private readonly stmt: {
     known: StatementSync;
     insertKnown: StatementSync;
@@ -153,6 +155,13 @@ export class SqliteStore implements Store {
       db.prepare("INSERT INTO meta (key, value) VALUES ('secret', ?)").run(secret);
     }
     this.secretBytes = Buffer.from(secret);
+    let logId = meta.get("log_id")?.value as Uint8Array | undefined;
+    if (logId === undefined) {
+      logId = Buffer.from(randomUUID(), "utf8");
+      db.prepare("INSERT INTO meta (key, value) VALUES ('log_id', ?)").run(logId);
+    }
+    this.logId = Buffer.from(logId).toString("utf8");
+    this.firstSequenceStmt = db.prepare("SELECT min(sequence) AS first FROM events");
     const last = meta.get("last_sequence")?.value as Uint8Array | undefined;
     this.last = last === undefined ? 0 : Number(Buffer.from(last).readBigUInt64BE());
     this.stmt = {
@@ -172,7 +181,7 @@ export class SqliteStore implements Store {
       ),
       setLast: db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_sequence', ?)"),
       readAfter: db.prepare(
-        "SELECT sequence, organization_id, resource_type, operation, resource_id, environment_id, creator_id FROM events WHERE sequence > ? ORDER BY sequence LIMIT ?",
+        "SELECT sequence, organization_id, resource_type, operation, resource_id, environment_id, creator_id, created_at_ms FROM events WHERE sequence > ? ORDER BY sequence LIMIT ?",
       ),
       getAudit: db.prepare("SELECT * FROM audit_log WHERE id = ? AND organization_id = ?"),
     };
@@ -323,7 +332,7 @@ export class SqliteStore implements Store {
           AuditLogEntryKind.RESOURCE_CHANGE,
         );
       }
-      out[i] = { sequence, event, creatorId };
+      out[i] = { sequence, event, creatorId, acceptedAtMs: nowMs };
     }
     return out;
   }
@@ -334,6 +343,11 @@ export class SqliteStore implements Store {
 
   async lastSequence(): Promise<number> {
     return this.last;
+  }
+
+  async log(): Promise<EventLog> {
+    const first = (this.firstSequenceStmt.get() as { first: number | null }).first;
+    return { id: this.logId, firstSequence: first ?? this.last + 1, lastSequence: this.last };
   }
 
   async environment(environmentId: string): Promise<EnvironmentRecord | undefined> {

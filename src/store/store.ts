@@ -7,6 +7,21 @@ export interface StoredEvent {
   readonly event: ResourceEvent;
   /** The event's creator, or the one recorded for the resource before it, or "". */
   readonly creatorId: string;
+  /** When the store accepted it: the append's `nowMs` (ms since the epoch). */
+  readonly acceptedAtMs: number;
+}
+
+/** The event log's identity and extent. */
+export interface EventLog {
+  /**
+   * Made once with the log and kept with it (every replica of a database sees the same one): a
+   * position in one log means nothing in another.
+   */
+  readonly id: string;
+  /** The oldest sequence the log still holds (retention prunes); `lastSequence + 1` when empty. */
+  readonly firstSequence: number;
+  /** The highest sequence given so far (0 when none). */
+  readonly lastSequence: number;
 }
 
 /** One audit log entry (CONTRACT §9). */
@@ -70,6 +85,8 @@ export interface Store {
   readAfter(sequence: number, limit: number): Promise<StoredEvent[]>;
   /** The highest sequence given so far (0 when none). */
   lastSequence(): Promise<number>;
+  /** The log's id and the sequences it holds. */
+  log(): Promise<EventLog>;
   /** What is known of an environment (from its events). */
   environment(environmentId: string): Promise<EnvironmentRecord | undefined>;
   /** One page of an organization's audit log, sorted by (createdAtMs, id). */

@@ -91,17 +91,27 @@ function windowUpdate(streamId: number, increment: number): Buffer {
   return Buffer.concat([f, p]);
 }
 
+/** What a Tally reads of a stream: an HTTP/2 WatchStream, or a JSONL connection (jsonl-watch-client.ts). */
+export interface CountedStream {
+  readonly state: StreamState;
+  /** Messages received. */
+  readonly received: number;
+  readonly endReason: string;
+}
+
 /**
  * Counts what a group of streams received. `onMessage`, when set, sees each complete message
- * body (latency mode); `onChunk` runs before each socket chunk is parsed (to read a clock once
- * per chunk rather than once per message).
+ * body (latency mode, HTTP/2); `onSentMicros` the send time read back from each line (latency
+ * mode, JSONL); `onChunk` runs before each socket chunk is parsed (to read a clock once per
+ * chunk rather than once per message).
  */
 export class Tally {
   /** Messages received by every stream of the group together. */
   received = 0;
   onMessage: ((buf: Buffer, start: number, length: number) => void) | undefined;
+  onSentMicros: ((sentMicros: number) => void) | undefined;
   onChunk: (() => void) | undefined;
-  readonly streams: WatchStream[] = [];
+  readonly streams: CountedStream[] = [];
   /** The count the waiter waits for (+Infinity: no waiter); compared on every message. */
   wanted = Number.POSITIVE_INFINITY;
   /** Live streams that have not reached `wanted` yet. */
@@ -160,7 +170,7 @@ export class Tally {
 
 export type StreamState = "opening" | "open" | "ended";
 
-export class WatchStream {
+export class WatchStream implements CountedStream {
   state: StreamState = "opening";
   /** Messages received. */
   received = 0;

@@ -14,6 +14,7 @@ import {
   watchRequestFrame,
 } from "./fixtures.js";
 import { grpcHeaderBlock, H2Connection, Tally } from "./h2-watch-client.js";
+import { JsonlConnection, jsonlWatchRequest } from "./jsonl-watch-client.js";
 import type {
   FromLoadgen,
   LoadgenParams,
@@ -27,8 +28,9 @@ import { Publisher } from "./publisher.js";
 /**
  * The load generator: one process, forked by run.ts with an IPC channel, that runs one scenario
  * part against one server and sends back its figures. Watch streams use the frame-counting
- * HTTP/2 client (h2-watch-client.ts); publishes go through node:http2 with frames encoded once,
- * up front. It measures the server's CPU time itself (from /proc, at the edges of its
+ * HTTP/2 client (h2-watch-client.ts), or for JSONL the line-counting HTTP/1.1 client
+ * (jsonl-watch-client.ts, one connection per watcher); publishes go through node:http2 with
+ * frames encoded once, up front. It measures the server's CPU time itself (from /proc, at the edges of its
  * measurement window) and its own (process.cpuUsage), so that both cover the same interval.
  */
 
@@ -36,6 +38,14 @@ const WATCH_PATH = "/gitpod.v1.EventService/WatchEvents";
 const JSONL_PATH = "/gitpod.v1.EventService/WatchEvents";
 /** Connections opened at once while setting up streams. */
 const CONNECT_PARALLEL = 20;
+/** JSONL connections (one per watcher) set up at once. */
+const JSONL_CONNECT_PARALLEL = 100;
+/**
+ * Source addresses 127.0.0.2 .. 127.0.0.(1 + this) that JSONL connections are spread over: each
+ * address has its own ephemeral ports, so 10,000 connections (and the TIME_WAITs of earlier
+ * parts) stay far from the ~28,000 ports one source address has towards one server port.
+ */
+const JSONL_SOURCE_ADDRESSES = 8;
 const CONFIRM_TIMEOUT_MS = 30_000;
 
 let target: Target;
@@ -121,7 +131,8 @@ function ownCpuSec(): number {
 
 interface Watchers {
   readonly tally: Tally;
-  readonly connections: H2Connection[];
+  /** HTTP/2 connections, or JSONL connections (one per stream). */
+  readonly connections: readonly { close(): void }[];
 }
 
 /**
@@ -163,6 +174,49 @@ async function openWatchers(
           conn.open(headerBlocks, body, tally);
         }),
       );
+    }
+    await Promise.all(group);
+  }
+  return { tally, connections: conns };
+}
+
+let jsonlOpened = 0;
+
+/**
+ * Opens `streams` JSONL watchers, each on its own HTTP/1.1 connection (the official SDKs' way),
+ * stream n with the token of organization `orgOf(n)`, JSONL_CONNECT_PARALLEL at a time (each
+ * group waits for its response heads). Only ever connects to 127.0.0.0/8, from 127.0.0.2 and up.
+ */
+async function openJsonlWatchers(
+  streams: number,
+  orgOf: (n: number) => number,
+  tally = new Tally(),
+): Promise<Watchers> {
+  if (!target.host.startsWith("127."))
+    throw new Error("JSONL watchers connect to 127.0.0.0/8 only");
+  const authority = `${target.host}:${target.port}`;
+  const requests = new Map<number, Buffer>();
+  const request = (org: number) => {
+    let r = requests.get(org);
+    if (r === undefined) {
+      r = jsonlWatchRequest(authority, `/api${JSONL_PATH}`, memberToken(org));
+      requests.set(org, r);
+    }
+    return r;
+  };
+  const conns: JsonlConnection[] = [];
+  for (let c0 = 0; c0 < streams; c0 += JSONL_CONNECT_PARALLEL) {
+    const group: Promise<void>[] = [];
+    for (let n = c0; n < Math.min(streams, c0 + JSONL_CONNECT_PARALLEL); n++) {
+      const conn = new JsonlConnection({
+        host: target.host,
+        port: target.port,
+        localAddress: `127.0.0.${2 + (jsonlOpened++ % JSONL_SOURCE_ADDRESSES)}`,
+        request: request(orgOf(n)),
+        tally,
+      });
+      conns.push(conn);
+      group.push(conn.ready);
     }
     await Promise.all(group);
   }
@@ -318,13 +372,18 @@ async function closedLoop(pub: Publisher, frames: Buffer[], tally: Tally, p: Loo
   };
 }
 
-async function fanout(p: Extract<LoadgenParams, { mode: "fanout" }>) {
+/** Scenarios 1 and 5 over HTTP/2, and scenario 7's fan-out over JSONL connections. */
+async function fanout(p: Extract<LoadgenParams, { mode: "fanout" | "jsonl-fanout" }>) {
   const t0 = performance.now();
-  const w = await openWatchers(p.streams, p.connections, () => 0, watchRequestFrame(p.filters));
+  const filters = p.mode === "fanout" && p.filters;
+  const w =
+    p.mode === "jsonl-fanout"
+      ? await openJsonlWatchers(p.streams, () => 0)
+      : await openWatchers(p.streams, p.connections, () => 0, watchRequestFrame(filters));
   const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
   const confirmed = await confirm(pub, confirmationFrame(0, 1), w.tally);
   const setupSeconds = (performance.now() - t0) / 1000;
-  const frames = publishFrames(0, p.filters ? FILTERED_IDS : 1000, p.batch);
+  const frames = publishFrames(0, filters ? FILTERED_IDS : 1000, p.batch);
   const loop = await closedLoop(pub, frames, w.tally, p);
   const result = {
     streams: p.streams,
@@ -551,11 +610,24 @@ function writeMicros(frame: Buffer, offset: number, micros: number): void {
   frame.write(hex, offset, TIME_HEX_DIGITS, "latin1");
 }
 
-async function latency(p: Extract<LoadgenParams, { mode: "latency" }>) {
-  const w = await openWatchers(p.streams, p.connections, () => 0, watchRequestFrame(false));
-  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
-  const confirmed = await confirm(pub, confirmationFrame(0, 1), w.tally);
-  const base = w.tally.min();
+/** What a latency window publishes: one event per publish, to the organizations in turn. */
+interface LatencyPlan {
+  /** Stream n of the group belongs to `orgs[n % orgs.length]`. */
+  readonly orgs: readonly number[];
+  readonly ratePerSec: number;
+  readonly warmupMs: number;
+  readonly durationMs: number;
+}
+
+/**
+ * Publishes one event per publish at `ratePerSec` (paced on a clock, open loop), each stamped
+ * with the send time, and records publish-to-receive for every delivery whose event was sent
+ * within the window (after the warm-up). Then waits (10 s at most) until every live stream has
+ * every event of its organization published since the start.
+ */
+async function latencyWindow(w: Watchers, pub: Publisher, plan: LatencyPlan, jsonl: boolean) {
+  const streams = w.tally.streams;
+  const base = streams.map((s) => s.received);
   const hist = createHistogram({ lowest: 1, highest: 600_000_000, figures: 3 });
   const publishHist = createHistogram({ lowest: 1, highest: 600_000_000, figures: 3 });
   let nowUs = 0;
@@ -565,21 +637,27 @@ async function latency(p: Extract<LoadgenParams, { mode: "latency" }>) {
   w.tally.onChunk = () => {
     nowUs = performance.now() * 1000;
   };
-  w.tally.onMessage = (buf, start, length) => {
-    const sent = sentMicros(buf, start, length);
+  const record = (sent: number) => {
     if (sent >= fromUs && sent < toUs) {
       hist.record(Math.max(1, Math.round(nowUs - sent)));
       measured++;
     }
   };
-  const template = latencyTemplate(0);
-  const intervalMs = 1000 / p.ratePerSec;
+  if (jsonl) w.tally.onSentMicros = record;
+  else w.tally.onMessage = (buf, start, length) => record(sentMicros(buf, start, length));
+  const k = plan.orgs.length;
+  const templates = plan.orgs.map((o) => latencyTemplate(o));
+  const streamsOf = plan.orgs.map(
+    (_, i) => Math.floor(streams.length / k) + (i < streams.length % k ? 1 : 0),
+  );
+  const publishedTo = new Array<number>(k).fill(0);
+  const intervalMs = 1000 / plan.ratePerSec;
   const t0 = performance.now() + 10;
-  fromUs = (t0 + p.warmupMs) * 1000;
-  toUs = (t0 + p.warmupMs + p.durationMs) * 1000;
-  const stopAt = t0 + p.warmupMs + p.durationMs;
+  fromUs = (t0 + plan.warmupMs) * 1000;
+  toUs = (t0 + plan.warmupMs + plan.durationMs) * 1000;
+  const stopAt = t0 + plan.warmupMs + plan.durationMs;
   let published = 0;
-  let inWindow = 0;
+  let expected = 0;
   let failures = 0;
   let inflight = 0;
   const first = sample(w.tally);
@@ -592,15 +670,19 @@ async function latency(p: Extract<LoadgenParams, { mode: "latency" }>) {
       failures++;
       continue;
     }
+    const org = i % k;
+    const template = templates[org] as { frame: Buffer; offset: number };
     const frame = Buffer.from(template.frame);
     const sentUs = performance.now() * 1000;
     writeMicros(frame, template.offset, sentUs);
-    if (sentUs >= fromUs && sentUs < toUs) inWindow++;
+    if (sentUs >= fromUs && sentUs < toUs) expected += streamsOf[org] as number;
     inflight++;
     void pub.publish(frame).then((ok) => {
       inflight--;
-      if (ok) published++;
-      else failures++;
+      if (ok) {
+        published++;
+        publishedTo[org] = (publishedTo[org] as number) + 1;
+      } else failures++;
       // The publish round trip: how long the server took to accept the event.
       if (sentUs >= fromUs && sentUs < toUs) {
         publishHist.record(Math.max(1, Math.round(performance.now() * 1000 - sentUs)));
@@ -608,19 +690,38 @@ async function latency(p: Extract<LoadgenParams, { mode: "latency" }>) {
     });
   }
   const used = cores(first, sample(w.tally));
-  while (inflight > 0) await sleep(5);
-  const complete = await w.tally.waitForMin(base + published, 10_000);
+  while (inflight > 0) await sleep(5); // each publish times out after 30 s
+  // Every live stream should have every event of its organization.
+  const gap = () => {
+    let deliveries = 0;
+    let short = 0;
+    for (let n = 0; n < streams.length; n++) {
+      const s = streams[n];
+      if (s === undefined || s.state === "ended") continue;
+      const want = (base[n] as number) + (publishedTo[n % k] as number);
+      if (s.received < want) {
+        deliveries += want - s.received;
+        short++;
+      }
+    }
+    return { deliveries, streams: short };
+  };
+  const deadline = performance.now() + 10_000;
+  let missing = gap();
+  while (missing.deliveries > 0 && performance.now() < deadline) {
+    await sleep(50);
+    missing = gap();
+  }
   const ms = (q: number) => hist.percentile(q) / 1000;
-  const result = {
-    streams: p.streams,
-    streamsConfirmed: confirmed,
-    streamsEnded: endReasons(w.tally),
-    ratePerSec: p.ratePerSec,
+  return {
+    ratePerSec: plan.ratePerSec,
     eventsPublished: published,
     publishFailures: failures,
     deliveriesMeasured: measured,
-    deliveriesExpected: inWindow * p.streams,
-    everyEventDelivered: complete,
+    deliveriesExpected: expected,
+    everyEventDelivered: missing.deliveries === 0,
+    deliveriesMissing: missing.deliveries,
+    streamsMissingEvents: missing.streams,
     p50Ms: ms(50),
     p99Ms: ms(99),
     p999Ms: ms(99.9),
@@ -629,6 +730,78 @@ async function latency(p: Extract<LoadgenParams, { mode: "latency" }>) {
     publishP50Ms: publishHist.percentile(50) / 1000,
     publishP99Ms: publishHist.percentile(99) / 1000,
     ...used,
+  };
+}
+
+async function latency(p: Extract<LoadgenParams, { mode: "latency" }>) {
+  const w = await openWatchers(p.streams, p.connections, () => 0, watchRequestFrame(false));
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  const confirmed = await confirm(pub, confirmationFrame(0, 1), w.tally);
+  const window = await latencyWindow(w, pub, { ...p, orgs: [0] }, false);
+  const result = {
+    streams: p.streams,
+    streamsConfirmed: confirmed,
+    streamsEnded: endReasons(w.tally),
+    ...window,
+    publishFailureReasons: Object.fromEntries(pub.failures),
+    received: w.tally.received,
+  };
+  pub.close();
+  for (const c of w.connections) c.close();
+  return result;
+}
+
+/** The server's resident memory now (VmRSS) and at its peak (VmHWM), in bytes. */
+function serverRss(): { rssBytes: number; peakRssBytes: number } | null {
+  try {
+    const status = readFileSync(`/proc/${target.serverPid}/status`, "utf8");
+    const kb = (name: string) =>
+      Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1]);
+    return { rssBytes: kb("VmRSS") * 1024, peakRssBytes: kb("VmHWM") * 1024 };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Scenario 7's latency parts: JSONL watchers (one connection each) of one organization or spread
+ * over many, one event per publish at a fixed rate. With `probeMemory` (10,000 watchers), also
+ * the server's memory before the watchers open and after the window, its peak RSS, and every
+ * error counted.
+ */
+async function jsonlLatency(p: Extract<LoadgenParams, { mode: "jsonl-latency" }>) {
+  const orgs = p.orgs <= 1 ? [0] : Array.from({ length: p.orgs }, (_, i) => 1 + i);
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  const before = p.probeMemory ? await probe() : null;
+  const t0 = performance.now();
+  const w = await openJsonlWatchers(p.streams, (n) => orgs[n % orgs.length] as number);
+  const first = orgs[0] as number;
+  const confirmed = await confirm(pub, confirmationFrame(first, first + orgs.length), w.tally);
+  const setupSeconds = (performance.now() - t0) / 1000;
+  const window = await latencyWindow(w, pub, { ...p, orgs }, true);
+  const rss = serverRss();
+  const after = p.probeMemory ? await probe() : null;
+  const ended = endReasons(w.tally);
+  const errors = {
+    streamsNotDelivering: p.streams - confirmed,
+    streamsEnded: Object.values(ended).reduce((a, b) => a + b, 0),
+    publishFailures: window.publishFailures,
+    streamsMissingEvents: window.streamsMissingEvents,
+  };
+  const result = {
+    streams: p.streams,
+    orgs: orgs.length,
+    streamsConfirmed: confirmed,
+    setupSeconds,
+    streamsEnded: ended,
+    ...window,
+    errors,
+    errorCount: Object.values(errors).reduce((a, b) => a + b, 0),
+    ...(p.probeMemory && {
+      memory: perStream(before, after, confirmed),
+      rssAtEndBytes: rss?.rssBytes ?? null,
+      peakRssBytes: rss?.peakRssBytes ?? null,
+    }),
     publishFailureReasons: Object.fromEntries(pub.failures),
     received: w.tally.received,
   };
@@ -802,10 +975,46 @@ async function memoryJsonl(p: Extract<LoadgenParams, { mode: "memory-jsonl" }>) 
   return result;
 }
 
+/**
+ * Scenario 7: memory per idle JSONL watcher, measured as scenario 4 measures HTTP/2 streams
+ * (warm-up streams first, then the baseline, then `streams` watchers of organizations 1..1000
+ * opened and confirmed), with the raw JSONL client: one connection per watcher.
+ */
+async function jsonlMemory(p: Extract<LoadgenParams, { mode: "jsonl-memory" }>) {
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  const warm = await openJsonlWatchers(WARMUP_STREAMS, (n) => 1 + n);
+  await confirm(pub, confirmationFrame(1, 1 + WARMUP_STREAMS), warm.tally);
+  await sleep(200);
+  const before = await probe();
+  const orgs = Math.min(1000, p.streams);
+  const t0 = performance.now();
+  const w = await openJsonlWatchers(p.streams, (n) => 1 + (n % orgs));
+  const confirmed = await confirm(pub, confirmationFrame(1, 1 + orgs), w.tally);
+  const setupSeconds = (performance.now() - t0) / 1000;
+  await sleep(500);
+  const after = await probe();
+  const result = {
+    streams: p.streams,
+    streamsConfirmed: confirmed,
+    setupSeconds,
+    streamsEnded: endReasons(w.tally),
+    memory: perStream(before, after, confirmed),
+    received: w.tally.received + warm.tally.received,
+  };
+  pub.close();
+  for (const c of [...warm.connections, ...w.connections]) c.close();
+  return result;
+}
+
 async function run(params: LoadgenParams): Promise<Record<string, unknown>> {
   switch (params.mode) {
     case "fanout":
+    case "jsonl-fanout":
       return fanout(params);
+    case "jsonl-latency":
+      return jsonlLatency(params);
+    case "jsonl-memory":
+      return jsonlMemory(params);
     case "latency":
       return latency(params);
     case "dispatch":

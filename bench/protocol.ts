@@ -60,7 +60,26 @@ export type LoadgenParams =
       readonly windowEvents: number;
     }
   | { readonly mode: "memory-h2"; readonly streams: number; readonly connections: number }
-  | { readonly mode: "memory-jsonl"; readonly streams: number };
+  | { readonly mode: "memory-jsonl"; readonly streams: number }
+  /** Scenario 7: `streams` JSONL watchers of organization 0, one HTTP/1.1 connection each. */
+  | (LoopParams & { readonly mode: "jsonl-fanout"; readonly streams: number })
+  | {
+      /**
+       * Scenario 7: `streams` JSONL watchers spread over `orgs` organizations (1: organization
+       * 0; more: 1..orgs, stream n of organization 1 + n mod orgs); one event per publish,
+       * `ratePerSec` publishes per second paced on a clock, to the organizations in turn.
+       */
+      readonly mode: "jsonl-latency";
+      readonly streams: number;
+      readonly orgs: number;
+      readonly ratePerSec: number;
+      readonly warmupMs: number;
+      readonly durationMs: number;
+      /** Also the server's memory before the streams open and after the window. */
+      readonly probeMemory: boolean;
+    }
+  /** Scenario 7: memory per idle JSONL watcher (raw connections, organizations 1..1000). */
+  | { readonly mode: "jsonl-memory"; readonly streams: number };
 
 export interface ProbeData {
   readonly rssBytes: number;

@@ -360,6 +360,8 @@ export function buildReport(
       note(s, `ours (h2): /metrics eventserver_streams_open = ${open} (incl. 10 warm-up)`);
   }
 
+  if (results.jsonl !== undefined) jsonlRows(results, rows, note);
+
   // Scenario 6: the parts of a row differ in publishes in flight; the row shows the best.
   const byRow = new Map<string, { info: PersistPartInfo; part: string; o: Outcome }[]>();
   for (const [part, o] of Object.entries(results.persist?.ours ?? {})) {
@@ -455,6 +457,166 @@ export function buildReport(
   return { rows, persistRows, notes };
 }
 
+/**
+ * Scenario 7 (JSONL over HTTP/1.1): ours against the bare node:http server (limit, one write
+ * per event per stream) and, for fan-out, limit-batched (one write per publish per stream). Each
+ * part is judged on its own: a target counts only if ours ran that part whole.
+ */
+function jsonlRows(
+  results: Record<string, ScenarioResults>,
+  rows: Row[],
+  note: (s: string, text: string) => void,
+): void {
+  const s = "jsonl";
+  const byKind = results[s] ?? {};
+  const pick = (part: string, path: string, scale = 1): Values => {
+    const out: Values = { ours: null, limit: null, peer: "n/a" };
+    for (const k of ["ours", "limit", "limit-batched"] as const) {
+      if (k === "limit-batched" && byKind[k] === undefined) continue;
+      const o = byKind[k]?.[part];
+      const n = num(get(o?.result, path));
+      out[k] = n === null ? (o === undefined ? "n/a" : null) : n * scale;
+    }
+    return out;
+  };
+  const yesNo = (part: string, path: string): Values => {
+    const out: Values = { ours: null, limit: null, peer: "n/a" };
+    for (const k of ["ours", "limit", "limit-batched"] as const) {
+      if (k === "limit-batched" && byKind[k] === undefined) continue;
+      const o = byKind[k]?.[part];
+      const v = get(o?.result, path);
+      out[k] = o === undefined ? "n/a" : typeof v === "boolean" ? (v ? "yes" : "NO") : null;
+    }
+    return out;
+  };
+  /** ours ran `part` whole: no error, every stream delivering, none ended early. */
+  const whole = (part: string): boolean => {
+    const o = byKind.ours?.[part];
+    const r = o?.result;
+    if (o?.error !== undefined || r === undefined) return false;
+    const confirmed = num(r.streamsConfirmed);
+    const streams = num(r.streams);
+    const ended = r.streamsEnded as Record<string, number> | undefined;
+    return (
+      confirmed !== null &&
+      streams !== null &&
+      confirmed >= streams &&
+      (ended === undefined || Object.keys(ended).length === 0)
+    );
+  };
+  const judged = (part: string, pass: (r: Row) => boolean | null) => (r: Row) =>
+    byKind.ours?.[part] === undefined ? null : whole(part) ? pass(r) : false;
+  /** Ours no worse than limit (lower is better). */
+  const noWorse = (part: string) => ({
+    text: "<= limit",
+    pass: judged(part, (r) => (r.oursToLimit === null ? null : r.oursToLimit <= 1)),
+  });
+  const has = (part: string) => Object.values(byKind).some((p) => p?.[part] !== undefined);
+
+  if (has("fanout")) {
+    const f = "fanout";
+    rows.push(
+      row(s, "fan-out 1,000 streams: deliveries/s", pick(f, "deliveriesPerSec")),
+      row(s, "fan-out: events/s", pick(f, "eventsPerSec")),
+      row(s, "fan-out: server CPU s per 1M deliveries", pick(f, "serverCpuSecPerMillion"), {
+        text: "<= 1.5x limit-batched",
+        pass: judged(f, (r) =>
+          typeof r.oursToLimitBatched === "number" ? r.oursToLimitBatched <= 1.5 : null,
+        ),
+      }),
+      row(s, "fan-out: server CPU (cores)", pick(f, "serverCores")),
+      row(s, "fan-out: load generator CPU (cores)", pick(f, "loadgenCores")),
+      row(s, "fan-out: other load on the machine (cores)", pick(f, "otherCores")),
+      row(s, "fan-out: streams delivering (of 1,000)", pick(f, "streamsConfirmed")),
+      row(s, "fan-out: seconds to open them all", pick(f, "setupSeconds")),
+      row(s, "fan-out: every event reached every stream", yesNo(f, "everyEventDelivered")),
+    );
+    for (const k of ["ours", "limit", "limit-batched"] as const) {
+      const lg = num(byKind[k]?.[f]?.result?.loadgenCores);
+      if (lg !== null && lg >= 0.9) {
+        note(
+          s,
+          `${k} (${f}): the load generator used ${lg.toFixed(2)} cores: ${k}'s deliveries/s is the client's ceiling (a lower bound of the server's); its CPU per delivery stands`,
+        );
+      }
+    }
+  }
+  for (const rate of [20, 200]) {
+    const l = `latency${rate}`;
+    if (!has(l)) continue;
+    const m = `latency ${rate}/s, 1,000 streams:`;
+    rows.push(
+      row(s, `${m} p50 ms`, pick(l, "p50Ms")),
+      row(s, `${m} p99 ms`, pick(l, "p99Ms"), noWorse(l)),
+      row(s, `${m} p999 ms`, pick(l, "p999Ms")),
+      row(s, `${m} max ms`, pick(l, "maxMs")),
+      row(s, `${m} Publish round trip p99 ms`, pick(l, "publishP99Ms")),
+      row(s, `${m} deliveries measured`, pick(l, "deliveriesMeasured")),
+      row(s, `${m} deliveries expected`, pick(l, "deliveriesExpected")),
+      row(s, `${m} server CPU (cores)`, pick(l, "serverCores")),
+      row(s, `${m} other load (cores)`, pick(l, "otherCores")),
+    );
+  }
+  for (const part of Object.keys(byKind.ours ?? byKind.limit ?? {})) {
+    const match = /^memory(\d+)$/.exec(part);
+    if (match === null) continue;
+    const n = Number(match[1]).toLocaleString("en-US");
+    rows.push(
+      row(
+        s,
+        `memory ${n} idle: RSS KiB per stream`,
+        pick(part, "memory.rssBytesPerStream", 1 / 1024),
+        noWorse(part),
+      ),
+      row(
+        s,
+        `memory ${n} idle: heap KiB per stream`,
+        pick(part, "memory.heapBytesPerStream", 1 / 1024),
+        noWorse(part),
+      ),
+      row(s, `memory ${n} idle: streams delivering`, pick(part, "streamsConfirmed")),
+      row(
+        s,
+        `memory ${n} idle: RSS MiB with streams`,
+        pick(part, "memory.after.rssBytes", 1 / 2 ** 20),
+      ),
+      row(s, `memory ${n} idle: seconds to open them all`, pick(part, "setupSeconds")),
+    );
+  }
+  const w = "watchers10k";
+  if (has(w)) {
+    const m = "10,000 watchers, 1 event/s each:";
+    rows.push(
+      row(s, `${m} streams delivering`, pick(w, "streamsConfirmed")),
+      row(s, `${m} seconds to open them all`, pick(w, "setupSeconds")),
+      row(s, `${m} p50 ms`, pick(w, "p50Ms")),
+      row(s, `${m} p99 ms`, pick(w, "p99Ms")),
+      row(s, `${m} p999 ms`, pick(w, "p999Ms")),
+      row(s, `${m} max ms`, pick(w, "maxMs")),
+      row(s, `${m} deliveries measured`, pick(w, "deliveriesMeasured")),
+      row(s, `${m} deliveries expected`, pick(w, "deliveriesExpected")),
+      row(s, `${m} RSS MiB at the end`, pick(w, "rssAtEndBytes", 1 / 2 ** 20)),
+      row(s, `${m} peak RSS MiB`, pick(w, "peakRssBytes", 1 / 2 ** 20)),
+      row(s, `${m} RSS KiB per stream (after GC)`, pick(w, "memory.rssBytesPerStream", 1 / 1024)),
+      row(s, `${m} server CPU (cores)`, pick(w, "serverCores")),
+      row(s, `${m} load generator CPU (cores)`, pick(w, "loadgenCores")),
+      row(s, `${m} errors`, pick(w, "errorCount"), {
+        text: "none",
+        pass: (r) =>
+          byKind.ours?.[w] === undefined
+            ? null
+            : byKind.ours[w]?.error === undefined && r.ours === 0,
+      }),
+    );
+    for (const k of ["ours", "limit"] as const) {
+      const r = byKind[k]?.[w]?.result;
+      if (r !== undefined && num(r.errorCount) !== 0) {
+        note(s, `${k} (${w}): errors: ${JSON.stringify(r.errors)}`);
+      }
+    }
+  }
+}
+
 function fmt(v: Value | undefined): string {
   if (v === null || v === undefined) return "-";
   if (typeof v === "string") return v;
@@ -536,18 +698,17 @@ export function printTables(
     const rows = report.rows.filter((r) => r.scenario === sc.key);
     if (rows.length === 0 && report.notes[sc.key] === undefined) continue;
     const batched = rows.some((r) => r.limitBatched !== undefined);
-    const header = ["metric", "ours", "limit", "peer", "ours/limit", "ours/peer"];
+    // A scenario that peer did not run (scenario 7, or --kinds without it) has no peer columns.
+    const peer = rows.some((r) => r.peer !== "n/a");
+    const header = ["metric", "ours", "limit", ...(peer ? ["peer"] : []), "ours/limit"];
+    if (peer) header.push("ours/peer");
     if (batched) header.push("limit-batched", "ours/batched");
     header.push("target", "result");
     const cells = rows.map((r) => {
-      const c = [
-        r.metric,
-        fmt(r.ours),
-        fmt(r.limit),
-        fmt(r.peer),
-        fmtRatio(r.oursToLimit),
-        fmtRatio(r.oursToPeer),
-      ];
+      const c = [r.metric, fmt(r.ours), fmt(r.limit)];
+      if (peer) c.push(fmt(r.peer));
+      c.push(fmtRatio(r.oursToLimit));
+      if (peer) c.push(fmtRatio(r.oursToPeer));
       if (batched) c.push(fmt(r.limitBatched), fmtRatio(r.oursToLimitBatched ?? null));
       c.push(
         r.target ?? "",

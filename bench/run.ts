@@ -108,9 +108,14 @@ function oursNodeOptions(): string[] {
   return (m[1] ?? "").split(" ").filter(Boolean);
 }
 
+/**
+ * How to run a server kind. `jsonl`: limit and limit-batched are the JSONL reference server
+ * (servers/limit-jsonl.ts, node:http) instead of the gRPC one (servers/limit.ts, node:http2).
+ */
 function serverCommand(
   kind: Kind,
   oursEnv: Record<string, string> = {},
+  jsonl = false,
 ): { script: string; nodeOptions: string[]; env: Record<string, string> } {
   switch (kind) {
     case "ours":
@@ -137,7 +142,7 @@ function serverCommand(
     case "limit":
     case "limit-batched":
       return {
-        script: fileURLToPath(new URL("servers/limit.js", HERE)),
+        script: fileURLToPath(new URL(jsonl ? "servers/limit-jsonl.js" : "servers/limit.js", HERE)),
         nodeOptions: [],
         env: {
           AUTH_TOKENS_FILE: tokensFile,
@@ -158,9 +163,13 @@ process.on("exit", () => {
   for (const c of running) c.kill("SIGKILL");
 });
 
-async function startServer(kind: Kind, oursEnv?: Record<string, string>): Promise<Server> {
+async function startServer(
+  kind: Kind,
+  oursEnv?: Record<string, string>,
+  jsonl = false,
+): Promise<Server> {
   const port = await freePort();
-  const { script, nodeOptions, env } = serverCommand(kind, oursEnv);
+  const { script, nodeOptions, env } = serverCommand(kind, oursEnv, jsonl);
   const probeModule = pathToFileURL(fileURLToPath(new URL("servers/probe.js", HERE))).href;
   // BENCH_OURS_NODE_ARGS (BENCH_LIMIT_NODE_ARGS, …): extra node options for that server, e.g.
   // "--cpu-prof --cpu-prof-dir=/tmp/prof".
@@ -436,6 +445,8 @@ interface Part {
    * `median` (a path into the result); quick runs measure once.
    */
   readonly repeat?: { readonly rounds: number; readonly median: string };
+  /** Scenario 7: limit and limit-batched are the JSONL reference server (limit-jsonl.ts). */
+  readonly jsonl?: boolean;
   /** Scenario 6: ours' store settings, and the row's labels and target. */
   readonly persist?: PersistPartInfo & {
     readonly env?: Record<string, string>;
@@ -493,6 +504,16 @@ function persistRowParts(
     },
   }));
 }
+
+/** Scenario 7: idle JSONL watchers whose memory is measured (one server process each). */
+const JSONL_MEMORY_STREAMS = [2000, 8000];
+/**
+ * Scenario 7, 10,000 watchers of 1,000 organizations, one event per organization per second:
+ * 60 s measured (after 5 s) in full runs, 15 s (after 2 s) in quick runs.
+ */
+const JSONL_10K_TIMING = quick
+  ? { warmupMs: 2000, durationMs: 15_000 }
+  : { warmupMs: 5000, durationMs: 60_000 };
 
 interface Scenario {
   readonly key: string;
@@ -582,13 +603,68 @@ const SCENARIOS: readonly Scenario[] = [
       ...persistRowParts("postgres", false, true),
     ],
   },
+  {
+    key: "jsonl",
+    title:
+      "7. JSONL over HTTP/1.1 (the official SDKs' path): one connection per watcher; limit = bare node:http",
+    parts: [
+      {
+        name: "fanout",
+        kinds: ["ours", "limit", "limit-batched"],
+        jsonl: true,
+        params: { mode: "jsonl-fanout", streams: 1000, ...loop },
+        repeat: { rounds: 3, median: "serverCpuSecPerMillion" },
+      },
+      // One event per publish: limit-batched would write exactly as limit does.
+      ...[20, 200].map(
+        (ratePerSec): Part => ({
+          name: `latency${ratePerSec}`,
+          kinds: ["ours", "limit"],
+          jsonl: true,
+          params: {
+            mode: "jsonl-latency",
+            streams: 1000,
+            orgs: 1,
+            ratePerSec,
+            ...timing,
+            probeMemory: false,
+          },
+          repeat: { rounds: 3, median: "p99Ms" },
+        }),
+      ),
+      ...JSONL_MEMORY_STREAMS.map(
+        (streams): Part => ({
+          name: `memory${streams}`,
+          kinds: ["ours", "limit"],
+          jsonl: true,
+          params: { mode: "jsonl-memory", streams },
+        }),
+      ),
+      {
+        name: "watchers10k",
+        kinds: ["ours", "limit"],
+        jsonl: true,
+        params: {
+          mode: "jsonl-latency",
+          streams: 10_000,
+          orgs: 1000,
+          ratePerSec: 1000,
+          ...JSONL_10K_TIMING,
+          probeMemory: true,
+        },
+      },
+    ],
+  },
 ];
 
 function partTimeoutMs(params: LoadgenParams): number {
   switch (params.mode) {
     case "fanout":
     case "latency":
+    case "jsonl-fanout":
       return params.warmupMs + params.durationMs + 90_000;
+    case "jsonl-latency":
+      return params.warmupMs + params.durationMs + 180_000;
     case "dispatch":
       return 3 * (params.warmupMs + params.durationMs) + 120_000;
     case "persist":
@@ -638,10 +714,14 @@ async function runPart(
   let outcome: Outcome;
   try {
     if (part.persist?.postgres) database = await createScratchDatabase();
-    server = await startServer(kind, {
-      ...part.persist?.env,
-      ...(database !== undefined && { DATABASE_URL: database.url }),
-    });
+    server = await startServer(
+      kind,
+      {
+        ...part.persist?.env,
+        ...(database !== undefined && { DATABASE_URL: database.url }),
+      },
+      part.jsonl,
+    );
     const result = await runLoadgen(
       server,
       part.params,

@@ -64,7 +64,7 @@ async function measure(idle: number, events: number): Promise<number> {
   for (let n = 0; n < events; n += batch.length) {
     const publishedAtMs = performance.now();
     for (const event of batch) {
-      bus.dispatch({ sequence: ++sequence, event, creatorId: "", publishedAtMs });
+      bus.dispatch({ sequence: ++sequence, event, creatorId: "", publishedAtMs, acceptedAtMs: 0 });
     }
   }
   const ns = Number(process.hrtime.bigint() - start);

@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import type { Authenticator } from "./auth/authenticator.js";
 import type { EventBus } from "./bus/event-bus.js";
 import type { Config } from "./config.js";
+import { FeedService } from "./gen/eventservice/feed/v1/feed_pb.js";
 import { IngestService } from "./gen/eventservice/ingest/v1/ingest_pb.js";
 import { EventService } from "./gen/gitpod/v1/event_pb.js";
 import { Health } from "./gen/grpc/health/v1/health_pb.js";
@@ -21,11 +22,13 @@ import { Metrics } from "./metrics.js";
 import { createAuditService } from "./rpc/audit-service.js";
 import { createCallAuthentication } from "./rpc/authenticate.js";
 import { createErrorFunnel } from "./rpc/error-funnel.js";
+import { feedWatchMethod } from "./rpc/feed-service.js";
 import { createHealthCheck, healthWatchMethod } from "./rpc/health-service.js";
 import { createIngestService, createPublishCall } from "./rpc/ingest-service.js";
 import { RateLimiter } from "./rpc/rate-limiter.js";
 import { createReflectionServices, DescriptorIndex } from "./rpc/reflection-service.js";
 import { watchEventsMethod } from "./rpc/watch-events.js";
+import { FeedSessions } from "./session/feed-sessions.js";
 import { WatchSessions } from "./session/watch-sessions.js";
 import type { Store } from "./store/store.js";
 
@@ -79,7 +82,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const readiness = new Readiness({ ping: () => store.ping(), logger });
   const health = new HealthMonitor({
     readiness,
-    services: [EventService.typeName, IngestService.typeName, Health.typeName],
+    services: [
+      EventService.typeName,
+      IngestService.typeName,
+      FeedService.typeName,
+      Health.typeName,
+    ],
   });
   const metrics = new Metrics(() => bus.subscriberCount);
   const sessions = new WatchSessions({
@@ -119,6 +127,13 @@ export async function createApp(deps: AppDeps): Promise<App> {
     },
   });
   edge.add(watchEventsMethod(sessions));
+  const feed = new FeedSessions({
+    bus,
+    sessions,
+    maxBacklog: config.watchMaxBacklog,
+    checkpointMs: config.feedCheckpointMs,
+  });
+  edge.add(feedWatchMethod(feed));
   edge.add(healthWatchMethod(health));
 
   const audit = createAuditService({ store, funnel });
@@ -130,7 +145,13 @@ export async function createApp(deps: AppDeps): Promise<App> {
       router.service(IngestService, createIngestService(publish, funnel));
       router.rpc(Health.method.check, createHealthCheck(health, funnel).check);
       if (config.grpcReflection) {
-        const index = new DescriptorIndex([EventService, IngestService, Health, ...reflection]);
+        const index = new DescriptorIndex([
+          EventService,
+          IngestService,
+          FeedService,
+          Health,
+          ...reflection,
+        ]);
         const impl = createReflectionServices(index);
         router.service(reflectionV1.ServerReflection, impl.v1);
         router.service(reflectionV1alpha.ServerReflection, impl.v1alpha);

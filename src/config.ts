@@ -27,6 +27,8 @@ export interface Config {
   readonly watchMaxStreamsPerSubject: number;
   /** Longest a stream lives before it ends with unavailable (0: no limit); jittered down by up to 10%. */
   readonly watchMaxLifetimeMs: number;
+  /** A feed stream sends a checkpoint after this long without a message, in ms (0: never). */
+  readonly feedCheckpointMs: number;
   /** Interval of the 64-space keep-alive on idle JSONL streams, in ms (0: off). */
   readonly jsonlKeepAliveMs: number;
   /** Events per second one publisher may publish, sustained (0: no limit); bursts up to one second's worth. */
@@ -166,6 +168,7 @@ export function loadConfig(env: Env): Config {
     watchMaxStreamsPerSubject: int("WATCH_MAX_STREAMS_PER_SUBJECT", 100, 1, 1_000_000),
     watchMaxLifetimeMs: int("WATCH_MAX_LIFETIME_MS", 0, 0, 7 * 24 * 3600_000),
     jsonlKeepAliveMs: int("JSONL_KEEPALIVE_MS", 15_000, 0, 3600_000),
+    feedCheckpointMs: int("FEED_CHECKPOINT_MS", 15_000, 0, 3600_000),
     publishMaxEventsPerSecond: int("PUBLISH_MAX_EVENTS_PER_SECOND", 100_000, 0, 100_000_000),
     headersTimeoutMs: int("HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),
     requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 30_000, 100, 600_000),

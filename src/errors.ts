@@ -7,6 +7,7 @@ export type ErrorKind =
   | "permission_denied"
   | "not_found"
   | "resource_exhausted"
+  | "out_of_range"
   | "unavailable"
   | "deadline_exceeded"
   | "canceled"
@@ -39,6 +40,8 @@ function codeOf(kind: ErrorKind): Code {
       return Code.NotFound;
     case "resource_exhausted":
       return Code.ResourceExhausted;
+    case "out_of_range":
+      return Code.OutOfRange;
     case "unavailable":
       return Code.Unavailable;
     case "deadline_exceeded":

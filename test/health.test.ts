@@ -16,6 +16,7 @@ const SERVICES = [
   "",
   "gitpod.v1.EventService",
   "eventservice.ingest.v1.IngestService",
+  "eventservice.feed.v1.FeedService",
   "grpc.health.v1.Health",
 ];
 

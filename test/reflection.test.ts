@@ -17,6 +17,7 @@ import { BUF, PROTO_DIR } from "./helpers/watchers.js";
 const run = promisify(execFile);
 
 const METHODS = [
+  "eventservice.feed.v1.FeedService/Watch",
   "eventservice.ingest.v1.IngestService/Publish",
   "gitpod.v1.EventService/GetAuditLog",
   "gitpod.v1.EventService/ListAuditLogs",

@@ -157,6 +157,7 @@ export class Dispatcher {
       creatorId: pending.creatorId || next.creatorId,
       // The oldest change it carries: latency measures how stale the reader's view was.
       publishedAtMs: pending.publishedAtMs,
+      acceptedAtMs: next.acceptedAtMs,
     };
     if (state !== operation) this.foldStates.set(merged, state);
     return merged;

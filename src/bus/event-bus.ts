@@ -1,3 +1,4 @@
+import type { EventLog, StoredEvent } from "../store/store.js";
 import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
 import type { WatchPlan } from "../watch/plan.js";
 
@@ -10,6 +11,8 @@ export interface PublishedEvent {
   readonly creatorId: string;
   /** When the publish was accepted (monotonic ms, performance.now()), for latency metrics. */
   readonly publishedAtMs: number;
+  /** When the store accepted it (ms since the epoch). */
+  readonly acceptedAtMs: number;
 }
 
 /** A subscription's events, in order; `poll` takes what is already pending without waiting. */
@@ -71,6 +74,15 @@ export interface EventBus {
   subscribe(plan: WatchPlan, options: SubscribeOptions): Subscription;
   /** Open subscriptions (for health, metrics and leak tests). */
   readonly subscriberCount: number;
+  /**
+   * The last sequence handed to subscriptions: a subscription made now receives every matching
+   * event after it, and none before.
+   */
+  readonly dispatchedSequence: number;
+  /** Events of the log after `sequence`, in order, at most `limit` (replays). */
+  readAfter(sequence: number, limit: number): Promise<StoredEvent[]>;
+  /** The event log's id and the sequences it holds. */
+  log(): Promise<EventLog>;
   /** Ends every subscription with `reason` and refuses new work. */
   close(reason: unknown): Promise<void>;
 }

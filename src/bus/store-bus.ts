@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { ServiceError } from "../errors.js";
-import type { Store, StoredEvent } from "../store/store.js";
+import type { EventLog, Store, StoredEvent } from "../store/store.js";
 import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
 import type { WatchPlan } from "../watch/plan.js";
 import { Dispatcher } from "./dispatcher.js";
@@ -87,6 +87,18 @@ export class StoreBus implements EventBus {
 
   get subscriberCount(): number {
     return this.dispatcher.subscriberCount;
+  }
+
+  get dispatchedSequence(): number {
+    return this.dispatched;
+  }
+
+  readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
+    return this.store.readAfter(sequence, limit);
+  }
+
+  log(): Promise<EventLog> {
+    return this.store.log();
   }
 
   async publish(events: readonly ResourceEvent[]): Promise<PublishResult> {

@@ -10,7 +10,9 @@ import {
 import type { ResourceEvent, WatchRequest } from "../watch/model.js";
 
 /** proto -> domain, without judging: validation is the rules' job. */
-export function fromWatchRequest(req: WatchEventsRequest): WatchRequest {
+export function fromWatchRequest(
+  req: Pick<WatchEventsRequest, "scope" | "resourceTypeFilters">,
+): WatchRequest {
   return {
     scope:
       req.scope.case === "environmentId"

@@ -10,7 +10,7 @@ import type {
 import { ServiceError, toConnectError } from "../errors.js";
 import type { Metrics } from "../metrics.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
-import { planWatch } from "../watch/plan.js";
+import { planWatch, type WatchPlan } from "../watch/plan.js";
 import { isViolation, validateWatchRequest } from "../watch/validate.js";
 import type { StreamSession } from "./stream-session.js";
 
@@ -35,7 +35,10 @@ export interface WatchSessionsDeps {
 }
 
 /** One open watch stream: its items are the subscription's events, in order. */
-export type WatchStream = StreamSession<PublishedEvent>;
+export interface WatchStream extends StreamSession<PublishedEvent> {
+  /** What the stream may see (the feed replays the log through it). */
+  readonly plan: WatchPlan;
+}
 
 /** What a stream is opened with. */
 export interface OpenWatchOptions {
@@ -43,6 +46,8 @@ export interface OpenWatchOptions {
   readonly request: WatchRequest;
   /** The wire form, for logs and metrics. */
   readonly protocol: string;
+  /** For the stream's log line (default WatchEvents). */
+  readonly rpc?: string;
 }
 
 /**
@@ -102,7 +107,14 @@ export class WatchSessions {
     }
     this.perSubject.set(subject, streams + 1);
 
-    const stream = new OpenStream(this, protocol, request.scope.kind, principal);
+    const stream = new OpenStream(
+      this,
+      protocol,
+      request.scope.kind,
+      principal,
+      plan,
+      options.rpc ?? "WatchEvents",
+    );
     // The edge's `cancel` (client gone, deadline) ends the subscription; so do expiry,
     // revocation and the lifetime.
     const events = this.deps.bus.subscribe(plan, {
@@ -146,6 +158,8 @@ class OpenStream implements WatchStream {
     private readonly protocol: string,
     private readonly scope: string,
     principal: Principal,
+    readonly plan: WatchPlan,
+    private readonly rpc: string,
   ) {
     this.subject = principal.subject;
     this.credentialId = principal.credentialId;
@@ -216,7 +230,7 @@ class OpenStream implements WatchStream {
     metrics.streamEnded(this.protocol, this.scope, reason);
     logger.info(
       {
-        rpc: "WatchEvents",
+        rpc: this.rpc,
         protocol: this.protocol,
         scope: this.scope,
         subject: this.subject,

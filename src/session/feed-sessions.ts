@@ -1,0 +1,359 @@
+import type { EventBus, PublishedEvent } from "../bus/event-bus.js";
+import { ServiceError } from "../errors.js";
+import type { Principal, WatchRequest } from "../watch/model.js";
+import { endsStream, matches } from "../watch/plan.js";
+import { decodeCursor, encodeCursor } from "./feed-cursor.js";
+import type { PullSource, StreamSession } from "./stream-session.js";
+import type { WatchSessions, WatchStream } from "./watch-sessions.js";
+
+/** One message of a feed stream. Event items of live events are shared by every stream. */
+export type FeedItem =
+  | { readonly kind: "event"; readonly event: PublishedEvent; readonly cursor: string }
+  | { readonly kind: "checkpoint"; readonly cursor: string };
+
+export interface FeedSessionsOptions {
+  readonly bus: EventBus;
+  /** Validation, authorization, caps, expiry, revocation, lifetime and drain: as watch streams. */
+  readonly sessions: WatchSessions;
+  /** Items a stream holds for its reader; past that it reads the log in pages instead. */
+  readonly maxBacklog: number;
+  /** A checkpoint after this long without a message, in ms (0: none). */
+  readonly checkpointMs: number;
+}
+
+export interface OpenFeedOptions {
+  readonly principal: Principal;
+  readonly request: WatchRequest;
+  /** A cursor, or "" for "from now". */
+  readonly after: string;
+  /** The wire form, for logs and metrics. */
+  readonly protocol: string;
+}
+
+/** Events read from the log per query while replaying. */
+const PAGE = 500;
+
+function refetch(why: string): ServiceError {
+  return new ServiceError(
+    "out_of_range",
+    `after: ${why}; refetch what you need and watch from now (empty after)`,
+  );
+}
+
+/**
+ * The resumable feed (CONTRACT §12): each stream starts with a checkpoint, replays the log
+ * after its cursor, then goes live with no gap and no duplicate at the seam, and never
+ * coalesces nor ends for being slow: past its backlog it drops what it buffered and reads the
+ * log in pages until it has caught up. Everything a watch stream enforces (who may see what,
+ * caps, expiry, revocation, lifetime, drain) comes from WatchSessions, whose subscription is
+ * the live source.
+ */
+export class FeedSessions {
+  /** Live events as items, made once per event and shared by every stream. */
+  private readonly liveItems = new WeakMap<PublishedEvent, FeedItem>();
+  private readonly streams = new Set<FeedStream>();
+  private ticker: NodeJS.Timeout | undefined;
+  private logId: string | undefined;
+
+  constructor(readonly options: FeedSessionsOptions) {}
+
+  /** Opens a stream; throws ServiceError before anything is streamed when it may not open. */
+  async open(options: OpenFeedOptions): Promise<StreamSession<FeedItem>> {
+    const after = options.after === "" ? undefined : decodeCursor(options.after);
+    const log = await this.options.bus.log();
+    this.logId = log.id;
+    if (after !== undefined) {
+      if (after.logId !== log.id) throw refetch("the cursor is from another event log");
+      if (after.sequence + 1 < log.firstSequence) {
+        throw refetch("the cursor is older than the event log's retention");
+      }
+    }
+    const live = await this.options.sessions.open({
+      principal: options.principal,
+      request: options.request,
+      protocol: options.protocol,
+      rpc: "FeedService.Watch",
+    });
+    // The subscription exists now: it gets every event after this sequence.
+    const head = this.options.bus.dispatchedSequence;
+    const stream = new FeedStream(this, live, log.id, after?.sequence ?? head, after !== undefined);
+    this.track(stream);
+    return stream;
+  }
+
+  /** @internal The shared item of a live event. */
+  itemOf(p: PublishedEvent): FeedItem {
+    let item = this.liveItems.get(p);
+    if (item === undefined) {
+      item = { kind: "event", event: p, cursor: this.cursor(p.sequence) };
+      this.liveItems.set(p, item);
+    }
+    return item;
+  }
+
+  /** @internal */
+  cursor(sequence: number): string {
+    return encodeCursor({ logId: this.logId as string, sequence });
+  }
+
+  /** @internal A stream ended. */
+  forget(stream: FeedStream): void {
+    this.streams.delete(stream);
+    if (this.streams.size === 0 && this.ticker !== undefined) {
+      clearInterval(this.ticker);
+      this.ticker = undefined;
+    }
+  }
+
+  /** One timer for every stream's checkpoints: a stream idle for two ticks sends one. */
+  private track(stream: FeedStream): void {
+    this.streams.add(stream);
+    const ms = this.options.checkpointMs;
+    if (ms > 0 && this.ticker === undefined) {
+      this.ticker = setInterval(
+        () => {
+          for (const s of this.streams) s.tick();
+        },
+        Math.max(1, Math.floor(ms / 2)),
+      );
+      this.ticker.unref();
+    }
+  }
+}
+
+/**
+ * One feed stream, in one of two modes. Live: each event of the subscription is handed on as it
+ * comes. Replay: the log is read in pages after `position` while the subscription's events are
+ * buffered; once a read reaches the end of the log with the buffer intact since before that
+ * read began, every event after `position` is in the buffer (an event is in the log before it
+ * is dispatched), so the stream hands on the buffer and goes live. A full backlog (the reader is
+ * slow) or a full buffer sends it back to replay, so memory stays bounded.
+ */
+class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem> {
+  private readonly out: FeedItem[] = [];
+  private outHead = 0;
+  private mode: "replay" | "live";
+  /** The last sequence accounted for: handed on, or read and not for this stream. */
+  private position: number;
+  private buffer: PublishedEvent[] = [];
+  /** The buffer overflowed, and the replay must read on. */
+  private overflowed = false;
+  private reading = false;
+  /** The subscription finished cleanly (the environment was deleted): end after the rest. */
+  private finishing = false;
+  private finished = false;
+  private error: unknown;
+  private failed = false;
+  private readable: (() => void) | undefined;
+  private idleTicks = 0;
+  private ended = false;
+
+  constructor(
+    private readonly feed: FeedSessions,
+    private readonly live: WatchStream,
+    logId: string,
+    start: number,
+    replay: boolean,
+  ) {
+    this.position = start;
+    this.mode = replay ? "replay" : "live";
+    this.push({ kind: "checkpoint", cursor: encodeCursor({ logId, sequence: start }) });
+    live.items.onReadable(() => this.onLive());
+    this.onLive();
+    if (replay) void this.read();
+  }
+
+  get items(): PullSource<FeedItem> {
+    return this;
+  }
+
+  // ---- PullSource, for the edge ---------------------------------------------------------------
+
+  get isClosed(): boolean {
+    return this.failed || this.finished;
+  }
+
+  poll(): FeedItem | undefined {
+    if (this.failed || this.outHead === this.out.length) return undefined;
+    const item = this.out[this.outHead++] as FeedItem;
+    if (this.outHead === this.out.length) {
+      this.out.length = 0;
+      this.outHead = 0;
+    }
+    // The reader made room: a replay reads on.
+    if (this.mode === "replay" && this.pending < this.feed.options.maxBacklog / 2) {
+      void this.read();
+    }
+    return item;
+  }
+
+  onReadable(listener: () => void): void {
+    this.readable = listener;
+  }
+
+  next(): Promise<IteratorResult<FeedItem>> {
+    if (this.failed) return Promise.reject(this.error);
+    const item = this.poll();
+    if (item !== undefined) return Promise.resolve({ value: item, done: false });
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  cancel(reason: unknown): void {
+    this.fail(reason);
+  }
+
+  // ---- StreamSession --------------------------------------------------------------------------
+
+  wrote(last: FeedItem, count: number): void {
+    if (last.kind === "event") this.live.wrote(last.event, count);
+  }
+
+  end(error: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.feed.forget(this);
+    this.buffer = [];
+    this.live.end(error);
+  }
+
+  /** A checkpoint tick: a stream that sent nothing for two ticks and has nothing pending sends one. */
+  tick(): void {
+    if (++this.idleTicks < 2) return;
+    if (this.pending > 0 || this.isClosed) return;
+    // Live and drained: every event up to what the bus dispatched was handed on or is not ours.
+    const at =
+      this.mode === "live"
+        ? Math.max(this.position, this.feed.options.bus.dispatchedSequence)
+        : this.position;
+    this.push({ kind: "checkpoint", cursor: this.feed.cursor(at) });
+  }
+
+  // ---- internals ------------------------------------------------------------------------------
+
+  private get pending(): number {
+    return this.out.length - this.outHead;
+  }
+
+  private push(item: FeedItem): void {
+    const wasEmpty = this.pending === 0;
+    this.out.push(item);
+    this.idleTicks = 0;
+    if (wasEmpty) this.readable?.();
+  }
+
+  /** Events of the subscription: handed on (live) or buffered (replay). */
+  private onLive(): void {
+    const sub = this.live.items;
+    for (let p = sub.poll(); p !== undefined; p = sub.poll()) {
+      if (this.mode === "live") this.handLive(p);
+      else if (!this.overflowed) {
+        if (this.buffer.length < this.feed.options.maxBacklog) this.buffer.push(p);
+        else {
+          this.buffer = [];
+          this.overflowed = true;
+        }
+      }
+    }
+    if (sub.isClosed && !this.failed && !this.finishing) {
+      sub.next().then(
+        () => this.finishWhenDone(),
+        (err: unknown) => this.fail(err),
+      );
+    }
+  }
+
+  /** Hands a live event on; false when it was not (already handed on, or the reader is behind). */
+  private handLive(p: PublishedEvent): boolean {
+    if (p.sequence <= this.position) return false;
+    if (this.mode === "replay" || this.pending >= this.feed.options.maxBacklog) {
+      // The reader is behind: stop buffering, read the log from here once it has room.
+      this.mode = "replay";
+      this.buffer = [];
+      this.overflowed = true;
+      return false;
+    }
+    this.position = p.sequence;
+    this.push(this.feed.itemOf(p));
+    return true;
+  }
+
+  /** The subscription is over cleanly: after the environment's DELETE. */
+  private finishWhenDone(): void {
+    this.finishing = true;
+    // In replay, the DELETE is in the log (and in the buffer): the replay ends at it.
+    if (this.mode === "live") this.finish();
+  }
+
+  private finish(): void {
+    if (this.finished || this.failed) return;
+    this.finished = true;
+    this.readable?.();
+  }
+
+  private fail(err: unknown): void {
+    if (this.failed || this.finished) return;
+    this.failed = true;
+    this.error = err;
+    this.out.length = 0;
+    this.outHead = 0;
+    this.buffer = [];
+    this.live.items.cancel(err);
+    this.readable?.();
+  }
+
+  /** Reads pages of the log while there is room, then goes live once caught up. */
+  private async read(): Promise<void> {
+    if (this.reading) return;
+    this.reading = true;
+    try {
+      const { bus, maxBacklog } = this.feed.options;
+      while (this.mode === "replay" && !this.isClosed && !this.ended) {
+        const room = maxBacklog - this.pending;
+        if (room <= 0) return;
+        // Events dispatched from now on are buffered; earlier ones are in the log.
+        if (this.overflowed) {
+          this.overflowed = false;
+          this.buffer = [];
+        }
+        const limit = Math.min(PAGE, room);
+        const rows = await bus.readAfter(this.position, limit);
+        if (this.isClosed || this.ended) return;
+        const first = rows[0];
+        if (first !== undefined && first.sequence !== this.position + 1) {
+          throw refetch("events after the cursor were pruned before they were read");
+        }
+        const plan = this.live.plan;
+        const at = performance.now();
+        for (const row of rows) {
+          this.position = row.sequence;
+          if (!matches(plan, row.event, row.creatorId)) continue;
+          this.push({
+            kind: "event",
+            event: { ...row, publishedAtMs: at },
+            cursor: this.feed.cursor(row.sequence),
+          });
+          if (endsStream(plan, row.event)) {
+            this.finish();
+            return;
+          }
+        }
+        if (rows.length === limit || this.overflowed) continue;
+        // Caught up: the buffer holds every event after `position`.
+        const buffered = this.buffer;
+        this.buffer = [];
+        this.mode = "live";
+        for (const p of buffered) {
+          if (this.handLive(p) && endsStream(plan, p.event)) {
+            this.finish();
+            return;
+          }
+        }
+        if (this.finishing && this.mode === "live") this.finish();
+      }
+    } catch (err) {
+      this.fail(err);
+    } finally {
+      this.reading = false;
+    }
+  }
+}

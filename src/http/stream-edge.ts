@@ -278,16 +278,13 @@ class StreamCall implements KeepAliveTarget {
       batch = wire.single(first);
     } else {
       // Several go out in one write.
-      const frames = [wire.frame(first)];
-      let length = (frames[0] as Buffer).length;
+      const pending = [first];
       for (let item: object | undefined = second; item !== undefined; item = items.poll()) {
-        const frame = wire.frame(item);
-        frames.push(frame);
-        length += frame.length;
+        pending.push(item);
         last = item;
         if (++count === MAX_BATCH) break;
       }
-      batch = wire.join(frames, length);
+      batch = wire.batch(pending);
     }
     this.idleTicks = 0;
     session.wrote(last, count);

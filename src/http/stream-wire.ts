@@ -51,12 +51,14 @@ export interface StreamWire<I extends DescMessage, T extends object> {
   readonly head: { readonly status: number; readonly headers: Record<string, string> };
   /** Whether the end (clean or failed) is carried in HTTP trailers (HTTP/2 must know early). */
   readonly trailers: boolean;
-  /** The bytes of one item within a batch: made once per item, shared by every stream. */
-  frame(item: T): Buffer;
   /** The bytes of one item written alone (JSONL: aligned); made once, shared. */
   single(item: T): Buffer;
-  /** One write of several items' `frame`s (`length`: their total), as the wire wants it. */
-  join(frames: readonly Buffer[], length: number): Buffer;
+  /**
+   * One write of several items, as the wire wants it. The streams of one organization usually
+   * write the same items in one turn: the last batch made is given again to every stream whose
+   * items are the same objects, so each is joined once, not once per stream.
+   */
+  batch(items: readonly T[]): Buffer;
   /** What to write while the stream is idle, to keep it alive; undefined: nothing. */
   readonly keepAlive: Buffer | undefined;
   /** How a clean end is written after the head. */
@@ -240,6 +242,35 @@ function alignLines(lines: readonly Buffer[], length: number): Buffer {
 }
 
 /**
+ * Joins the frames of several items with `join`, remembering the last batch: asked again for
+ * the same items (the same objects, in the same order), it gives the same bytes.
+ */
+function batchOf<T>(
+  frame: (item: T) => Buffer,
+  join: (parts: readonly Buffer[], length: number) => Buffer,
+): (items: readonly T[]) => Buffer {
+  let lastItems: readonly T[] = [];
+  let lastBytes: Buffer | undefined;
+  return (items) => {
+    if (lastBytes !== undefined && items.length === lastItems.length) {
+      let same = true;
+      for (let i = 0; i < items.length && same; i++) same = items[i] === lastItems[i];
+      if (same) return lastBytes;
+    }
+    const parts: Buffer[] = new Array(items.length);
+    let length = 0;
+    for (let i = 0; i < items.length; i++) {
+      const f = frame(items[i] as T);
+      parts[i] = f;
+      length += f.length;
+    }
+    lastItems = items.slice();
+    lastBytes = join(parts, length);
+    return lastBytes;
+  };
+}
+
+/**
  * The wire forms of one server-streaming method, and the negotiation that picks one for a
  * request. Made once per method per app: the frame caches live here.
  */
@@ -271,9 +302,11 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
     const enveloped = (json: boolean) => {
       const frames = json ? jsonFrames : binaryFrames;
       return {
-        frame: (item: T) => frames.get(item),
         single: (item: T) => frames.get(item),
-        join: (batch: readonly Buffer[], length: number) => Buffer.concat(batch, length),
+        batch: batchOf(
+          (item: T) => frames.get(item),
+          (parts, length) => Buffer.concat(parts, length),
+        ),
         keepAlive: undefined,
         async decode(body: Buffer, compression: Compression | null, maxBytes: number) {
           const { flags, payload } = unwrap(body);
@@ -310,9 +343,8 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
         headers: { "content-type": "application/jsonl", "cache-control": "no-store" },
       },
       trailers: false,
-      frame: (item) => lines.get(item),
       single: (item) => alignedLines.get(item),
-      join: alignLines,
+      batch: batchOf((item: T) => lines.get(item), alignLines),
       keepAlive: JSONL_KEEPALIVE,
       end: () => ({}),
       refuse(err) {

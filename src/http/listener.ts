@@ -123,10 +123,10 @@ export class Listener {
       socket.off("data", onData);
       socket.off("error", onError);
       socket.off("close", onClose);
-      // Both: setTimeout(0) stops the timer but keeps the listener, which would keep this
-      // closure and the sniffed bytes alive for as long as the connection lives.
-      socket.setTimeout(0);
-      socket.off("timeout", onTimeout);
+      // A timer of our own rather than socket.setTimeout: clearing that keeps its Timeout object
+      // (and, unless its listener is removed too, this closure and the sniffed bytes) on the
+      // socket for as long as the connection lives.
+      clearTimeout(timer);
       this.sniffing.delete(socket);
       if (target === undefined) return;
       socket.pause();
@@ -154,11 +154,10 @@ export class Listener {
     socket.on("data", onData);
     socket.on("error", onError);
     socket.on("close", onClose);
-    const onTimeout = () => {
+    const timer = setTimeout(() => {
       done(undefined);
       socket.destroy();
-    };
-    socket.setTimeout(timeoutMs, onTimeout);
+    }, timeoutMs);
   }
 
   /**

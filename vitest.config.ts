@@ -3,8 +3,9 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["src/**/*.test.ts", "test/**/*.test.ts"],
-    // Real-browser tests need Chromium: `npm run test:browser` (vitest.browser.config.ts).
-    exclude: ["test/browser/**", "**/node_modules/**"],
+    // Real-browser tests need Chromium (`npm run test:browser`), the cluster tests HAProxy
+    // (`npm run test:cluster`): each has its own config.
+    exclude: ["test/browser/**", "test/cluster/**", "**/node_modules/**"],
     // Integration tests start real servers on port 0; keep them apart from each other's CPU.
     pool: "forks",
     globalSetup: ["test/global-setup.ts"],

@@ -2,9 +2,8 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { PublishRequestSchema } from "../src/gen/eventservice/ingest/v1/ingest_pb.js";
-import { Operation, ResourceType } from "../src/watch/model.js";
-import { bearer, publish } from "./helpers/clients.js";
-import { ORG_A, TOKENS, uuid } from "./helpers/fixtures.js";
+import { bearer, project, publish } from "./helpers/clients.js";
+import { TOKENS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 import {
   connectOverHttp1,
@@ -43,15 +42,6 @@ afterEach(async () => {
   for (const s of opened.splice(0)) s.close();
   await expect.poll(() => server.bus.subscriberCount).toBe(0);
 });
-
-function project(resourceId: string) {
-  return {
-    resourceType: ResourceType.PROJECT,
-    operation: Operation.UPDATE,
-    resourceId,
-    organizationId: ORG_A,
-  };
-}
 
 /**
  * Asserts that `stream` opens, receives an event published after it opened, and is still open

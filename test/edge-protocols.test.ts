@@ -8,8 +8,8 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Operation, ResourceType } from "../src/watch/model.js";
-import { publish } from "./helpers/clients.js";
+import { ResourceType } from "../src/watch/model.js";
+import { project, publish } from "./helpers/clients.js";
 import { ORG_A, ORG_B, TOKENS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 import {
@@ -49,15 +49,6 @@ afterEach(async () => {
 function track(stream: ProbedStream): ProbedStream {
   opened.push(stream);
   return stream;
-}
-
-function project(resourceId: string, organizationId: string) {
-  return {
-    resourceType: ResourceType.PROJECT,
-    operation: Operation.UPDATE,
-    resourceId,
-    organizationId,
-  };
 }
 
 /** Headers come at once, before any event: a quiet stream must not look like a hung one. */

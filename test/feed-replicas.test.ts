@@ -1,201 +1,30 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { Code, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { FeedService, type WatchResponse } from "../src/gen/eventservice/feed/v1/feed_pb.js";
-import { Operation, ResourceType } from "../src/watch/model.js";
-import { bearer, type EventInit, publish } from "./helpers/clients.js";
-import { ORG_A, ORG_B, TOKEN_ENTRIES, TOKENS, uuid } from "./helpers/fixtures.js";
-import { scratchDatabase } from "./helpers/postgres.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type EventInit, project, publish } from "./helpers/clients.js";
+import { openFeed, type Seen, type SeenFeedEvent, trackFeeds } from "./helpers/feed.js";
+import { ORG_A, ORG_B, random, TOKENS, uuid } from "./helpers/fixtures.js";
+import { createReplicas, type Replica, type Replicas } from "./helpers/replicas.js";
 import { startServer } from "./helpers/server.js";
 
 // CONTRACT §12: cursors are bound to the event log and valid on every replica of it. Two real
 // server processes share one PostgreSQL database; a feed client hands its cursor from one to
 // the other while a publisher keeps publishing on both.
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const dir = mkdtempSync(join(tmpdir(), "events-feed-replicas-"));
-const tokensFile = join(dir, "tokens.json");
-writeFileSync(tokensFile, JSON.stringify({ tokens: TOKEN_ENTRIES }));
-
-let db: Awaited<ReturnType<typeof scratchDatabase>>;
-const processes: ChildProcess[] = [];
-
-interface Replica {
-  readonly name: string;
-  readonly url: string;
-}
-
-/**
- * Starts `node dist/main.js` on the shared database (as test/replicas.test.ts does); resolves
- * with its URL once it listens. A fresh replica has dispatched the whole log when it starts, so
- * a feed opened on it without a cursor starts after everything earlier tests published.
- */
-async function startReplica(name: string, env: Record<string, string> = {}): Promise<Replica> {
-  const child = spawn(process.execPath, ["dist/main.js"], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? "",
-      PORT: "0",
-      HOST: "127.0.0.1",
-      AUTH_TOKENS_FILE: tokensFile,
-      DATABASE_URL: db.url,
-      SHUTDOWN_TIMEOUT_MS: "2000",
-      PUBLISH_MAX_EVENTS_PER_SECOND: "0",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  processes.push(child);
-  let output = "";
-  child.stderr?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  return new Promise((resolve, reject) => {
-    child.stdout?.on("data", (d: Buffer) => {
-      output += d.toString();
-      const m = /"port":(\d+).*"msg":"listening"/.exec(output);
-      if (m) resolve({ name, url: `http://127.0.0.1:${m[1]}` });
-    });
-    child.once("exit", (code) => reject(new Error(`replica ${name} exited ${code}: ${output}`)));
-  });
-}
-
+// A fresh replica has dispatched the whole log when it starts, so a feed opened on it without a
+// cursor starts after everything earlier tests published.
+let replicas: Replicas;
 beforeAll(async () => {
-  db = await scratchDatabase();
+  replicas = await createReplicas();
 });
-afterAll(async () => {
-  const running = processes.filter((p) => p.exitCode === null && p.signalCode === null);
-  const exited = running.map((p) => once(p, "exit"));
-  for (const p of running) p.kill("SIGKILL");
-  await Promise.all(exited);
-  await db?.drop();
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => replicas?.stopAll());
 
-/** A PROJECT update (seen by every member of `org`). */
-function project(id = uuid(), org = ORG_A): EventInit {
-  return {
-    resourceType: ResourceType.PROJECT,
-    operation: Operation.UPDATE,
-    resourceId: id,
-    organizationId: org,
-  };
-}
-
-type Seen = { kind: "checkpoint"; cursor: string } | { kind: "event"; id: string; cursor: string };
-type SeenEvent = Extract<Seen, { kind: "event" }>;
-
-function seenOf(r: WatchResponse): Seen {
-  if (r.kind.case === "event") {
-    return { kind: "event", id: r.kind.value.resourceId, cursor: r.kind.value.cursor };
-  }
-  if (r.kind.case === "checkpoint") return { kind: "checkpoint", cursor: r.kind.value.cursor };
-  throw new Error("empty WatchResponse");
-}
-
-/** A feed (organization scope) through connect-node, with what it received so far. */
-function openFeed(transport: Transport, token: string, after = "") {
-  const abort = new AbortController();
-  const client = createClient(FeedService, transport);
-  const seen: Seen[] = [];
-  let failure: ConnectError | undefined;
-  const done = (async () => {
-    try {
-      for await (const r of client.watch(
-        { after },
-        { headers: bearer(token), signal: abort.signal },
-      )) {
-        seen.push(seenOf(r));
-      }
-    } catch (err) {
-      failure = ConnectError.from(err);
-    }
-  })();
-  const events = () => seen.filter((s): s is SeenEvent => s.kind === "event");
-  /** Fails the poll at once with the stream's error rather than waiting for its timeout. */
-  const check = () => {
-    if (failure !== undefined && !abort.signal.aborted) throw failure;
-  };
-  return {
-    seen,
-    events,
-    get failure() {
-      return failure;
-    },
-    done,
-    /** Resolves once the first message (always a checkpoint) has arrived. */
-    async started() {
-      await expect
-        .poll(
-          () => {
-            check();
-            return seen.length;
-          },
-          { timeout: 20_000 },
-        )
-        .toBeGreaterThan(0);
-    },
-    /** Resolves once at least `n` events have arrived. */
-    async untilEvents(n: number) {
-      await expect
-        .poll(
-          () => {
-            check();
-            return events().length;
-          },
-          { timeout: 20_000 },
-        )
-        .toBeGreaterThanOrEqual(n);
-    },
-    /** Resolves once the event of resource `id` has arrived. */
-    async until(id: string) {
-      await expect
-        .poll(
-          () => {
-            check();
-            return events().some((e) => e.id === id);
-          },
-          { timeout: 20_000 },
-        )
-        .toBe(true);
-    },
-    /** Disconnects, and resolves once the client has let go of the stream. */
-    async close() {
-      abort.abort();
-      await done;
-    },
-  };
-}
-type Feed = ReturnType<typeof openFeed>;
-
-const open: Feed[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((f) => f.close()));
-});
-function track(f: Feed): Feed {
-  open.push(f);
-  return f;
-}
-
-/** A deterministic pseudo-random source (Lehmer), so that a failure can be replayed. */
-function random(seed: number): (n: number) => number {
-  let state = seed;
-  return (n) => {
-    state = (state * 48271) % 2147483647;
-    return state % n;
-  };
-}
+const feeds = trackFeeds({ timeoutMs: 20_000 });
 
 describe("the resumable feed across replicas on one PostgreSQL", () => {
   it("resumes a cursor from replica A on replica B (A → B → A → B) while publishing goes on: every event of the organization once, in sequence order", async () => {
-    const a = await startReplica("A", { FEED_CHECKPOINT_MS: "0" });
-    const b = await startReplica("B", { FEED_CHECKPOINT_MS: "0" });
+    const a = await replicas.start({ name: "A", env: { FEED_CHECKPOINT_MS: "0" } });
+    const b = await replicas.start({ name: "B", env: { FEED_CHECKPOINT_MS: "0" } });
     // A different wire on each replica: the cursor is the only thing handed over.
     const transportFor = (r: Replica): Transport =>
       r === a
@@ -250,13 +79,13 @@ describe("the resumable feed across replicas on one PostgreSQL", () => {
 
     const route = [a, b, a, b];
     /** What the client processed, across every stream, in order. */
-    const processed: SeenEvent[] = [];
+    const processed: SeenFeedEvent[] = [];
     let after = "";
-    let dropped: SeenEvent[] = [];
+    let dropped: SeenFeedEvent[] = [];
     let publishing: Promise<void> | undefined;
     for (const [s, replica] of route.entries()) {
       const where = `stream ${s} on ${replica.name} (seed ${seed})`;
-      const feed = track(openFeed(transportFor(replica), TOKENS.adminA, after));
+      const feed = feeds.open(transportFor(replica), TOKENS.adminA, { after });
       await feed.started();
       if (after === "") {
         expect(feed.seen[0]?.kind, where).toBe("checkpoint");
@@ -298,7 +127,7 @@ describe("the resumable feed across replicas on one PostgreSQL", () => {
       const got = feed.events();
       const mine = got.slice(0, wanted);
       processed.push(...mine);
-      after = (mine.at(-1) as SeenEvent).cursor;
+      after = (mine.at(-1) as SeenFeedEvent).cursor;
       disconnected[s]?.resolve();
       await publishedWhileAway[s]?.promise;
       // What this stream received past the cursor must come first on the next one, with the
@@ -315,9 +144,9 @@ describe("the resumable feed across replicas on one PostgreSQL", () => {
   }, 90_000);
 
   it("resumes on replica B from checkpoints of replica A: the first one, and one sent while idle", async () => {
-    const a = await startReplica("A", { FEED_CHECKPOINT_MS: "50" });
-    const b = await startReplica("B", { FEED_CHECKPOINT_MS: "50" });
-    const onA = track(openFeed(createGrpcTransport({ baseUrl: a.url }), TOKENS.memberA));
+    const a = await replicas.start({ name: "A", env: { FEED_CHECKPOINT_MS: "50" } });
+    const b = await replicas.start({ name: "B", env: { FEED_CHECKPOINT_MS: "50" } });
+    const onA = feeds.open(createGrpcTransport({ baseUrl: a.url }), TOKENS.memberA);
     await onA.started();
     const first = onA.seen[0] as Seen;
     expect(first.kind).toBe("checkpoint");
@@ -341,58 +170,50 @@ describe("the resumable feed across replicas on one PostgreSQL", () => {
     const marker = uuid();
     await publish(a.url, [project(marker)]);
 
-    const fromIdle = track(
-      openFeed(
+    /** Resumes on B from `checkpoint` (it comes back first); the ids up to the marker. */
+    const resumeOnB = async (checkpoint: Seen) => {
+      const feed = feeds.open(
         createConnectTransport({ baseUrl: b.url, httpVersion: "1.1" }),
         TOKENS.memberA,
-        idle.cursor,
-      ),
-    );
-    await fromIdle.until(marker);
-    expect(fromIdle.seen[0]).toEqual({ kind: "checkpoint", cursor: idle.cursor });
-    expect(fromIdle.events().map((e) => e.id)).toEqual([y, z, marker]);
-
-    const fromFirst = track(
-      openFeed(
-        createConnectTransport({ baseUrl: b.url, httpVersion: "1.1" }),
-        TOKENS.memberA,
-        first.cursor,
-      ),
-    );
-    await fromFirst.until(marker);
-    expect(fromFirst.seen[0]).toEqual({ kind: "checkpoint", cursor: first.cursor });
-    expect(fromFirst.events().map((e) => e.id)).toEqual([x, y, z, marker]);
+        { after: checkpoint.cursor },
+      );
+      await feed.until(marker);
+      expect(feed.seen[0]).toEqual({ kind: "checkpoint", cursor: checkpoint.cursor });
+      return feed.events().map((e) => e.id);
+    };
+    expect(await resumeOnB(idle)).toEqual([y, z, marker]);
+    expect(await resumeOnB(first)).toEqual([x, y, z, marker]);
   });
 
   it("refuses a cursor of this database's log on a server with another database with out_of_range, and the other way round", async () => {
-    const a = await startReplica("A", { FEED_CHECKPOINT_MS: "0" });
+    const a = await replicas.start({ name: "A", env: { FEED_CHECKPOINT_MS: "0" } });
     const other = await startServer({ FEED_CHECKPOINT_MS: "0" });
     try {
       const id = uuid();
-      const onA = track(openFeed(createGrpcTransport({ baseUrl: a.url }), TOKENS.memberA));
+      const onA = feeds.open(createGrpcTransport({ baseUrl: a.url }), TOKENS.memberA);
       await onA.started();
       await publish(a.url, [project(id)]);
       await onA.until(id);
-      const cursorOfA = (onA.events()[0] as SeenEvent).cursor;
+      const cursorOfA = (onA.events()[0] as SeenFeedEvent).cursor;
 
-      const onOther = openFeed(
-        createGrpcTransport({ baseUrl: other.url }),
-        TOKENS.memberA,
-        cursorOfA,
-      );
+      const onOther = openFeed(createGrpcTransport({ baseUrl: other.url }), TOKENS.memberA, {
+        after: cursorOfA,
+      });
       await onOther.done;
       expect(onOther.failure?.code).toBe(Code.OutOfRange);
       expect(onOther.failure?.rawMessage).toMatch(/another event log.*refetch/);
 
-      const local = track(openFeed(createGrpcTransport({ baseUrl: other.url }), TOKENS.memberA));
+      const local = feeds.open(createGrpcTransport({ baseUrl: other.url }), TOKENS.memberA);
       await local.started();
       const cursorOfOther = (local.seen[0] as Seen).cursor;
-      const back = openFeed(createGrpcTransport({ baseUrl: a.url }), TOKENS.memberA, cursorOfOther);
+      const back = openFeed(createGrpcTransport({ baseUrl: a.url }), TOKENS.memberA, {
+        after: cursorOfOther,
+      });
       await back.done;
       expect(back.failure?.code).toBe(Code.OutOfRange);
       expect(back.failure?.rawMessage).toMatch(/another event log.*refetch/);
     } finally {
-      await Promise.all(open.splice(0).map((f) => f.close()));
+      await feeds.closeAll();
       await other.close();
     }
   });

@@ -3,115 +3,27 @@ import * as http2 from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { Code, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import {
-  FeedService,
-  type WatchResponse,
-  WatchResponseSchema,
-} from "../src/gen/eventservice/feed/v1/feed_pb.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WatchResponseSchema } from "../src/gen/eventservice/feed/v1/feed_pb.js";
 import { SqliteStore } from "../src/store/sqlite-store.js";
 import { Operation, ResourceType } from "../src/watch/model.js";
-import { bearer, type EventInit, publish, rawGrpcRequest } from "./helpers/clients.js";
-import { ORG_A, ORG_B, TOKENS, USERS, uuid } from "./helpers/fixtures.js";
+import { bearer, project, publish, rawGrpcRequest } from "./helpers/clients.js";
+import { openFeed, trackFeeds } from "./helpers/feed.js";
+import { ORG_A, ORG_B, random, TOKENS, USERS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 
 // CONTRACT §12: the resumable feed, eventservice.feed.v1.FeedService/Watch.
 
 const FEED_PATH = "/eventservice.feed.v1.FeedService/Watch";
 
-/** A PROJECT update of ORG_A (seen by every member). */
-function project(id = uuid(), org = ORG_A): EventInit {
-  return {
-    resourceType: ResourceType.PROJECT,
-    operation: Operation.UPDATE,
-    resourceId: id,
-    organizationId: org,
-  };
-}
-
-type Seen =
-  | { kind: "checkpoint"; cursor: string }
-  | { kind: "event"; id: string; cursor: string; op: number };
-
-function seenOf(r: WatchResponse): Seen {
-  if (r.kind.case === "event") {
-    return {
-      kind: "event",
-      id: r.kind.value.resourceId,
-      cursor: r.kind.value.cursor,
-      op: r.kind.value.operation,
-    };
-  }
-  if (r.kind.case === "checkpoint") return { kind: "checkpoint", cursor: r.kind.value.cursor };
-  throw new Error("empty WatchResponse");
-}
-
-/** A feed through connect-node, with what it received so far and a way to wait for more. */
-function openFeed(
-  transport: Transport,
-  token: string,
-  request: { after?: string; environmentId?: string; types?: number[] } = {},
-) {
-  const abort = new AbortController();
-  const client = createClient(FeedService, transport);
-  const seen: Seen[] = [];
-  let failure: ConnectError | undefined;
-  let ended = false;
-  const done = (async () => {
-    try {
-      for await (const r of client.watch(
-        {
-          after: request.after ?? "",
-          ...(request.environmentId !== undefined && {
-            scope: { case: "environmentId", value: request.environmentId },
-          }),
-          resourceTypeFilters: (request.types ?? []).map((resourceType) => ({ resourceType })),
-        },
-        { headers: bearer(token), signal: abort.signal },
-      )) {
-        seen.push(seenOf(r));
-      }
-      ended = true;
-    } catch (err) {
-      failure = ConnectError.from(err);
-    }
-  })();
-  const events = () => seen.filter((s) => s.kind === "event") as Extract<Seen, { kind: "event" }>[];
-  return {
-    seen,
-    events,
-    get failure() {
-      return failure;
-    },
-    get ended() {
-      return ended;
-    },
-    done,
-    /** Resolves once `n` events have arrived. */
-    async untilEvents(n: number) {
-      await expect.poll(() => failure ?? events().length, { timeout: 10_000 }).toBe(n);
-    },
-    close() {
-      abort.abort();
-    },
-  };
-}
-
 let server: TestServer;
-const open: { close(): void }[] = [];
-afterEach(() => {
-  for (const f of open.splice(0)) f.close();
-});
-function track<T extends { close(): void }>(f: T): T {
-  open.push(f);
-  return f;
-}
+const feeds = trackFeeds();
 
 describe("FeedService.Watch", () => {
   beforeAll(async () => {
@@ -122,7 +34,7 @@ describe("FeedService.Watch", () => {
 
   it("starts with a checkpoint at the head, then sends every new event with a cursor", async () => {
     await publish(server.url, [project(), project()]);
-    const feed = track(openFeed(grpc(), TOKENS.memberA));
+    const feed = feeds.open(grpc(), TOKENS.memberA);
     await expect.poll(() => feed.seen.length).toBe(1);
     expect(feed.seen[0]?.kind).toBe("checkpoint");
     const ids = [uuid(), uuid(), uuid()];
@@ -130,32 +42,32 @@ describe("FeedService.Watch", () => {
       server.url,
       ids.map((id) => project(id)),
     );
-    await feed.untilEvents(3);
+    await feed.untilExactly(3);
     expect(feed.events().map((e) => e.id)).toEqual(ids);
     expect(new Set(feed.events().map((e) => e.cursor)).size).toBe(3);
   });
 
   it("resumes after a cursor: every later event, none twice, then live", async () => {
-    const first = track(openFeed(grpc(), TOKENS.memberA));
+    const first = feeds.open(grpc(), TOKENS.memberA);
     await expect.poll(() => first.seen.length).toBe(1);
     const ids = Array.from({ length: 10 }, () => uuid());
     await publish(
       server.url,
       ids.map((id) => project(id)),
     );
-    await first.untilEvents(10);
-    first.close();
+    await first.untilExactly(10);
+    await first.close();
     // Resume after the 4th event; the rest is replayed from the log, then more comes live.
     const cursor = first.events()[3]?.cursor as string;
-    const resumed = track(openFeed(grpc(), TOKENS.memberA, { after: cursor }));
-    await resumed.untilEvents(6);
+    const resumed = feeds.open(grpc(), TOKENS.memberA, { after: cursor });
+    await resumed.untilExactly(6);
     expect(resumed.seen[0]).toEqual({ kind: "checkpoint", cursor });
     const later = [uuid(), uuid()];
     await publish(
       server.url,
       later.map((id) => project(id)),
     );
-    await resumed.untilEvents(8);
+    await resumed.untilExactly(8);
     expect(resumed.events().map((e) => e.id)).toEqual([...ids.slice(4), ...later]);
     // The cursors are the same ones the first stream saw.
     expect(
@@ -172,22 +84,22 @@ describe("FeedService.Watch", () => {
   });
 
   it("resumes from a checkpoint's cursor too", async () => {
-    const a = track(openFeed(grpc(), TOKENS.memberA));
+    const a = feeds.open(grpc(), TOKENS.memberA);
     await expect.poll(() => a.seen.length).toBe(1);
     const checkpoint = a.seen[0]?.cursor as string;
-    a.close();
+    await a.close();
     const id = uuid();
     await publish(server.url, [project(id)]);
-    const b = track(openFeed(grpc(), TOKENS.memberA, { after: checkpoint }));
-    await b.untilEvents(1);
+    const b = feeds.open(grpc(), TOKENS.memberA, { after: checkpoint });
+    await b.untilExactly(1);
     expect(b.events()[0]?.id).toBe(id);
   });
 
   it("replays only what the caller may see, as it was when published", async () => {
-    const start = track(openFeed(grpc(), TOKENS.memberA));
+    const start = feeds.open(grpc(), TOKENS.memberA);
     await expect.poll(() => start.seen.length).toBe(1);
     const cursor = start.seen[0]?.cursor as string;
-    start.close();
+    await start.close();
     const mine = uuid();
     const theirs = uuid();
     const visible = uuid();
@@ -216,13 +128,14 @@ describe("FeedService.Watch", () => {
       project(uuid(), ORG_B),
       project(visible),
     ]);
-    const replay = track(openFeed(grpc(), TOKENS.memberA, { after: cursor }));
-    await replay.untilEvents(2);
+    const replay = feeds.open(grpc(), TOKENS.memberA, { after: cursor });
+    await replay.untilExactly(2);
     expect(replay.events().map((e) => e.id)).toEqual([mine, visible]);
-    const filtered = track(
-      openFeed(grpc(), TOKENS.memberA, { after: cursor, types: [ResourceType.PROJECT] }),
-    );
-    await filtered.untilEvents(1);
+    const filtered = feeds.open(grpc(), TOKENS.memberA, {
+      after: cursor,
+      types: [ResourceType.PROJECT],
+    });
+    await filtered.untilExactly(1);
     expect(filtered.events().map((e) => e.id)).toEqual([visible]);
   });
 
@@ -238,10 +151,10 @@ describe("FeedService.Watch", () => {
         creatorId: USERS.adminA,
       },
     ]);
-    const start = track(openFeed(grpc(), TOKENS.adminA, { environmentId: env }));
+    const start = feeds.open(grpc(), TOKENS.adminA, { environmentId: env });
     await expect.poll(() => start.seen.length).toBe(1);
     const cursor = start.seen[0]?.cursor as string;
-    start.close();
+    await start.close();
     await publish(server.url, [
       {
         resourceType: ResourceType.TASK,
@@ -259,7 +172,7 @@ describe("FeedService.Watch", () => {
       project(),
     ]);
     const feed = openFeed(grpc(), TOKENS.adminA, { after: cursor, environmentId: env });
-    await feed.untilEvents(2);
+    await feed.untilExactly(2);
     expect(feed.events().map((e) => e.id)).toEqual([task, env]);
     await publish(server.url, [
       {
@@ -291,11 +204,11 @@ describe("FeedService.Watch", () => {
   });
 
   it("refuses a cursor older than the log's retention with out_of_range, saying to refetch", async () => {
-    const start = track(openFeed(grpc(), TOKENS.memberA));
+    const start = feeds.open(grpc(), TOKENS.memberA);
     await expect.poll(() => start.seen.length).toBe(1);
     await publish(server.url, [project()]);
-    await start.untilEvents(1);
-    start.close();
+    await start.untilExactly(1);
+    await start.close();
     const old = start.seen[0]?.cursor as string;
     await publish(server.url, [project()]);
     // Retention: everything accepted so far is gone.
@@ -343,11 +256,11 @@ describe("FeedService.Watch on every protocol", () => {
     ],
   ];
   it.each(transports)("%s: checkpoint, then events", async (_, transport) => {
-    const feed = track(openFeed(transport(), TOKENS.memberA));
+    const feed = feeds.open(transport(), TOKENS.memberA);
     await expect.poll(() => feed.seen.length).toBe(1);
     const id = uuid();
     await publish(server.url, [project(id)]);
-    await feed.untilEvents(1);
+    await feed.untilExactly(1);
     expect(feed.events()[0]?.id).toBe(id);
   });
 
@@ -395,7 +308,7 @@ describe("checkpoints while idle", () => {
   it("sends the head as a checkpoint every FEED_CHECKPOINT_MS without an event", async () => {
     const s = await startServer({ FEED_CHECKPOINT_MS: "40" });
     try {
-      const feed = track(openFeed(createGrpcTransport({ baseUrl: s.url }), TOKENS.memberA));
+      const feed = feeds.open(createGrpcTransport({ baseUrl: s.url }), TOKENS.memberA);
       await expect.poll(() => feed.seen.length).toBeGreaterThanOrEqual(1);
       const before = feed.seen.length;
       // Events of another organization move the head without concerning this stream.
@@ -409,10 +322,10 @@ describe("checkpoints while idle", () => {
       // Resuming from the newest checkpoint skips the other organization's event: nothing comes.
       const id = uuid();
       await publish(s.url, [project(id)]);
-      const resumed = track(
-        openFeed(createGrpcTransport({ baseUrl: s.url }), TOKENS.memberA, { after: last }),
-      );
-      await resumed.untilEvents(1);
+      const resumed = feeds.open(createGrpcTransport({ baseUrl: s.url }), TOKENS.memberA, {
+        after: last,
+      });
+      await resumed.untilExactly(1);
       expect(resumed.events().map((e) => e.id)).toEqual([id]);
     } finally {
       await s.close();
@@ -431,15 +344,11 @@ describe("the seam between replay and live", () => {
       const transport = createGrpcTransport({ baseUrl: s.url });
       // Every event of the run, in sequence order (members see PROJECT events of ORG_A).
       const all: { id: string; seq: number }[] = [];
-      const start = track(openFeed(transport, TOKENS.adminA));
+      const start = feeds.open(transport, TOKENS.adminA);
       await expect.poll(() => start.seen.length).toBe(1);
       const cursors: string[] = [start.seen[0]?.cursor as string];
       for (let seed = 1; seed <= 12; seed++) {
-        let state = seed * 7919;
-        const rand = (n: number) => {
-          state = (state * 48271) % 2147483647;
-          return state % n;
-        };
+        const rand = random(seed * 7919);
         // Two publishers racing, batches of 1-40.
         const publisher = async (rounds: number) => {
           for (let r = 0; r < rounds; r++) {
@@ -456,20 +365,20 @@ describe("the seam between replay and live", () => {
         // A feed resuming from a random earlier cursor, opened while publishing goes on.
         const from = cursors[rand(cursors.length)] as string;
         const publishing = Promise.all([publisher(3 + rand(4)), publisher(3 + rand(4))]);
-        const feed = track(openFeed(transport, TOKENS.adminA, { after: from }));
+        const feed = feeds.open(transport, TOKENS.adminA, { after: from });
         await publishing;
         all.sort((a, b) => a.seq - b.seq);
         // What it must see: every ORG_A event after its cursor's position.
-        await expect.poll(() => start.events().length, { timeout: 10_000 }).toBe(all.length);
+        await start.untilExactly(all.length);
         const position = positionOf(from);
         const expected = all.filter((e) => e.seq > position).map((e) => e.id);
-        await feed.untilEvents(expected.length);
+        await feed.untilExactly(expected.length);
         expect(
           feed.events().map((e) => e.id),
           `seed ${seed}`,
         ).toEqual(expected);
         cursors.push(feed.events().at(rand(feed.events().length))?.cursor ?? from);
-        feed.close();
+        await feed.close();
       }
       expect(start.events().map((e) => e.id)).toEqual(all.map((e) => e.id));
     } finally {
@@ -541,12 +450,12 @@ describe("across restarts and shutdown", () => {
         a.url,
         before.map((id) => project(id)),
       );
-      await feed.untilEvents(2);
+      await feed.untilExactly(2);
       const missed = uuid();
       // Published after the reader's last event: it must not be lost across the restart.
       const lastCursor = feed.events().at(-1)?.cursor as string;
       await publish(a.url, [project(missed)]);
-      await feed.untilEvents(3);
+      await feed.untilExactly(3);
       await a.close();
       await feed.done;
       expect(feed.failure?.code).toBe(Code.Unavailable);
@@ -557,12 +466,12 @@ describe("across restarts and shutdown", () => {
       );
       try {
         const later = uuid();
-        const resumed = track(
-          openFeed(createGrpcTransport({ baseUrl: b.url }), TOKENS.memberA, { after: lastCursor }),
-        );
-        await resumed.untilEvents(1);
+        const resumed = feeds.open(createGrpcTransport({ baseUrl: b.url }), TOKENS.memberA, {
+          after: lastCursor,
+        });
+        await resumed.untilExactly(1);
         await publish(b.url, [project(later)]);
-        await resumed.untilEvents(2);
+        await resumed.untilExactly(2);
         expect(resumed.events().map((e) => e.id)).toEqual([missed, later]);
       } finally {
         await b.close();

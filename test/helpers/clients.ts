@@ -8,15 +8,25 @@ import {
   type ResourceEventSchema,
 } from "../../src/gen/eventservice/ingest/v1/ingest_pb.js";
 import {
-  type ResourceOperation,
+  ResourceOperation,
   ResourceOperationSchema,
-  type ResourceType,
+  ResourceType,
   ResourceTypeSchema,
   WatchEventsRequestSchema,
 } from "../../src/gen/gitpod/v1/event_pb.js";
-import { TOKENS } from "./fixtures.js";
+import { ORG_A, TOKENS, uuid } from "./fixtures.js";
 
 export type EventInit = MessageInitShape<typeof ResourceEventSchema>;
+
+/** A PROJECT update of `org` (seen by every member of it). */
+export function project(id = uuid(), org: string = ORG_A): EventInit {
+  return {
+    resourceType: ResourceType.PROJECT,
+    operation: ResourceOperation.UPDATE,
+    resourceId: id,
+    organizationId: org,
+  };
+}
 
 /** What every client test compares: enum names as in proto3 JSON. */
 export interface SeenEvent {

@@ -46,3 +46,12 @@ export function uuid(): string {
   const hex = counter.toString(16).padStart(12, "0");
   return `e0000000-0000-4000-8000-${hex}`;
 }
+
+/** A deterministic pseudo-random source (Lehmer): `next(n)` is in [0, n); a seed replays a run. */
+export function random(seed: number): (n: number) => number {
+  let state = seed;
+  return (n) => {
+    state = (state * 48271) % 2147483647;
+    return state % n;
+  };
+}

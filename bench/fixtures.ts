@@ -1,4 +1,8 @@
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  WatchRequestSchema as FeedWatchRequestSchema,
+  WatchResponseSchema as FeedWatchResponseSchema,
+} from "../src/gen/eventservice/feed/v1/feed_pb.js";
 import {
   PublishRequestSchema,
   PublishResponseSchema,
@@ -84,6 +88,28 @@ export function watchRequestFrame(filters: boolean): Buffer {
   return grpcFrame(
     toBinary(WatchEventsRequestSchema, create(WatchEventsRequestSchema, { resourceTypeFilters })),
   );
+}
+
+/** The two server-streaming methods over gRPC that the bench watches with. */
+export const WATCH_PATH = "/gitpod.v1.EventService/WatchEvents";
+export const FEED_PATH = "/eventservice.feed.v1.FeedService/Watch";
+
+/**
+ * The first byte of a feed `WatchResponse` that holds a checkpoint: the tag of field 2,
+ * length-delimited (an event, field 1, starts with 0x0a). The watch client skips these when it
+ * counts feed messages (Tally.skipFirstByte), so feed streams count events only.
+ */
+export const FEED_CHECKPOINT_TAG = 0x12;
+
+/** The feed's WatchRequest frame: organization scope, no filters, `after` a cursor or "" (now). */
+export function feedRequestFrame(after: string): Buffer {
+  return grpcFrame(toBinary(FeedWatchRequestSchema, create(FeedWatchRequestSchema, { after })));
+}
+
+/** The cursor of a feed WatchResponse's checkpoint; undefined when it holds an event. */
+export function checkpointCursor(message: Uint8Array): string | undefined {
+  const r = fromBinary(FeedWatchResponseSchema, message);
+  return r.kind.case === "checkpoint" ? r.kind.value.cursor : undefined;
 }
 
 function event(resource: string, organization: string) {

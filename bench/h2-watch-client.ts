@@ -111,6 +111,14 @@ export class Tally {
   onMessage: ((buf: Buffer, start: number, length: number) => void) | undefined;
   onSentMicros: ((sentMicros: number) => void) | undefined;
   onChunk: (() => void) | undefined;
+  /**
+   * Messages whose body starts with this byte are not counted in `received` but in `skipped`
+   * (-1: every message counts). Feed streams (eventservice.feed.v1.WatchResponse) set 0x12, the
+   * tag of `checkpoint` (field 2, length-delimited), so that only `event`s (0x0a) count.
+   */
+  skipFirstByte = -1;
+  /** Messages not counted because of `skipFirstByte`. */
+  skipped = 0;
   readonly streams: CountedStream[] = [];
   /** The count the waiter waits for (+Infinity: no waiter); compared on every message. */
   wanted = Number.POSITIVE_INFINITY;
@@ -182,6 +190,10 @@ export class WatchStream implements CountedStream {
   bodyLeft = 0;
   cap: Buffer | undefined;
   capLen = 0;
+  /** The next body byte is the message's first (for Tally.skipFirstByte). */
+  atBodyStart = false;
+  /** The message being read is not counted (Tally.skipFirstByte). */
+  skipping = false;
   // Flow control.
   sendWindow = 0;
   pendingBody: Buffer | undefined;
@@ -425,6 +437,11 @@ export class H2Connection {
         // Fast path: a whole prefix, and often the whole message, in this chunk.
         const len = buf.readUInt32BE(i + 1);
         if (end - i - 5 >= len) {
+          if (len > 0 && buf[i + 5] === tally.skipFirstByte) {
+            i += 5 + len;
+            tally.skipped++;
+            continue;
+          }
           if (onMessage !== undefined) onMessage(buf, i + 5, len);
           i += 5 + len;
           tally.received++;
@@ -434,6 +451,7 @@ export class H2Connection {
         s.bodyLeft = len;
         s.hdrLeft = 0;
         s.capLen = 0;
+        s.atBodyStart = true;
         i += 5;
         continue;
       }
@@ -444,11 +462,16 @@ export class H2Connection {
           s.bodyLeft = s.lenAcc;
           s.lenAcc = 0;
           s.capLen = 0;
+          s.atBodyStart = true;
           if (s.bodyLeft === 0) this.messageDone(s);
         }
         continue;
       }
       const n = Math.min(s.bodyLeft, end - i);
+      if (s.atBodyStart && n > 0) {
+        s.atBodyStart = false;
+        s.skipping = buf[i] === tally.skipFirstByte;
+      }
       if (onMessage !== undefined) {
         if (s.cap === undefined) s.cap = Buffer.alloc(256);
         const room = Math.min(n, s.cap.length - s.capLen);
@@ -462,10 +485,16 @@ export class H2Connection {
   }
 
   private messageDone(s: WatchStream): void {
+    s.hdrLeft = 5;
+    s.atBodyStart = false;
+    if (s.skipping) {
+      s.skipping = false;
+      s.tally.skipped++;
+      return;
+    }
     if (s.tally.onMessage !== undefined && s.cap !== undefined) {
       s.tally.onMessage(s.cap, 0, s.capLen);
     }
-    s.hdrLeft = 5;
     s.tally.received++;
     if (++s.received === s.tally.wanted) s.tally.reached();
   }

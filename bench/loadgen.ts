@@ -1,16 +1,22 @@
 import { readdirSync, readFileSync } from "node:fs";
 import * as http from "node:http";
+import * as http2 from "node:http2";
 import { createHistogram } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
+  checkpointCursor,
   confirmationFrame,
+  FEED_CHECKPOINT_TAG,
+  FEED_PATH,
   FILTERED_IDS,
+  feedRequestFrame,
   latencyTemplate,
   memberToken,
   PUBLISHER_TOKEN,
   persistFrames,
   publishFrames,
   TIME_HEX_DIGITS,
+  WATCH_PATH,
   watchRequestFrame,
 } from "./fixtures.js";
 import { grpcHeaderBlock, H2Connection, Tally } from "./h2-watch-client.js";
@@ -22,6 +28,7 @@ import type {
   ProbeData,
   Target,
   ToLoadgen,
+  WatchApi,
 } from "./protocol.js";
 import { Publisher } from "./publisher.js";
 
@@ -34,7 +41,6 @@ import { Publisher } from "./publisher.js";
  * measurement window) and its own (process.cpuUsage), so that both cover the same interval.
  */
 
-const WATCH_PATH = "/gitpod.v1.EventService/WatchEvents";
 const JSONL_PATH = "/gitpod.v1.EventService/WatchEvents";
 /** Connections opened at once while setting up streams. */
 const CONNECT_PARALLEL = 20;
@@ -138,20 +144,24 @@ interface Watchers {
 /**
  * Opens `streams` watch streams over `connections` connections (spread evenly), stream n with
  * the token of organization `orgOf(n)`, at most CONNECT_PARALLEL connections being set up at once.
+ * `api` "feed": FeedService.Watch streams (`body` a feed WatchRequest), which count events only.
  */
 async function openWatchers(
   streams: number,
   connections: number,
   orgOf: (n: number) => number,
   body: Buffer,
-  tally = new Tally(),
+  api: WatchApi = "watch",
 ): Promise<Watchers> {
+  const tally = new Tally();
+  if (api === "feed") tally.skipFirstByte = FEED_CHECKPOINT_TAG;
+  const path = api === "feed" ? FEED_PATH : WATCH_PATH;
   const authority = `${target.host}:${target.port}`;
   const blocks = new Map<number, Buffer>();
   const block = (org: number) => {
     let b = blocks.get(org);
     if (b === undefined) {
-      b = grpcHeaderBlock(authority, WATCH_PATH, memberToken(org));
+      b = grpcHeaderBlock(authority, path, memberToken(org));
       blocks.set(org, b);
     }
     return b;
@@ -376,10 +386,17 @@ async function closedLoop(pub: Publisher, frames: Buffer[], tally: Tally, p: Loo
 async function fanout(p: Extract<LoadgenParams, { mode: "fanout" | "jsonl-fanout" }>) {
   const t0 = performance.now();
   const filters = p.mode === "fanout" && p.filters;
+  const api = p.mode === "fanout" ? (p.api ?? "watch") : "watch";
   const w =
     p.mode === "jsonl-fanout"
       ? await openJsonlWatchers(p.streams, () => 0)
-      : await openWatchers(p.streams, p.connections, () => 0, watchRequestFrame(filters));
+      : await openWatchers(
+          p.streams,
+          p.connections,
+          () => 0,
+          api === "feed" ? feedRequestFrame("") : watchRequestFrame(filters),
+          api,
+        );
   const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
   const confirmed = await confirm(pub, confirmationFrame(0, 1), w.tally);
   const setupSeconds = (performance.now() - t0) / 1000;
@@ -395,6 +412,7 @@ async function fanout(p: Extract<LoadgenParams, { mode: "fanout" | "jsonl-fanout
       loop.deliveries > 0 ? (loop.serverCpuSec / loop.deliveries) * 1e6 : null,
     publishFailureReasons: Object.fromEntries(pub.failures),
     received: w.tally.received,
+    ...(api === "feed" && { api, checkpointsReceived: w.tally.skipped }),
   };
   pub.close();
   for (const c of w.connections) c.close();
@@ -875,21 +893,23 @@ function perStream(before: ProbeData | null, after: ProbeData | null, streams: n
 }
 
 async function memoryH2(p: Extract<LoadgenParams, { mode: "memory-h2" }>) {
-  const body = watchRequestFrame(false);
+  const api = p.api ?? "watch";
+  const body = api === "feed" ? feedRequestFrame("") : watchRequestFrame(false);
   const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
   // Warm-up streams load every lazily initialized code path before the baseline.
-  const warm = await openWatchers(WARMUP_STREAMS, 1, (n) => 1 + n, body);
+  const warm = await openWatchers(WARMUP_STREAMS, 1, (n) => 1 + n, body, api);
   await confirm(pub, confirmationFrame(1, 1 + WARMUP_STREAMS), warm.tally);
   await sleep(200);
   const before = await probe();
   const orgs = Math.min(1000, p.streams);
   const t0 = performance.now();
-  const w = await openWatchers(p.streams, p.connections, (n) => 1 + (n % orgs), body);
+  const w = await openWatchers(p.streams, p.connections, (n) => 1 + (n % orgs), body, api);
   const confirmed = await confirm(pub, confirmationFrame(1, 1 + orgs), w.tally);
   const setupSeconds = (performance.now() - t0) / 1000;
   await sleep(500);
   const after = await probe();
   const result = {
+    api,
     streams: p.streams,
     connections: p.connections,
     streamsConfirmed: confirmed,
@@ -1006,8 +1026,177 @@ async function jsonlMemory(p: Extract<LoadgenParams, { mode: "jsonl-memory" }>) 
   return result;
 }
 
+/**
+ * The cursor of the first message of a feed opened now: a checkpoint with the log's head. One
+ * node:http2 stream (a single call, so node:http2's cost does not matter), closed once read.
+ */
+async function headCursor(): Promise<string> {
+  const session = http2.connect(`http://${target.host}:${target.port}`);
+  session.on("error", () => {}); // the stream reports its own failure
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => fail("no checkpoint within 10 s"), 10_000);
+      const fail = (why: string) => {
+        clearTimeout(timer);
+        reject(new Error(`feed: ${why}`));
+      };
+      const req = session.request({
+        ":method": "POST",
+        ":path": FEED_PATH,
+        "content-type": "application/grpc",
+        te: "trailers",
+        authorization: `Bearer ${memberToken(0)}`,
+      });
+      let buf = Buffer.alloc(0);
+      req.on("data", (chunk: Buffer) => {
+        buf = Buffer.concat([buf, chunk]);
+        if (buf.length < 5 || buf.length < 5 + buf.readUInt32BE(1)) return;
+        clearTimeout(timer);
+        const cursor = checkpointCursor(buf.subarray(5, 5 + buf.readUInt32BE(1)));
+        req.close(http2.constants.NGHTTP2_CANCEL);
+        if (cursor === undefined) fail("the first message is not a checkpoint");
+        else resolve(cursor);
+      });
+      req.on("error", (err) => fail(err.message));
+      // After a resolve, a later reject does nothing.
+      req.on("close", () => fail("the stream closed before its first message"));
+      req.end(feedRequestFrame(""));
+    });
+  } finally {
+    session.destroy();
+  }
+}
+
+/**
+ * Publishes `total` events in `frames` of `batch` events, at most `inflight` at once, as fast as
+ * the server answers; stops early after 100 failed publishes or `timeoutMs`.
+ */
+async function publishAll(
+  pub: Publisher,
+  frames: Buffer[],
+  total: number,
+  batch: number,
+  inflight: number,
+  timeoutMs: number,
+) {
+  const t0 = performance.now();
+  const deadline = t0 + timeoutMs;
+  let accepted = 0;
+  let failures = 0;
+  let outstanding = 0;
+  let k = 0;
+  let slotFreed: (() => void) | undefined;
+  while (accepted + outstanding * batch < total && failures < 100) {
+    if (performance.now() >= deadline) break;
+    if (outstanding >= inflight) {
+      await new Promise<void>((resolve) => {
+        slotFreed = resolve;
+      });
+      continue;
+    }
+    outstanding++;
+    void pub.publish(frames[k++ % frames.length] as Buffer).then((ok) => {
+      outstanding--;
+      if (ok) accepted += batch;
+      else failures++;
+      const wake = slotFreed;
+      slotFreed = undefined;
+      wake?.();
+    });
+  }
+  while (outstanding > 0) {
+    await new Promise<void>((resolve) => {
+      slotFreed = resolve;
+    });
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { accepted, failures, seconds, eventsPerSec: accepted / seconds };
+}
+
+/**
+ * Scenario 8, replay: on a fresh server, a cursor from before any event (the first checkpoint
+ * of a feed opened first), then `events` events published, then one feed stream with that
+ * cursor as `after`, timed from the moment its request is sent until its last event arrives.
+ * The stream counts events only; every one must arrive, and no more.
+ */
+async function feedReplay(p: Extract<LoadgenParams, { mode: "feed-replay" }>) {
+  const cursor = await headCursor();
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  const published = await publishAll(
+    pub,
+    publishFrames(0, 5000, p.batch),
+    p.events,
+    p.batch,
+    p.inflight,
+    300_000,
+  );
+  const expected = published.accepted;
+  const tally = new Tally();
+  tally.skipFirstByte = FEED_CHECKPOINT_TAG;
+  const conn = new H2Connection({ host: target.host, port: target.port });
+  await conn.ready;
+  const block = grpcHeaderBlock(`${target.host}:${target.port}`, FEED_PATH, memberToken(0));
+  const body = feedRequestFrame(cursor);
+  // Memory after a full GC (which also clears the publishes' garbage before the clock starts).
+  const memoryBefore = await probe();
+  await sleep(500);
+  const pgStart = target.database === undefined ? undefined : postgresCpu(target.database);
+  const start = sample(tally);
+  conn.open([block], body, tally);
+  const gotFirst = await tally.waitForMin(1, 30_000);
+  const first = performance.now();
+  // Bounded: 60 s, or longer for a replay slower than 5,000 events/s.
+  const complete = gotFirst && (await tally.waitForMin(expected, Math.max(60_000, expected / 5)));
+  const end = sample(tally);
+  const pgEnd = target.database === undefined ? undefined : postgresCpu(target.database);
+  const peakRss = serverRss()?.peakRssBytes ?? null;
+  // Anything after the last event would be a duplicate.
+  await sleep(300);
+  const memoryAfter = await probe();
+  const seconds = (end.t - start.t) / 1000;
+  const serverCpuSec = end.serverCpu - start.serverCpu;
+  const postgresSec =
+    pgStart === undefined || pgEnd === undefined ? null : postgresCpuBetween(pgStart, pgEnd);
+  const stream = tally.streams[0];
+  const used = cores(start, end);
+  const postgresCores = postgresSec === null ? null : postgresSec / seconds;
+  const result = {
+    events: p.events,
+    eventsPublished: expected,
+    publishSeconds: published.seconds,
+    publishEventsPerSec: published.eventsPerSec,
+    publishFailures: published.failures,
+    publishFailureReasons: Object.fromEntries(pub.failures),
+    complete,
+    eventsReceived: end.delivered,
+    eventsReceivedAfterWait: tally.received,
+    checkpointsReceived: tally.skipped,
+    streamEnded: stream?.state === "ended" ? stream.endReason : null,
+    seconds,
+    eventsPerSec: complete ? expected / seconds : null,
+    msToFirstEvent: gotFirst ? first - start.t : null,
+    eventsPerSecAfterFirst:
+      complete && end.t > first ? (expected - 1) / ((end.t - first) / 1000) : null,
+    serverCpuSec,
+    serverCpuUsPerEvent: end.delivered > 0 ? (serverCpuSec / end.delivered) * 1e6 : null,
+    ...used,
+    otherCores: Math.max(0, used.otherCores - (postgresCores ?? 0)),
+    postgresCores,
+    /** After a full GC, before the replay and 0.3 s after its last event (the stream still open). */
+    memoryBefore,
+    memoryAfter,
+    /** The server's peak RSS (VmHWM) at the last event: publishing included. */
+    peakRssBytes: peakRss,
+  };
+  pub.close();
+  conn.close();
+  return result;
+}
+
 async function run(params: LoadgenParams): Promise<Record<string, unknown>> {
   switch (params.mode) {
+    case "feed-replay":
+      return feedReplay(params);
     case "fanout":
     case "jsonl-fanout":
       return fanout(params);

@@ -20,12 +20,20 @@ export interface LoopParams {
   readonly durationMs: number;
 }
 
+/**
+ * The method watch streams call: gitpod.v1.EventService/WatchEvents (the default) or
+ * eventservice.feed.v1.FeedService/Watch with an empty `after` (scenario 8), whose streams
+ * count events only (checkpoints are skipped).
+ */
+export type WatchApi = "watch" | "feed";
+
 export type LoadgenParams =
   | (LoopParams & {
       readonly mode: "fanout";
       readonly streams: number;
       readonly connections: number;
       readonly filters: boolean;
+      readonly api?: WatchApi;
     })
   | {
       readonly mode: "latency";
@@ -59,7 +67,23 @@ export type LoadgenParams =
       /** With streams: never more than this many events ahead of the slowest stream. */
       readonly windowEvents: number;
     }
-  | { readonly mode: "memory-h2"; readonly streams: number; readonly connections: number }
+  | {
+      readonly mode: "memory-h2";
+      readonly streams: number;
+      readonly connections: number;
+      readonly api?: WatchApi;
+    }
+  | {
+      /**
+       * Scenario 8: takes a cursor (the first checkpoint of a feed opened on the fresh server),
+       * publishes `events` events in batches of `batch` (`inflight` at once), then opens one
+       * feed stream after that cursor and times it until the last event arrives.
+       */
+      readonly mode: "feed-replay";
+      readonly events: number;
+      readonly batch: number;
+      readonly inflight: number;
+    }
   | { readonly mode: "memory-jsonl"; readonly streams: number }
   /** Scenario 7: `streams` JSONL watchers of organization 0, one HTTP/1.1 connection each. */
   | (LoopParams & { readonly mode: "jsonl-fanout"; readonly streams: number })

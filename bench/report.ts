@@ -62,9 +62,33 @@ export interface PersistRow extends Omit<PersistPartInfo, "inflight"> {
   readonly pass?: boolean | null;
 }
 
+/**
+ * Scenario 8: one figure of ours serving WatchEvents and FeedService.Watch (replay rows have the
+ * feed only), the feed's ratio to WatchEvents, and the target where there is one.
+ */
+export interface FeedRow {
+  readonly metric: string;
+  readonly watch: Value;
+  readonly feed: Value;
+  readonly feedToWatch: number | null;
+  readonly target?: string;
+  readonly pass?: boolean | null;
+}
+
+/** Scenario 8's targets. */
+const FEED_TARGETS = {
+  /** events/s replayed to one stream from SQLite, request to last event */
+  replaySqlite: 200_000,
+  /** feed fan-out deliveries/s at least this times WatchEvents' */
+  fanout: 0.8,
+  /** memory per idle feed stream at most this times WatchEvents' */
+  memory: 1.2,
+};
+
 export interface Report {
   readonly rows: Row[];
   readonly persistRows: PersistRow[];
+  readonly feedRows: FeedRow[];
   /** Failures and anomalies, per scenario, printed under its table. */
   readonly notes: Record<string, string[]>;
 }
@@ -361,6 +385,7 @@ export function buildReport(
   }
 
   if (results.jsonl !== undefined) jsonlRows(results, rows, note);
+  const feedRows = results.feed === undefined ? [] : feedRowsOf(results, note);
 
   // Scenario 6: the parts of a row differ in publishes in flight; the row shows the best.
   const byRow = new Map<string, { info: PersistPartInfo; part: string; o: Outcome }[]>();
@@ -454,7 +479,204 @@ export function buildReport(
       `${checked.length} of ${[...byRow.values()].flat().length} runs: the store holds exactly the accepted events (${events.toLocaleString("en-US")} in all) and one audit entry per audited event (${audit.toLocaleString("en-US")})`,
     );
   }
-  return { rows, persistRows, notes };
+  return { rows, persistRows, feedRows, notes };
+}
+
+/**
+ * Scenario 8: ours only, WatchEvents against FeedService.Watch on fresh servers alike (parts
+ * `fanout-watch` and `fanout-feed`, `memory-watch` and `memory-feed`), and the feed's replay
+ * (`replay-sqlite`, `replay-postgres`). A target counts only when the parts it compares ran
+ * whole: no error, every stream delivering, none ended early, every event delivered.
+ */
+function feedRowsOf(
+  results: Record<string, ScenarioResults>,
+  note: (s: string, text: string) => void,
+): FeedRow[] {
+  const s = "feed";
+  const parts = results[s]?.ours ?? {};
+  const rows: FeedRow[] = [];
+  const value = (part: string, path: string, scale = 1): Value => {
+    const o = parts[part];
+    if (o === undefined) return "n/a";
+    const n = num(get(o.result, path));
+    return n === null ? null : n * scale;
+  };
+  const whole = (part: string): boolean => {
+    const o = parts[part];
+    const r = o?.result;
+    if (o?.error !== undefined || r === undefined) return false;
+    const confirmed = num(r.streamsConfirmed);
+    const streams = num(r.streams);
+    const ended = r.streamsEnded as Record<string, number> | undefined;
+    return (
+      (confirmed === null || streams === null || confirmed >= streams) &&
+      (ended === undefined || Object.keys(ended).length === 0) &&
+      r.everyEventDelivered !== false
+    );
+  };
+  const add = (
+    metric: string,
+    watch: Value,
+    feed: Value,
+    target?: { text: string; pass?: (ratio: number | null, feed: Value) => boolean | null },
+  ) => {
+    const feedToWatch = ratio(feed, watch);
+    rows.push({
+      metric,
+      watch,
+      feed,
+      feedToWatch,
+      ...(target !== undefined && { target: target.text }),
+      ...(target?.pass !== undefined && { pass: target.pass(feedToWatch, feed) }),
+    });
+  };
+  /** Both parts of a comparison, watch and feed; judged only when both ran whole. */
+  const both = (
+    prefix: string,
+    metric: string,
+    path: string,
+    scale = 1,
+    target?: { text: string; pass: (ratio: number) => boolean },
+  ) =>
+    add(
+      metric,
+      value(`${prefix}-watch`, path, scale),
+      value(`${prefix}-feed`, path, scale),
+      target && {
+        text: target.text,
+        pass: (r) =>
+          parts[`${prefix}-feed`] === undefined || parts[`${prefix}-watch`] === undefined
+            ? null
+            : whole(`${prefix}-watch`) && whole(`${prefix}-feed`) && r !== null && target.pass(r),
+      },
+    );
+  const yesNo = (part: string, path: string): Value => {
+    const o = parts[part];
+    if (o === undefined) return "n/a";
+    const v = get(o.result, path);
+    return typeof v === "boolean" ? (v ? "yes" : "NO") : null;
+  };
+
+  for (const [store, label] of [
+    ["sqlite", "SQLite"],
+    ["postgres", "PostgreSQL"],
+  ] as const) {
+    const part = `replay-${store}`;
+    const o = parts[part];
+    if (o === undefined) continue;
+    const r = o.result;
+    const n = num(r?.events);
+    const m = `replay ${n === null ? "" : `${n.toLocaleString("en-US")} `}from ${label}:`;
+    const replayWhole =
+      o.error === undefined &&
+      r !== undefined &&
+      r.complete === true &&
+      r.streamEnded === null &&
+      num(r.publishFailures) === 0 &&
+      num(r.eventsPublished) === n &&
+      num(r.eventsReceivedAfterWait) === n;
+    const feedOnly = (metric: string, path: string, scale = 1) =>
+      add(`${m} ${metric}`, "n/a", value(part, path, scale));
+    feedOnly("events received", "eventsReceivedAfterWait");
+    add(
+      `${m} events/s, request to last event`,
+      "n/a",
+      value(part, "eventsPerSec"),
+      store === "sqlite"
+        ? {
+            text: `>= ${FEED_TARGETS.replaySqlite.toLocaleString("en-US")}/s`,
+            pass: (_, feed) =>
+              !replayWhole
+                ? false
+                : typeof feed === "number"
+                  ? feed >= FEED_TARGETS.replaySqlite
+                  : null,
+          }
+        : { text: "(reported)" },
+    );
+    feedOnly("events/s after the first event", "eventsPerSecAfterFirst");
+    feedOnly("ms to the first event", "msToFirstEvent");
+    feedOnly("server CPU (cores)", "serverCores");
+    feedOnly("server CPU us per event", "serverCpuUsPerEvent");
+    if (store === "postgres") feedOnly("PostgreSQL CPU (cores)", "postgresCores");
+    feedOnly("load generator CPU (cores)", "loadgenCores");
+    feedOnly("other load (cores)", "otherCores");
+    feedOnly("server heap MiB after GC, before", "memoryBefore.heapUsedBytes", 1 / 2 ** 20);
+    feedOnly("server heap MiB after GC, after", "memoryAfter.heapUsedBytes", 1 / 2 ** 20);
+    feedOnly("server RSS MiB after GC, before", "memoryBefore.rssBytes", 1 / 2 ** 20);
+    feedOnly("server RSS MiB after GC, after", "memoryAfter.rssBytes", 1 / 2 ** 20);
+    feedOnly("server peak RSS MiB (publishing included)", "peakRssBytes", 1 / 2 ** 20);
+    feedOnly("publishing them first: events/s", "publishEventsPerSec");
+    if (r !== undefined && !replayWhole) {
+      note(
+        s,
+        `ours (${part}): replay not whole: ${JSON.stringify({
+          published: r.eventsPublished,
+          receivedAtTheEnd: r.eventsReceivedAfterWait,
+          complete: r.complete,
+          streamEnded: r.streamEnded,
+          publishFailures: r.publishFailures,
+        })}`,
+      );
+    }
+    if (r !== undefined) {
+      note(
+        s,
+        `ours (${part}): checkpoints received by the replaying stream: ${num(r.checkpointsReceived)}`,
+      );
+    }
+  }
+
+  if (parts["fanout-watch"] !== undefined || parts["fanout-feed"] !== undefined) {
+    const f = "fan-out 1,000 streams:";
+    both("fanout", `${f} deliveries/s`, "deliveriesPerSec", 1, {
+      text: `feed >= ${FEED_TARGETS.fanout}x`,
+      pass: (r) => r >= FEED_TARGETS.fanout,
+    });
+    both("fanout", `${f} events/s`, "eventsPerSec");
+    both("fanout", `${f} server CPU s per 1M deliveries`, "serverCpuSecPerMillion");
+    both("fanout", `${f} server CPU (cores)`, "serverCores");
+    both("fanout", `${f} load generator CPU (cores)`, "loadgenCores");
+    both("fanout", `${f} other load (cores)`, "otherCores");
+    both("fanout", `${f} streams delivering (of 1,000)`, "streamsConfirmed");
+    both("fanout", `${f} seconds to open them all`, "setupSeconds");
+    add(
+      `${f} every event reached every stream`,
+      yesNo("fanout-watch", "everyEventDelivered"),
+      yesNo("fanout-feed", "everyEventDelivered"),
+    );
+    for (const part of ["fanout-watch", "fanout-feed"]) {
+      const lg = num(get(parts[part]?.result, "loadgenCores"));
+      if (lg !== null && lg >= 0.85) {
+        note(
+          s,
+          `ours (${part}): the load generator used ${lg.toFixed(2)} cores: its deliveries/s is near the client's ceiling (a lower bound of the server's); its CPU per delivery stands`,
+        );
+      }
+    }
+  }
+  if (parts["memory-watch"] !== undefined || parts["memory-feed"] !== undefined) {
+    const f = "10,000 idle streams:";
+    const target = {
+      text: `feed <= ${FEED_TARGETS.memory}x`,
+      pass: (r: number) => r <= FEED_TARGETS.memory,
+    };
+    both("memory", `${f} RSS KiB per stream`, "memory.rssBytesPerStream", 1 / 1024, target);
+    both("memory", `${f} heap KiB per stream`, "memory.heapBytesPerStream", 1 / 1024, target);
+    both("memory", `${f} streams delivering`, "streamsConfirmed");
+    both("memory", `${f} RSS MiB with streams`, "memory.after.rssBytes", 1 / 2 ** 20);
+    both("memory", `${f} seconds to open them all`, "setupSeconds");
+    for (const api of ["watch", "feed"]) {
+      const open = num(get(parts[`memory-${api}`]?.result, "memory.after.streamsOpen"));
+      if (open !== null) {
+        note(
+          s,
+          `ours (memory-${api}): /metrics eventserver_streams_open = ${open} (incl. 10 warm-up)`,
+        );
+      }
+    }
+  }
+  return rows;
 }
 
 /**
@@ -683,6 +905,29 @@ function printPersist(title: string, report: Report): void {
   for (const n of report.notes.persist ?? []) console.log(`  note: ${n}`);
 }
 
+/** Scenario 8's table: WatchEvents and FeedService.Watch side by side. */
+function printFeed(title: string, report: Report): void {
+  const header = [
+    "metric",
+    "WatchEvents",
+    "FeedService.Watch",
+    "feed/WatchEvents",
+    "target",
+    "result",
+  ];
+  const cells = report.feedRows.map((r) => [
+    r.metric,
+    fmt(r.watch),
+    fmt(r.feed),
+    fmtRatio(r.feedToWatch),
+    r.target ?? "",
+    r.pass === undefined ? "" : r.pass === null ? "n/a" : r.pass ? "PASS" : "FAIL",
+  ]);
+  console.log(`\n${title}`);
+  printGrid(header, cells);
+  for (const n of report.notes.feed ?? []) console.log(`  note: ${n}`);
+}
+
 /** Prints one table per scenario, then its notes. */
 export function printTables(
   scenarios: readonly { key: string; title: string }[],
@@ -692,6 +937,12 @@ export function printTables(
     if (sc.key === "persist") {
       if (report.persistRows.length > 0 || report.notes.persist !== undefined) {
         printPersist(sc.title, report);
+      }
+      continue;
+    }
+    if (sc.key === "feed") {
+      if (report.feedRows.length > 0 || report.notes.feed !== undefined) {
+        printFeed(sc.title, report);
       }
       continue;
     }

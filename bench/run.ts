@@ -447,6 +447,10 @@ interface Part {
   readonly repeat?: { readonly rounds: number; readonly median: string };
   /** Scenario 7: limit and limit-batched are the JSONL reference server (limit-jsonl.ts). */
   readonly jsonl?: boolean;
+  /** More settings for ours (scenario 8: FEED_CHECKPOINT_MS). */
+  readonly env?: Record<string, string>;
+  /** Run ours on a fresh scratch PostgreSQL database (DATABASE_URL), as scenario 6 does. */
+  readonly postgres?: boolean;
   /** Scenario 6: ours' store settings, and the row's labels and target. */
   readonly persist?: PersistPartInfo & {
     readonly env?: Record<string, string>;
@@ -515,10 +519,24 @@ const JSONL_10K_TIMING = quick
   ? { warmupMs: 2000, durationMs: 15_000 }
   : { warmupMs: 5000, durationMs: 60_000 };
 
+/** Scenario 8: events published, then replayed to one feed stream (quick runs: fewer). */
+const FEED_REPLAY_EVENTS = quick ? 100_000 : 200_000;
+/**
+ * Scenario 8: every ours process of it, those serving WatchEvents included, runs with these
+ * (the default, set so that runs stay comparable if the default changes; no stream in it is
+ * idle long enough for a periodic checkpoint).
+ */
+const FEED_ENV = { FEED_CHECKPOINT_MS: "15000" };
+
 interface Scenario {
   readonly key: string;
   readonly title: string;
   readonly parts: readonly Part[];
+  /**
+   * Full runs: round r of every part runs before round r + 1 of any (instead of each part's
+   * rounds in a row), so that a change in the machine's load hits the parts it compares alike.
+   */
+  readonly interleave?: boolean;
 }
 
 const SCENARIOS: readonly Scenario[] = [
@@ -655,6 +673,43 @@ const SCENARIOS: readonly Scenario[] = [
       },
     ],
   },
+  {
+    key: "feed",
+    title:
+      "8. Resumable feed (ours): replay from the log to one stream; 1,000-stream fan-out and 10,000 idle streams, FeedService.Watch beside WatchEvents",
+    interleave: true,
+    parts: [
+      ...(["sqlite", "postgres"] as const).map(
+        (store): Part => ({
+          name: `replay-${store}`,
+          kinds: ["ours"],
+          env: FEED_ENV,
+          postgres: store === "postgres",
+          params: { mode: "feed-replay", events: FEED_REPLAY_EVENTS, batch: 1000, inflight: 4 },
+          repeat: { rounds: 3, median: "eventsPerSec" },
+        }),
+      ),
+      ...(["watch", "feed"] as const).map(
+        (api): Part => ({
+          name: `fanout-${api}`,
+          kinds: ["ours"],
+          env: FEED_ENV,
+          params: { mode: "fanout", streams: 1000, connections: 10, filters: false, api, ...loop },
+          repeat: { rounds: 3, median: "deliveriesPerSec" },
+        }),
+      ),
+      ...(["watch", "feed"] as const).map(
+        (api): Part => ({
+          name: `memory-${api}`,
+          kinds: ["ours"],
+          env: FEED_ENV,
+          params: { mode: "memory-h2", streams: 10_000, connections: 100, api },
+          // RSS per stream varies by about 1 KiB from one process to the next.
+          repeat: { rounds: 3, median: "memory.rssBytesPerStream" },
+        }),
+      ),
+    ],
+  },
 ];
 
 function partTimeoutMs(params: LoadgenParams): number {
@@ -669,6 +724,9 @@ function partTimeoutMs(params: LoadgenParams): number {
       return 3 * (params.warmupMs + params.durationMs) + 120_000;
     case "persist":
       return params.warmupMs + params.durationMs + 90_000;
+    case "feed-replay":
+      // Publishing (at most 300 s), then the replay (at most max(60 s, events / 5,000 per s)).
+      return 300_000 + Math.max(60_000, params.events / 5) + 60_000;
     default:
       return 120_000;
   }
@@ -713,11 +771,12 @@ async function runPart(
   let database: { name: string; url: string } | undefined;
   let outcome: Outcome;
   try {
-    if (part.persist?.postgres) database = await createScratchDatabase();
+    if (part.persist?.postgres || part.postgres) database = await createScratchDatabase();
     server = await startServer(
       kind,
       {
         ...part.persist?.env,
+        ...part.env,
         ...(database !== undefined && { DATABASE_URL: database.url }),
       },
       part.jsonl,
@@ -738,7 +797,11 @@ async function runPart(
   } catch (err) {
     const tail = server === undefined ? "" : server.output.join("").slice(-300);
     const first = (err as Error).message.split("\n")[0];
-    outcome = { error: `${first}${tail ? ` | server: ${tail}` : ""}` };
+    // A server that died meanwhile (its /proc entry gone) says how.
+    const died = server?.exited
+      ? ` (the server had exited: ${server.child.exitCode ?? server.child.signalCode})`
+      : "";
+    outcome = { error: `${first}${died}${tail ? ` | server: ${tail}` : ""}` };
   } finally {
     if (server !== undefined) await stopServer(server);
   }
@@ -789,18 +852,33 @@ function median(outcomes: Outcome[], path: string): Outcome {
 for (const scenario of SCENARIOS) {
   if (only !== undefined && !only.split(",").includes(scenario.key)) continue;
   const byKind: ScenarioResults = {};
-  for (const part of scenario.parts) {
-    if (partsFilter !== undefined && !partsFilter.some((f) => part.name.startsWith(f))) continue;
-    const kinds = part.kinds.filter((k) => kindsFilter === undefined || kindsFilter.includes(k));
-    const rounds = quick ? 1 : (part.repeat?.rounds ?? 1);
-    const outcomes = new Map<Kind, Outcome[]>();
-    for (let round = 0; round < rounds; round++) {
-      for (const kind of kinds) {
-        const o = await runPart(scenario, part, kind, round);
-        outcomes.set(kind, [...(outcomes.get(kind) ?? []), o]);
-      }
+  const parts = scenario.parts.filter(
+    (part) => partsFilter === undefined || partsFilter.some((f) => part.name.startsWith(f)),
+  );
+  const roundsOf = (part: Part) => (quick ? 1 : (part.repeat?.rounds ?? 1));
+  const schedule: { part: Part; round: number }[] = [];
+  if (scenario.interleave) {
+    const most = Math.max(0, ...parts.map(roundsOf));
+    for (let round = 0; round < most; round++) {
+      for (const part of parts) if (round < roundsOf(part)) schedule.push({ part, round });
     }
-    for (const [kind, list] of outcomes) {
+  } else {
+    for (const part of parts) {
+      for (let round = 0; round < roundsOf(part); round++) schedule.push({ part, round });
+    }
+  }
+  const outcomesOf = new Map<Part, Map<Kind, Outcome[]>>();
+  for (const { part, round } of schedule) {
+    const kinds = part.kinds.filter((k) => kindsFilter === undefined || kindsFilter.includes(k));
+    const outcomes = outcomesOf.get(part) ?? new Map<Kind, Outcome[]>();
+    outcomesOf.set(part, outcomes);
+    for (const kind of kinds) {
+      const o = await runPart(scenario, part, kind, round);
+      outcomes.set(kind, [...(outcomes.get(kind) ?? []), o]);
+    }
+  }
+  for (const part of parts) {
+    for (const [kind, list] of outcomesOf.get(part) ?? []) {
       const chosen =
         part.repeat === undefined ? (list[0] as Outcome) : median(list, part.repeat.median);
       byKind[kind] = { ...byKind[kind], [part.name]: chosen };
@@ -839,6 +917,7 @@ const out = {
   ),
   rows: report.rows,
   persistRows: report.persistRows,
+  feedRows: report.feedRows,
   notes: report.notes,
   results,
   dispatchInProcess,

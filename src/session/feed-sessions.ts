@@ -32,6 +32,8 @@ export interface OpenFeedOptions {
 
 /** Events read from the log per query while replaying. */
 const PAGE = 500;
+/** Handed-on slots at the front of a stream's queue before it is compacted. */
+const COMPACT_AFTER = 1024;
 
 function refetch(why: string): ServiceError {
   return new ServiceError(
@@ -130,7 +132,8 @@ export class FeedSessions {
  * slow) or a full buffer sends it back to replay, so memory stays bounded.
  */
 class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem> {
-  private readonly out: FeedItem[] = [];
+  /** Items for the reader from `outHead` on; slots before it are handed on (and cleared). */
+  private readonly out: (FeedItem | undefined)[] = [];
   private outHead = 0;
   private mode: "replay" | "live";
   /** The last sequence accounted for: handed on, or read and not for this stream. */
@@ -175,9 +178,15 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem> {
 
   poll(): FeedItem | undefined {
     if (this.failed || this.outHead === this.out.length) return undefined;
-    const item = this.out[this.outHead++] as FeedItem;
+    const item = this.out[this.outHead] as FeedItem;
+    // Let go of what was handed on: a replay keeps appending pages, so `out` may not empty for
+    // a long time, and it must not hold every event sent meanwhile.
+    this.out[this.outHead++] = undefined;
     if (this.outHead === this.out.length) {
       this.out.length = 0;
+      this.outHead = 0;
+    } else if (this.outHead >= COMPACT_AFTER && this.outHead * 2 >= this.out.length) {
+      this.out.splice(0, this.outHead);
       this.outHead = 0;
     }
     // The reader made room: a replay reads on.

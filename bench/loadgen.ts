@@ -152,11 +152,12 @@ async function openWatchers(
   orgOf: (n: number) => number,
   body: Buffer,
   api: WatchApi = "watch",
+  port: number = target.port,
+  tally: Tally = new Tally(),
 ): Promise<Watchers> {
-  const tally = new Tally();
   if (api === "feed") tally.skipFirstByte = FEED_CHECKPOINT_TAG;
   const path = api === "feed" ? FEED_PATH : WATCH_PATH;
-  const authority = `${target.host}:${target.port}`;
+  const authority = `${target.host}:${port}`;
   const blocks = new Map<number, Buffer>();
   const block = (org: number) => {
     let b = blocks.get(org);
@@ -174,7 +175,7 @@ async function openWatchers(
       const count = Math.floor(streams / connections) + (c < streams % connections ? 1 : 0);
       const headerBlocks: Buffer[] = [];
       for (let i = 0; i < count; i++) headerBlocks.push(block(orgOf(n++)));
-      const conn = new H2Connection({ host: target.host, port: target.port });
+      const conn = new H2Connection({ host: target.host, port });
       conns.push(conn);
       group.push(
         conn.ready.then(() => {
@@ -1193,8 +1194,137 @@ async function feedReplay(p: Extract<LoadgenParams, { mode: "feed-replay" }>) {
   return result;
 }
 
+/**
+ * Scenario 9: replicas of ours on one PostgreSQL database. Publishes on replica A (the target),
+ * watches on the others. (1) PostgreSQL's idle CPU with every watcher open and nothing
+ * published; (2) closed-loop fan-out as scenario 1, the streams spread over the replicas other
+ * than A, with PostgreSQL's CPU over the loop; (3) latency at a moderate rate, one event per
+ * publish, `latencyStreams` streams on A (same replica) and as many on B (cross replica) at
+ * the same time, with PostgreSQL's CPU over that window too.
+ */
+async function replicas(p: Extract<LoadgenParams, { mode: "replicas" }>) {
+  const ports = target.replicaPorts ?? [target.port];
+  const database = target.database;
+  if (database === undefined) throw new Error("replicas: no database");
+  const others = ports.slice(1);
+  if (others.length === 0) throw new Error("replicas: one replica only");
+  const body = watchRequestFrame(false);
+  // (1) Fan-out watchers on B, C, …, one tally for all of them.
+  const tally = new Tally();
+  const connections: { close(): void }[] = [];
+  for (const [i, port] of others.entries()) {
+    const n = Math.floor(p.streams / others.length) + (i < p.streams % others.length ? 1 : 0);
+    const c = Math.max(1, Math.round(p.connections / others.length));
+    const w = await openWatchers(n, c, () => 0, body, "watch", port, tally);
+    connections.push(...w.connections);
+  }
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  const confirmed = await confirm(pub, confirmationFrame(0, 1), tally);
+  // Idle baseline, after the confirmation (every replica has LISTENed and caught up).
+  await sleep(500);
+  const idle0 = postgresCpu(database);
+  const idleT0 = performance.now();
+  await sleep(p.idleMs);
+  const idleSec = postgresCpuBetween(idle0, postgresCpu(database));
+  const idleCores = idleSec / ((performance.now() - idleT0) / 1000);
+  // (2) Closed loop.
+  const pg0 = postgresCpu(database);
+  const loopT0 = performance.now();
+  const frames = publishFrames(0, 1000, p.batch);
+  const loop = await closedLoop(pub, frames, tally, p);
+  const loopSeconds = (performance.now() - loopT0) / 1000;
+  const loopPgSec = postgresCpuBetween(pg0, postgresCpu(database));
+  const perEvent = (sec: number, seconds: number, events: number) =>
+    events > 0 ? (Math.max(0, sec - idleCores * seconds) / events) * 1e6 : null;
+  const fanout = {
+    streams: p.streams,
+    streamsConfirmed: confirmed,
+    streamsEnded: endReasons(tally),
+    ...loop,
+    postgresCores: loopPgSec / loopSeconds,
+    postgresCpuUsPerEvent: perEvent(loopPgSec, loopSeconds, loop.eventsPublished),
+    postgresCpuUsPerEventPerReplica:
+      (perEvent(loopPgSec, loopSeconds, loop.eventsPublished) ?? 0) / ports.length,
+  };
+  for (const c of connections) c.close();
+  // (3) Latency: streams on A and on B at once.
+  const same = await openWatchers(p.latencyStreams, 1, () => 0, body, "watch", target.port);
+  const cross = await openWatchers(p.latencyStreams, 1, () => 0, body, "watch", others[0]);
+  await confirm(pub, confirmationFrame(0, 1), same.tally);
+  await cross.tally.waitForMin(1, 10_000);
+  await sleep(200);
+  const crossBase = cross.tally.streams.map((s) => s.received);
+  const hist = createHistogram({ lowest: 1, highest: 600_000_000, figures: 3 });
+  let nowUs = 0;
+  const fromUs = (performance.now() + 10 + p.latencyWarmupMs) * 1000;
+  const toUs = fromUs + p.latencyDurationMs * 1000;
+  cross.tally.onChunk = () => {
+    nowUs = performance.now() * 1000;
+  };
+  cross.tally.onMessage = (buf, start, length) => {
+    const sent = sentMicros(buf, start, length);
+    if (sent >= fromUs && sent < toUs) hist.record(Math.max(1, Math.round(nowUs - sent)));
+  };
+  const lat0 = postgresCpu(database);
+  const latT0 = performance.now();
+  const sameWindow = await latencyWindow(
+    same,
+    pub,
+    {
+      orgs: [0],
+      ratePerSec: p.ratePerSec,
+      warmupMs: p.latencyWarmupMs,
+      durationMs: p.latencyDurationMs,
+    },
+    false,
+  );
+  const latSeconds = (performance.now() - latT0) / 1000;
+  const latPgSec = postgresCpuBetween(lat0, postgresCpu(database));
+  const wantCross = (n: number) => (crossBase[n] as number) + sameWindow.eventsPublished;
+  const crossComplete = await (async () => {
+    const deadline = performance.now() + 10_000;
+    for (;;) {
+      const short = cross.tally.streams.filter(
+        (s, n) => s.state !== "ended" && s.received < wantCross(n),
+      ).length;
+      if (short === 0) return true;
+      if (performance.now() > deadline) return false;
+      await sleep(50);
+    }
+  })();
+  const ms = (q: number) => hist.percentile(q) / 1000;
+  const result = {
+    replicas: ports.length,
+    idle: { seconds: p.idleMs / 1000, postgresCores: idleCores },
+    fanout,
+    latency: {
+      streamsPerSide: p.latencyStreams,
+      ratePerSec: p.ratePerSec,
+      same: sameWindow,
+      cross: {
+        deliveriesMeasured: hist.count,
+        everyEventDelivered: crossComplete,
+        p50Ms: ms(50),
+        p99Ms: ms(99),
+        p999Ms: ms(99.9),
+        maxMs: hist.max / 1000,
+      },
+      postgresCores: latPgSec / latSeconds,
+      postgresCpuUsPerEvent: perEvent(latPgSec, latSeconds, sameWindow.eventsPublished),
+      postgresCpuUsPerEventPerReplica:
+        (perEvent(latPgSec, latSeconds, sameWindow.eventsPublished) ?? 0) / ports.length,
+    },
+    received: tally.received,
+  };
+  pub.close();
+  for (const c of [...same.connections, ...cross.connections]) c.close();
+  return result;
+}
+
 async function run(params: LoadgenParams): Promise<Record<string, unknown>> {
   switch (params.mode) {
+    case "replicas":
+      return replicas(params);
     case "feed-replay":
       return feedReplay(params);
     case "fanout":

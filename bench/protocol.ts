@@ -9,6 +9,8 @@ export interface Target {
   readonly clkTck: number;
   /** Scenario 6 on PostgreSQL: the scratch database, whose backends' CPU time is measured. */
   readonly database?: string;
+  /** Scenario 9 (replicas): the ports of every replica, the target's first (replica A). */
+  readonly replicaPorts?: readonly number[];
 }
 
 /** A closed-loop publisher: batches of `batch` events, at most `inflight` calls at once, never more than `windowEvents` ahead of the slowest stream. */
@@ -28,6 +30,20 @@ export interface LoopParams {
 export type WatchApi = "watch" | "feed";
 
 export type LoadgenParams =
+  | (LoopParams & {
+      /** Scenario 9: publish on replica A, watch on the others (and on A for latency). */
+      readonly mode: "replicas";
+      /** Fan-out streams, spread over the replicas other than A. */
+      readonly streams: number;
+      readonly connections: number;
+      /** Latency: this many streams on A and as many on B. */
+      readonly latencyStreams: number;
+      readonly ratePerSec: number;
+      readonly latencyWarmupMs: number;
+      readonly latencyDurationMs: number;
+      /** PostgreSQL's idle baseline: a window with the watchers open and nothing published. */
+      readonly idleMs: number;
+    })
   | (LoopParams & {
       readonly mode: "fanout";
       readonly streams: number;

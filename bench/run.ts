@@ -372,6 +372,7 @@ async function runLoadgen(
   params: LoadgenParams,
   timeoutMs: number,
   database?: string,
+  replicaPorts?: readonly number[],
 ): Promise<Record<string, unknown>> {
   const child = fork(fileURLToPath(new URL("loadgen.js", HERE)), [], {
     cwd: ROOT,
@@ -388,6 +389,7 @@ async function runLoadgen(
     serverPid: server.child.pid ?? 0,
     clkTck,
     ...(database !== undefined && { database }),
+    ...(replicaPorts !== undefined && { replicaPorts }),
   };
   try {
     return await new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -451,6 +453,8 @@ interface Part {
   readonly env?: Record<string, string>;
   /** Run ours on a fresh scratch PostgreSQL database (DATABASE_URL), as scenario 6 does. */
   readonly postgres?: boolean;
+  /** Scenario 9: this many ours processes on the one scratch database (implies `postgres`). */
+  readonly replicas?: number;
   /** Scenario 6: ours' store settings, and the row's labels and target. */
   readonly persist?: PersistPartInfo & {
     readonly env?: Record<string, string>;
@@ -710,10 +714,48 @@ const SCENARIOS: readonly Scenario[] = [
       ),
     ],
   },
+  {
+    key: "replicas",
+    title:
+      "9. Replicas of ours on one PostgreSQL database: publish on A, watch on B (and C); same-replica latency beside",
+    interleave: true,
+    // BENCH_REPLICAS=6,2: other replica counts, for experiments (default 3 and 2).
+    parts: (process.env.BENCH_REPLICAS ?? "3,2")
+      .split(",")
+      .map(Number)
+      .map(
+        (replicas): Part => ({
+          name: `replicas${replicas}`,
+          kinds: ["ours"],
+          replicas,
+          params: {
+            mode: "replicas",
+            streams: 1000,
+            connections: 10,
+            ...loop,
+            latencyStreams: 100,
+            ratePerSec: 200,
+            latencyWarmupMs: timing.warmupMs,
+            latencyDurationMs: timing.durationMs,
+            idleMs: quick ? 3000 : 10_000,
+          },
+          repeat: { rounds: 3, median: "latency.cross.p99Ms" },
+        }),
+      ),
+  },
 ];
 
 function partTimeoutMs(params: LoadgenParams): number {
   switch (params.mode) {
+    case "replicas":
+      return (
+        params.idleMs +
+        params.warmupMs +
+        params.durationMs +
+        params.latencyWarmupMs +
+        params.latencyDurationMs +
+        120_000
+      );
     case "fanout":
     case "latency":
     case "jsonl-fanout":
@@ -768,26 +810,33 @@ async function runPart(
 ): Promise<Outcome> {
   const t = performance.now();
   let server: Server | undefined;
+  const others: Server[] = [];
   let database: { name: string; url: string } | undefined;
   let outcome: Outcome;
   try {
-    if (part.persist?.postgres || part.postgres) database = await createScratchDatabase();
-    server = await startServer(
-      kind,
-      {
-        ...part.persist?.env,
-        ...part.env,
-        ...(database !== undefined && { DATABASE_URL: database.url }),
-      },
-      part.jsonl,
-    );
+    if (part.persist?.postgres || part.postgres || part.replicas !== undefined) {
+      database = await createScratchDatabase();
+    }
+    const env = {
+      ...part.persist?.env,
+      ...part.env,
+      ...(database !== undefined && { DATABASE_URL: database.url }),
+    };
+    server = await startServer(kind, env, part.jsonl);
+    // Scenario 9: the other replicas (B, C), started after A has created the schema.
+    for (let i = 1; i < (part.replicas ?? 1); i++) others.push(await startServer(kind, env));
     const result = await runLoadgen(
       server,
       part.params,
       partTimeoutMs(part.params),
       database?.name,
+      part.replicas === undefined ? undefined : [server, ...others].map((s) => s.port),
     );
-    if (kind === "ours" && typeof result.received === "number") {
+    const died = others.find((o) => o.exited);
+    if (died !== undefined)
+      throw new Error(`a replica exited: ${died.output.join("").slice(-300)}`);
+    // Scenario 9's fan-out streams are on the other replicas: no cross-check with A's count.
+    if (kind === "ours" && typeof result.received === "number" && part.replicas === undefined) {
       // Cross-check of the client's count: what ours says it wrote.
       result.serverCountedDeliveries = await oursMetric(server, "eventserver_deliveries_total");
     }
@@ -803,6 +852,7 @@ async function runPart(
       : "";
     outcome = { error: `${first}${died}${tail ? ` | server: ${tail}` : ""}` };
   } finally {
+    await Promise.all(others.map((o) => stopServer(o)));
     if (server !== undefined) await stopServer(server);
   }
   if (part.persist !== undefined && outcome.result !== undefined) {
@@ -902,7 +952,44 @@ for (const sc of SCENARIOS) {
 const report = buildReport(results, dispatchInProcess, persistParts);
 const totalSeconds = (performance.now() - started) / 1000;
 printTables(SCENARIOS, report);
+printReplicas(results.replicas);
 console.log(`\nTotal: ${totalSeconds.toFixed(0)} s (${quick ? "quick" : "full"} run)`);
+
+/** Scenario 9's table (its figures are in latest.json's results.replicas too). */
+function printReplicas(byKind: ScenarioResults | undefined): void {
+  const parts = byKind?.ours;
+  if (parts === undefined) return;
+  const title = SCENARIOS.find((s) => s.key === "replicas")?.title ?? "replicas";
+  console.log(`\n${title}`);
+  const f = (v: unknown, digits = 1) =>
+    typeof v === "number" && Number.isFinite(v) ? v.toFixed(digits) : "n/a";
+  for (const [name, outcome] of Object.entries(parts)) {
+    if (outcome.error !== undefined || outcome.result === undefined) {
+      console.log(`  ${name}: FAILED: ${outcome.error ?? "no result"}`);
+      continue;
+    }
+    // biome-ignore lint/suspicious/noExplicitAny: the load generator's result, read for printing
+    const r = outcome.result as any;
+    const same = r.latency.same;
+    const cross = r.latency.cross;
+    const target = 1.2 * same.p99Ms + 5;
+    console.log(
+      `  ${name} (${r.replicas} replicas; rounds: ${JSON.stringify(outcome.rounds ?? [])})`,
+    );
+    console.log(
+      `    fan-out, ${r.fanout.streams} streams on B..: ${f(r.fanout.deliveriesPerSec, 0)} deliveries/s, ${f(r.fanout.eventsPublished, 0)} events published, every event on every stream: ${r.fanout.everyEventDelivered} (streams confirmed ${r.fanout.streamsConfirmed}, ended ${JSON.stringify(r.fanout.streamsEnded)})`,
+    );
+    console.log(
+      `      PostgreSQL ${f(r.fanout.postgresCores, 2)} cores, ${f(r.fanout.postgresCpuUsPerEvent)} µs CPU per event (${f(r.fanout.postgresCpuUsPerEventPerReplica)} per replica), idle baseline ${f(r.idle.postgresCores, 3)} cores subtracted; ours A ${f(r.fanout.serverCores, 2)} cores`,
+    );
+    console.log(
+      `    latency, ${r.latency.ratePerSec} events/s, ${r.latency.streamsPerSide} streams each: same replica p50 ${f(same.p50Ms, 2)} p99 ${f(same.p99Ms, 2)} ms; cross replica p50 ${f(cross.p50Ms, 2)} p99 ${f(cross.p99Ms, 2)} ms (target <= ${f(target, 2)}: ${cross.p99Ms <= target ? "PASS" : "FAIL"}); complete: same ${same.everyEventDelivered}, cross ${cross.everyEventDelivered}`,
+    );
+    console.log(
+      `      PostgreSQL ${f(r.latency.postgresCores, 3)} cores, ${f(r.latency.postgresCpuUsPerEvent)} µs CPU per event (${f(r.latency.postgresCpuUsPerEventPerReplica)} per replica)`,
+    );
+  }
+}
 
 const out = {
   date: new Date().toISOString(),

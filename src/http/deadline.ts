@@ -1,6 +1,6 @@
 // setTimeout's longest delay (2^31-1 ms, about 24.8 days); a longer one fires at once, with a
 // TimeoutOverflowWarning.
-const MAX_TIMER_MS = 2_147_483_647;
+export const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * A client's deadline, of any length its header allows (Connect-Timeout-Ms: up to 10 digits of

@@ -5,13 +5,13 @@ import { ServiceError } from "../errors.js";
 import type { CallAuthentication } from "../rpc/authenticate.js";
 import type { ErrorFunnel } from "../rpc/error-funnel.js";
 import type { AnyStreamMethod, StreamMethod } from "../rpc/stream-method.js";
+import { type IdleTarget, IdleTicker } from "../session/idle-ticker.js";
 import type { StreamSession } from "../session/stream-session.js";
 import { readBody } from "./body.js";
 import type { CorsPolicy } from "./cors.js";
 import { Deadline } from "./deadline.js";
 import type { Exchange } from "./exchange.js";
 import type { FlushScheduler } from "./flush-scheduler.js";
-import { type KeepAliveTarget, KeepAliveTicker } from "./keep-alive.js";
 import {
   isRefusal,
   type Refusal,
@@ -66,10 +66,10 @@ interface Route {
  */
 export class StreamEdge {
   private readonly routes = new Map<string, Route>();
-  private readonly keepAlives: KeepAliveTicker | undefined;
+  private readonly keepAlives: IdleTicker | undefined;
 
   constructor(private readonly options: StreamEdgeOptions) {
-    if (options.keepAliveMs > 0) this.keepAlives = new KeepAliveTicker(options.keepAliveMs);
+    if (options.keepAliveMs > 0) this.keepAlives = new IdleTicker(options.keepAliveMs);
   }
 
   add<I extends DescMessage, O extends DescMessage, T extends object>(
@@ -147,7 +147,7 @@ function isClientGone(reason: unknown): boolean {
  * Thousands of calls stay open for hours, so an open call is this one object, its session, and
  * two functions: `wake`, which the session and the transport call back, and `onClose`.
  */
-class StreamCall implements KeepAliveTarget {
+class StreamCall implements IdleTarget {
   private session: StreamSession<object> | undefined;
   /** Why the call is being ended early (client gone, deadline), once it is. */
   private cancelled: unknown;
@@ -169,7 +169,7 @@ class StreamCall implements KeepAliveTarget {
     private readonly impl: AnyStreamMethod,
     private readonly wire: StreamWire<DescMessage, object>,
     private readonly options: StreamEdgeOptions,
-    private readonly keepAlives: KeepAliveTicker | undefined,
+    private readonly keepAlives: IdleTicker | undefined,
   ) {
     exchange.onClose(this.onClose);
   }

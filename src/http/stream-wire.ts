@@ -107,6 +107,12 @@ class FrameCache<T extends object> {
 function lower(name: string): string {
   return name.toLowerCase();
 }
+const CONNECT_ENCODING = lower(connectProtocol.headerStreamEncoding);
+const CONNECT_ACCEPT_ENCODING = lower(connectProtocol.headerStreamAcceptEncoding);
+const GRPC_ENCODING = lower(grpcProtocol.headerEncoding);
+const GRPC_ACCEPT_ENCODING = lower(grpcProtocol.headerAcceptEncoding);
+const GRPC_WEB_ENCODING = lower(grpcWebProtocol.headerEncoding);
+const GRPC_WEB_ACCEPT_ENCODING = lower(grpcWebProtocol.headerAcceptEncoding);
 
 function invalid(message: string): ServiceError {
   return new ServiceError("invalid_argument", message);
@@ -193,7 +199,8 @@ function timeoutFrom(
   return timeoutMs;
 }
 
-const connectTimeout = (headers: IncomingHttpHeaders) =>
+/** The deadline of a Connect (or JSONL) call, in ms, if it has one. */
+export const connectTimeoutMs = (headers: IncomingHttpHeaders) =>
   timeoutFrom(connectProtocol.parseTimeout, "connect-timeout-ms", headers["connect-timeout-ms"]);
 /** The deadline of a gRPC or gRPC-Web call, in ms, if it has one. */
 export const grpcTimeoutMs = (headers: IncomingHttpHeaders) =>
@@ -337,7 +344,7 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
         // An empty body is the default request (CONTRACT §4: organization scope).
         return parse(true, new TextEncoder().encode(text.trim() === "" ? "{}" : text));
       },
-      timeoutMs: connectTimeout,
+      timeoutMs: connectTimeoutMs,
       head: {
         status: 200,
         headers: { "content-type": "application/jsonl", "cache-control": "no-store" },
@@ -365,7 +372,7 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
           "content-type": json
             ? connectProtocol.contentTypeStreamJson
             : connectProtocol.contentTypeStreamProto,
-          [lower(connectProtocol.headerStreamAcceptEncoding)]: ACCEPTED_NAMES,
+          [CONNECT_ACCEPT_ENCODING]: ACCEPTED_NAMES,
         },
       };
       const endStream = (err: ConnectError | undefined) => {
@@ -375,7 +382,7 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
       return {
         name: "connect",
         ...enveloped(json),
-        timeoutMs: connectTimeout,
+        timeoutMs: connectTimeoutMs,
         head,
         trailers: false,
         end: () => ({ body: endStream(undefined) }),
@@ -390,7 +397,7 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
         status: 200,
         headers: {
           "content-type": json ? grpcProtocol.contentTypeJson : grpcProtocol.contentTypeProto,
-          [lower(grpcProtocol.headerAcceptEncoding)]: ACCEPTED_NAMES,
+          [GRPC_ACCEPT_ENCODING]: ACCEPTED_NAMES,
         },
       };
       return {
@@ -411,7 +418,7 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
         status: 200,
         headers: {
           "content-type": json ? grpcWebProtocol.contentTypeJson : grpcWebProtocol.contentTypeProto,
-          [lower(grpcWebProtocol.headerAcceptEncoding)]: ACCEPTED_NAMES,
+          [GRPC_WEB_ACCEPT_ENCODING]: ACCEPTED_NAMES,
         },
       };
       const trailer = (err: ConnectError | undefined) =>
@@ -460,24 +467,24 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
     if (connect?.stream === true) {
       return this.with(
         this.connect[connect.binary ? 0 : 1],
-        headers[lower(connectProtocol.headerStreamEncoding)],
-        lower(connectProtocol.headerStreamAcceptEncoding),
+        headers[CONNECT_ENCODING],
+        CONNECT_ACCEPT_ENCODING,
       );
     }
     const grpc = grpcProtocol.parseContentType(contentType ?? null);
     if (grpc !== undefined) {
       return this.with(
         this.grpc[grpc.binary ? 0 : 1],
-        headers[lower(grpcProtocol.headerEncoding)],
-        lower(grpcProtocol.headerAcceptEncoding),
+        headers[GRPC_ENCODING],
+        GRPC_ACCEPT_ENCODING,
       );
     }
     const grpcWeb = grpcWebProtocol.parseContentType(contentType ?? null);
     if (grpcWeb !== undefined && !grpcWeb.text) {
       return this.with(
         this.grpcWeb[grpcWeb.binary ? 0 : 1],
-        headers[lower(grpcWebProtocol.headerEncoding)],
-        lower(grpcWebProtocol.headerAcceptEncoding),
+        headers[GRPC_WEB_ENCODING],
+        GRPC_WEB_ACCEPT_ENCODING,
       );
     }
     return undefined;

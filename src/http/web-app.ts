@@ -10,6 +10,8 @@ import { type FastifyReply, fastify, LogController } from "fastify";
 import type { Logger } from "pino";
 import type { Readiness } from "../health/readiness.js";
 import type { CorsPolicy } from "./cors.js";
+import { MAX_TIMER_MS } from "./deadline.js";
+import { connectTimeoutMs, grpcTimeoutMs } from "./stream-wire.js";
 
 /** What serves the requests the streaming edges decline, HTTP/1.1 or HTTP/2 compatibility. */
 export type RequestHandler = (
@@ -44,27 +46,22 @@ export interface WebApp {
   close(): Promise<void>;
 }
 
-// setTimeout's longest delay. connect-es arms one timer for a unary call's deadline, and a
-// longer one fires at once (TimeoutOverflowWarning): a deadline header beyond it is clamped to
-// it (about 24.8 days, longer than any unary call), in a form the header allows.
-const MAX_TIMER_MS = 2_147_483_647;
-const GRPC_UNITS_MS: Record<string, number> = {
-  H: 3_600_000,
-  M: 60_000,
-  S: 1000,
-  m: 1,
-  u: 0.001,
-  n: 0.000_001,
-};
-
+/**
+ * connect-es arms one timer for a unary call's deadline, and one longer than a timer can hold
+ * fires at once (TimeoutOverflowWarning): a deadline header beyond MAX_TIMER_MS (about 24.8 days,
+ * longer than any unary call) is clamped to it, in a form the header allows. Headers are read
+ * as the streaming edge reads them; malformed ones are left for connect-es to refuse.
+ */
 function clampDeadlines(headers: http.IncomingHttpHeaders): void {
-  const connect = headers["connect-timeout-ms"];
-  if (typeof connect === "string" && /^\d{1,10}$/.test(connect) && Number(connect) > MAX_TIMER_MS) {
-    headers["connect-timeout-ms"] = String(MAX_TIMER_MS);
-  }
-  const grpc = headers["grpc-timeout"];
-  const m = typeof grpc === "string" ? /^(\d{1,8})([HMSmun])$/.exec(grpc) : null;
-  if (m !== null && Number(m[1]) * (GRPC_UNITS_MS[m[2] as string] as number) > MAX_TIMER_MS) {
+  const ms = (read: (h: http.IncomingHttpHeaders) => number | undefined) => {
+    try {
+      return read(headers) ?? 0;
+    } catch {
+      return 0;
+    }
+  };
+  if (ms(connectTimeoutMs) > MAX_TIMER_MS) headers["connect-timeout-ms"] = String(MAX_TIMER_MS);
+  if (ms(grpcTimeoutMs) > MAX_TIMER_MS) {
     headers["grpc-timeout"] = `${Math.floor(MAX_TIMER_MS / 60_000)}M`;
   }
 }

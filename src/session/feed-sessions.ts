@@ -3,6 +3,7 @@ import { ServiceError } from "../errors.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { endsStream, matches } from "../watch/plan.js";
 import { decodeCursor, encodeCursor } from "./feed-cursor.js";
+import { type IdleTarget, IdleTicker } from "./idle-ticker.js";
 import type { PullSource, StreamSession } from "./stream-session.js";
 import type { WatchSessions, WatchStream } from "./watch-sessions.js";
 
@@ -53,21 +54,27 @@ function refetch(why: string): ServiceError {
 export class FeedSessions {
   /** Live events as items, made once per event and shared by every stream. */
   private readonly liveItems = new WeakMap<PublishedEvent, FeedItem>();
-  private readonly streams = new Set<FeedStream>();
-  private ticker: NodeJS.Timeout | undefined;
+  /** Checkpoints of idle streams; none when checkpointMs is 0. */
+  private readonly ticker: IdleTicker | undefined;
+  /** The log's id: made once with the log, so asked once. */
   private logId: string | undefined;
 
-  constructor(readonly options: FeedSessionsOptions) {}
+  constructor(readonly options: FeedSessionsOptions) {
+    if (options.checkpointMs > 0) this.ticker = new IdleTicker(options.checkpointMs);
+  }
 
   /** Opens a stream; throws ServiceError before anything is streamed when it may not open. */
   async open(options: OpenFeedOptions): Promise<StreamSession<FeedItem>> {
     const after = options.after === "" ? undefined : decodeCursor(options.after);
-    const log = await this.options.bus.log();
-    this.logId = log.id;
-    if (after !== undefined) {
-      if (after.logId !== log.id) throw refetch("the cursor is from another event log");
-      if (after.sequence + 1 < log.firstSequence) {
-        throw refetch("the cursor is older than the event log's retention");
+    // Only a cursor needs the log's extent; "from now" needs its id alone.
+    if (after !== undefined || this.logId === undefined) {
+      const log = await this.options.bus.log();
+      this.logId = log.id;
+      if (after !== undefined) {
+        if (after.logId !== log.id) throw refetch("the cursor is from another event log");
+        if (after.sequence + 1 < log.firstSequence) {
+          throw refetch("the cursor is older than the event log's retention");
+        }
       }
     }
     const live = await this.options.sessions.open({
@@ -78,8 +85,14 @@ export class FeedSessions {
     });
     // The subscription exists now: it gets every event after this sequence.
     const head = this.options.bus.dispatchedSequence;
-    const stream = new FeedStream(this, live, log.id, after?.sequence ?? head, after !== undefined);
-    this.track(stream);
+    const stream = new FeedStream(
+      this,
+      live,
+      this.logId,
+      after?.sequence ?? head,
+      after !== undefined,
+    );
+    this.ticker?.add(stream);
     return stream;
   }
 
@@ -100,26 +113,7 @@ export class FeedSessions {
 
   /** @internal A stream ended. */
   forget(stream: FeedStream): void {
-    this.streams.delete(stream);
-    if (this.streams.size === 0 && this.ticker !== undefined) {
-      clearInterval(this.ticker);
-      this.ticker = undefined;
-    }
-  }
-
-  /** One timer for every stream's checkpoints: a stream idle for two ticks sends one. */
-  private track(stream: FeedStream): void {
-    this.streams.add(stream);
-    const ms = this.options.checkpointMs;
-    if (ms > 0 && this.ticker === undefined) {
-      this.ticker = setInterval(
-        () => {
-          for (const s of this.streams) s.tick();
-        },
-        Math.max(1, Math.floor(ms / 2)),
-      );
-      this.ticker.unref();
-    }
+    this.ticker?.delete(stream);
   }
 }
 
@@ -131,7 +125,7 @@ export class FeedSessions {
  * is dispatched), so the stream hands on the buffer and goes live. A full backlog (the reader is
  * slow) or a full buffer sends it back to replay, so memory stays bounded.
  */
-class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem> {
+class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleTarget {
   /** Items for the reader from `outHead` on; slots before it are handed on (and cleared). */
   private readonly out: (FeedItem | undefined)[] = [];
   private outHead = 0;

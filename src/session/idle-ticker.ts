@@ -1,22 +1,23 @@
-/** A stream that may write a keep-alive when it has been idle. */
-export interface KeepAliveTarget {
+/** A stream that may send something (a keep-alive, a checkpoint) when it has been idle. */
+export interface IdleTarget {
   /** Called on every tick; the target counts idle ticks itself (cheaper than timestamps). */
   tick(): void;
 }
 
 /**
- * One timer for the keep-alives of every idle stream (thousands of streams, no timer each):
- * ticks every `intervalMs / 2`, so that a stream idle for two ticks writes one keep-alive, and
+ * One timer for every idle stream (thousands of streams, no timer each): ticks every
+ * `intervalMs / 2`, so that a stream idle for two ticks sends one keep-alive or checkpoint, and
  * then one per interval while it stays idle. The timer runs only while a target is registered
- * and never keeps the process alive.
+ * and never keeps the process alive. Used by the streaming edge (JSONL keep-alives) and the
+ * feed (checkpoints).
  */
-export class KeepAliveTicker {
-  private readonly targets = new Set<KeepAliveTarget>();
+export class IdleTicker {
+  private readonly targets = new Set<IdleTarget>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly intervalMs: number) {}
 
-  add(target: KeepAliveTarget): void {
+  add(target: IdleTarget): void {
     this.targets.add(target);
     if (this.timer === undefined) {
       this.timer = setInterval(() => this.tickAll(), Math.max(1, Math.floor(this.intervalMs / 2)));
@@ -24,7 +25,7 @@ export class KeepAliveTicker {
     }
   }
 
-  delete(target: KeepAliveTarget): void {
+  delete(target: IdleTarget): void {
     this.targets.delete(target);
     if (this.targets.size === 0 && this.timer !== undefined) {
       clearInterval(this.timer);

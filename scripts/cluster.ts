@@ -58,7 +58,16 @@ export interface Cluster {
   balancerSees(i: number, up: boolean): Promise<void>;
   /** Stops everything and drops the database. */
   close(): Promise<void>;
+  /**
+   * What went on lately, for a failing test to print: the last lines of every replica's and
+   * HAProxy's output (kept whether or not `log` is set), each replica's process state, and
+   * HAProxy's view of each replica (status, last check and its answer).
+   */
+  report(): Promise<string>;
 }
+
+/** Lines of output kept for `report()`, all processes together. */
+const RECENT_LINES = 400;
 
 /** A free TCP port on 127.0.0.1 (released before it is used: fine on a machine of our own). */
 async function freePort(): Promise<number> {
@@ -71,13 +80,19 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000) {
+async function until(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs = 20_000,
+  explain?: () => Promise<string>,
+) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check().catch(() => false)) return;
     await sleep(100);
   }
-  throw new Error(`timed out waiting for ${what}`);
+  const why = explain === undefined ? "" : await explain().catch((err: unknown) => String(err));
+  throw new Error(`timed out waiting for ${what}${why === "" ? "" : `\n${why}`}`);
 }
 
 async function ready(url: string): Promise<boolean> {
@@ -85,8 +100,25 @@ async function ready(url: string): Promise<boolean> {
   return res.status === 200;
 }
 
+/** What `/readyz` answers now, as one line (for failure reports). */
+async function readyz(url: string): Promise<string> {
+  const started = performance.now();
+  try {
+    const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(2000) });
+    const ms = Math.round(performance.now() - started);
+    return `${res.status} ${(await res.text()).trim()} (${ms} ms)`;
+  } catch (err) {
+    return `no answer: ${String(err)}`;
+  }
+}
+
 export async function startCluster(options: ClusterOptions = {}): Promise<Cluster> {
-  const log = options.log ?? (() => {});
+  const recent: string[] = [];
+  const log = (line: string) => {
+    recent.push(`${new Date().toISOString()} ${line}`);
+    if (recent.length > RECENT_LINES) recent.splice(0, recent.length - RECENT_LINES);
+    options.log?.(line);
+  };
   const admin =
     options.adminDatabaseUrl ??
     process.env.CLUSTER_DATABASE_URL ??
@@ -161,6 +193,46 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   const statsPort = await freePort();
   haproxyEnv.LB_STATS_BIND = `127.0.0.1:${statsPort}`;
 
+  /** HAProxy's statistics rows of the replicas, as `r1 UP L7OK 200 …` lines. */
+  const balancerView = async (): Promise<string> => {
+    const csv = await (await fetch(`http://127.0.0.1:${statsPort}/stats;csv`)).text();
+    const [header = "", ...rows] = csv.split("\n");
+    const columns = header.replace(/^# /, "").split(",");
+    const pick = (row: string[], name: string) => row[columns.indexOf(name)] ?? "";
+    return rows
+      .map((r) => r.split(","))
+      .filter((r) => r[0] === "replicas" && r[1] !== "BACKEND")
+      .map((r) =>
+        [
+          `${r[1]} ${pick(r, "status")}`,
+          `check ${pick(r, "check_status")} ${pick(r, "check_code")} "${pick(r, "check_desc")}"`,
+          `last change ${pick(r, "lastchg")} s ago, ${pick(r, "chkfail")} failed checks`,
+        ].join(", "),
+      )
+      .join("\n");
+  };
+  const processView = () =>
+    processes
+      .map((child, i) => {
+        const state =
+          child === undefined
+            ? "not running (stopped by the cluster)"
+            : child.exitCode !== null || child.signalCode !== null
+              ? `EXITED (code ${child.exitCode}, signal ${child.signalCode})`
+              : `running, pid ${child.pid}`;
+        return `replica ${i + 1} (port ${ports[i]}): ${state}`;
+      })
+      .join("\n");
+  const report = async () =>
+    [
+      "--- replicas",
+      processView(),
+      "--- HAProxy's view",
+      await balancerView().catch((err: unknown) => `(stats unavailable: ${String(err)})`),
+      `--- the last ${recent.length} lines of output`,
+      ...recent,
+    ].join("\n");
+
   let haproxy: ChildProcess | undefined;
   const cluster: Cluster = {
     url: `http://127.0.0.1:${lbPort}`,
@@ -176,13 +248,24 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     stop: (i) => exit(i, "SIGTERM"),
     kill: (i) => exit(i, "SIGKILL"),
     async balancerSees(i, up) {
-      await until(`HAProxy to see replica ${i + 1} ${up ? "up" : "down"}`, async () => {
-        const csv = await (await fetch(`http://127.0.0.1:${statsPort}/stats;csv`)).text();
-        const row = csv.split("\n").find((l) => l.startsWith(`replicas,r${i + 1},`));
-        const status = row?.split(",")[17] ?? "";
-        return up ? status === "UP" : status.startsWith("DOWN");
-      });
+      await until(
+        `HAProxy to see replica ${i + 1} ${up ? "up" : "down"}`,
+        async () => {
+          const csv = await (await fetch(`http://127.0.0.1:${statsPort}/stats;csv`)).text();
+          const row = csv.split("\n").find((l) => l.startsWith(`replicas,r${i + 1},`));
+          const status = row?.split(",")[17] ?? "";
+          return up ? status === "UP" : status.startsWith("DOWN");
+        },
+        20_000,
+        async () =>
+          [
+            processView(),
+            await balancerView(),
+            `/readyz of replica ${i + 1}: ${await readyz(`http://127.0.0.1:${ports[i]}`)}`,
+          ].join("\n"),
+      );
     },
+    report,
     async close() {
       await Promise.all(ports.map((_, i) => exit(i, "SIGTERM")));
       for (const child of children) child.kill("SIGKILL");

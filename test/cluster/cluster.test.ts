@@ -7,7 +7,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import Gitpod from "@gitpod/sdk";
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { type Cluster, startCluster } from "../../scripts/cluster.js";
 import { FeedService } from "../../src/gen/eventservice/feed/v1/feed_pb.js";
 import { IngestService } from "../../src/gen/eventservice/ingest/v1/ingest_pb.js";
@@ -32,7 +32,8 @@ beforeAll(async () => {
       PUBLISH_MAX_EVENTS_PER_SECOND: "0",
       FEED_CHECKPOINT_MS: "1000",
       JSONL_KEEPALIVE_MS: "1000",
-      LOG_LEVEL: process.env.CLUSTER_LOG === "1" ? "info" : "warn",
+      // Kept in memory by the cluster and printed when the test fails (echoed with CLUSTER_LOG=1).
+      LOG_LEVEL: "info",
     },
     ...(process.env.CLUSTER_LOG === "1" && { log: (l: string) => process.stdout.write(`${l}\n`) }),
   });
@@ -248,6 +249,10 @@ async function killDatabaseConnections(ms: number): Promise<void> {
 
 describe("a cluster of three replicas behind HAProxy", () => {
   it("loses nothing acknowledged through a rolling restart, a kill -9 and a database outage; cut streams end with errors", async () => {
+    // The replicas' and HAProxy's own account of what happened, for whoever reads a failure.
+    onTestFailed(async () => {
+      process.stdout.write(`\n${await cluster.report()}\n`);
+    });
     const feed = feedWatcher();
     const watchers = [sdkWatcher(), pythonWatcher(), grpcWatcher()];
     await expect

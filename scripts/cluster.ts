@@ -95,6 +95,19 @@ async function until(
   throw new Error(`timed out waiting for ${what}${why === "" ? "" : `\n${why}`}`);
 }
 
+/**
+ * Sends `signal` to `child` and resolves once it has exited; at once if it has exited already,
+ * by a signal too (Ctrl-C in a terminal signals the whole process group): waiting for an 'exit'
+ * event that has fired already would leave nothing to keep Node running, and it would quit
+ * before the database is dropped.
+ */
+async function stopProcess(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, "exit");
+  child.kill(signal);
+  await exited;
+}
+
 async function ready(url: string): Promise<boolean> {
   const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(1000) });
   return res.status === 200;
@@ -163,6 +176,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
           DATABASE_URL: databaseUrl,
         },
         stdio: ["ignore", "pipe", "pipe"],
+        // A process group of its own: Ctrl-C in the terminal reaches only this script, which
+        // then stops the replicas in order (drain) and drops the database.
+        detached: true,
       },
     );
     children.add(child);
@@ -175,11 +191,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     const child = processes[i];
     if (child === undefined) return;
     processes[i] = undefined;
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, "exit");
-      child.kill(signal);
-      await exited;
-    }
+    await stopProcess(child, signal);
   };
 
   const haproxyEnv: Record<string, string> = {
@@ -269,11 +281,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     async close() {
       await Promise.all(ports.map((_, i) => exit(i, "SIGTERM")));
       for (const child of children) child.kill("SIGKILL");
-      if (haproxy !== undefined && haproxy.exitCode === null) {
-        const exited = once(haproxy, "exit");
-        haproxy.kill("SIGTERM");
-        await exited;
-      }
+      if (haproxy !== undefined) await stopProcess(haproxy, "SIGTERM");
       const c = new pg.Client({ connectionString: admin });
       await c.connect();
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
@@ -291,6 +299,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       {
         env: haproxyEnv,
         stdio: ["ignore", "pipe", "pipe"],
+        detached: true,
       },
     );
     children.add(haproxy);

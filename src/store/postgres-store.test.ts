@@ -355,6 +355,57 @@ describe("PostgresStore on a shared database", () => {
     });
   });
 
+  it("survives a backend terminated in the same read as its ReadyForQuery", async () => {
+    // A stand-in PostgreSQL that accepts any login, says ReadyForQuery and, in the same write,
+    // FATAL 57P01 (what pg_terminate_backend sends), as a real one does when it terminates a
+    // backend that has just started. pg parses both in one go, while the pool hands the client
+    // over: an 'error' emitted then, with no listener, would end the process.
+    const message = (type: string, body: Buffer) => {
+      const head = Buffer.alloc(5);
+      head.write(type, 0, "latin1");
+      head.writeInt32BE(body.length + 4, 1);
+      return Buffer.concat([head, body]);
+    };
+    const fields = (f: Record<string, string>) =>
+      Buffer.concat([
+        ...Object.entries(f).map(([k, v]) => Buffer.from(`${k}${v}\0`, "utf8")),
+        Buffer.from([0]),
+      ]);
+    const greeting = Buffer.concat([
+      message("R", Buffer.from([0, 0, 0, 0])), // AuthenticationOk
+      message("Z", Buffer.from("I")), // ReadyForQuery, idle
+      message(
+        "E",
+        fields({
+          S: "FATAL",
+          V: "FATAL",
+          C: "57P01",
+          M: "terminating connection due to administrator command",
+        }),
+      ),
+    ]);
+    const accepted: Socket[] = [];
+    const fake = createServer((socket) => {
+      accepted.push(socket);
+      socket.on("error", () => {});
+      // The startup message (no SSL request: sslmode is off) is all a login sends.
+      socket.once("data", () => socket.end(greeting));
+    });
+    await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = fake.address() as { port: number };
+      const opening = PostgresStore.open({
+        url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+        connectionTimeoutMs: 1000,
+      });
+      await expect(opening).rejects.toMatchObject({ kind: "unavailable" });
+      expect(accepted.length).toBeGreaterThan(0);
+    } finally {
+      for (const s of accepted) s.destroy();
+      await new Promise<void>((resolve) => fake.close(() => resolve()));
+    }
+  });
+
   it("answers unavailable while the database is cut off, writes nothing, and recovers", async () => {
     const url = await scratchDatabase();
     const direct = await open(url);

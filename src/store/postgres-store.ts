@@ -42,6 +42,9 @@ export interface PostgresStoreOptions {
   readonly logger?: PostgresStoreLogger;
 }
 
+/** See `pool.on("connect")` in `PostgresStore.open`. */
+function ignoreClientError(): void {}
+
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
@@ -95,6 +98,15 @@ export class PostgresStore implements Store {
     // the process. The pool drops that client by itself; the next call gets a fresh one.
     pool.on("error", (err) => {
       options.logger?.warn({ err }, "idle PostgreSQL connection failed");
+    });
+    // pg-pool takes its own 'error' listener off a client as it hands the client out, and the
+    // taker can add one only a microtask later. When the backend is terminated just as the
+    // connection becomes ready, its ReadyForQuery and the FATAL ErrorResponse arrive in one
+    // read and are parsed in one go: the error is emitted in between, with no listener, and
+    // would end the process (seen under pg_terminate_backend). Every client keeps this
+    // listener for life; the failure still reaches the query or transaction that uses it.
+    pool.on("connect", (client) => {
+      client.on("error", ignoreClientError);
     });
     const store = new PostgresStore(pool, clientConfig, options);
     try {

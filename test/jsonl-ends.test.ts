@@ -32,7 +32,12 @@ const READERS: [string, () => SdkReader][] = [
   ["a Python-SDK-style reader (64-byte chunks, then lines)", () => new PythonStyleReader()],
 ];
 
-function open(s: TestServer, reader: SdkReader, token: string = TOKENS.memberA, body = {}) {
+function open<R extends SdkReader>(
+  s: TestServer,
+  reader: R,
+  token: string = TOKENS.memberA,
+  body = {},
+) {
   const w = sdkStyleWatch(s.url, token, reader, body);
   closers.push(w.close);
   return w;

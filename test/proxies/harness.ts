@@ -46,11 +46,22 @@ function capture(child: ChildProcess, lines: string[], tag: string): void {
   }
 }
 
-async function stopChild(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
+/**
+ * Sends `signal` and resolves when the child has exited; one that is still there after
+ * `graceMs` is killed (Caddy's graceful stop waits for client connections that pooled agents
+ * keep open).
+ */
+async function stopChild(
+  child: ChildProcess | undefined,
+  signal: NodeJS.Signals,
+  graceMs = 5000,
+): Promise<void> {
   if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, "exit");
   child.kill(signal);
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
   await exited;
+  clearTimeout(timer);
 }
 
 /** The server process (dist/main.js) on a port of its own, which it keeps across restarts. */
@@ -67,6 +78,12 @@ export interface Backend {
   close(): Promise<void>;
 }
 
+/**
+ * The server's entry point: this checkout's build, or EVENTS_SERVER_MAIN (another build's
+ * dist/main.js, e.g. an older one, to see how it did behind the same proxies).
+ */
+const SERVER_MAIN = process.env.EVENTS_SERVER_MAIN ?? join(ROOT, "dist/main.js");
+
 export async function startBackend(env: Record<string, string> = {}): Promise<Backend> {
   const dir = mkdtempSync(join(tmpdir(), "events-proxies-"));
   const tokensFile = join(dir, "tokens.json");
@@ -80,7 +97,7 @@ export async function startBackend(env: Record<string, string> = {}): Promise<Ba
     url,
     output,
     async start() {
-      child = spawn(process.execPath, ["dist/main.js"], {
+      child = spawn(process.execPath, [SERVER_MAIN], {
         cwd: ROOT,
         env: {
           PATH: process.env.PATH ?? "",
@@ -200,7 +217,7 @@ export async function startNginx(backend: Backend, config: ProxyConfig): Promise
     h2cUrl: h2c === undefined ? undefined : `http://127.0.0.1:${h2c}`,
     output,
     async close() {
-      await stopChild(child, "SIGTERM");
+      await stopChild(child, "SIGTERM", 2000);
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -247,7 +264,7 @@ export async function startCaddy(backend: Backend, config: ProxyConfig): Promise
     h2cUrl: config === "shipped" ? url : undefined,
     output,
     async close() {
-      await stopChild(child, "SIGTERM");
+      await stopChild(child, "SIGTERM", 2000);
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -286,7 +303,7 @@ export async function startHaproxy(backend: Backend): Promise<ProxyProcess> {
     h2cUrl: url,
     output,
     async close() {
-      await stopChild(child, "SIGTERM");
+      await stopChild(child, "SIGTERM", 2000);
     },
   };
 }

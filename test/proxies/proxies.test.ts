@@ -77,6 +77,9 @@ describe.each(SETUPS)("through $product ($config configuration)", (setup) => {
     open.push(...watches);
     report(watches);
     const after = await Promise.all(watches.map((w) => w.headersAfterMs()));
+    process.stdout.write(
+      `headers through ${proxy.name}: ${watches.map((w, i) => `${w.kind.name} ${after[i]?.toFixed(0)} ms`).join(", ")}\n`,
+    );
     for (const [i, ms] of after.entries()) {
       expect(ms, `${watches[i]?.kind.name}: headers`).toBeDefined();
       expect(ms as number, `${watches[i]?.kind.name}: headers`).toBeLessThan(HEADERS_WITHIN_MS);
@@ -131,6 +134,7 @@ describe.each(SETUPS)("through $product ($config configuration)", (setup) => {
     await deliver(watches);
     await backend.stop();
     const ends = await Promise.all(watches.map((w) => w.ended));
+    process.stdout.write(`SIGTERM through ${proxy.name}:\n${describeEnds(watches)}\n`);
     for (const [i, w] of watches.entries()) {
       expect(ends[i]?.kind, `${w.kind.name}: ${ends[i]?.detail}`).toBe("error");
     }
@@ -145,6 +149,7 @@ describe.each(SETUPS)("through $product ($config configuration)", (setup) => {
     const pending = new Map(watches.map((w) => [w, w.unterminated()]));
     await backend.kill();
     const ends = await Promise.all(watches.map((w) => w.ended));
+    process.stdout.write(`kill -9 through ${proxy.name}:\n${describeEnds(watches)}\n`);
     for (const [i, w] of watches.entries()) {
       const end = ends[i] as (typeof ends)[number];
       const seen = `${w.kind.name}: ${end.kind} (${end.detail}); ${pending.get(w)} bytes unterminated`;

@@ -169,18 +169,22 @@ describe("idle JSONL streams and Go's 64 KiB line limit", () => {
   });
 
   it("starts a new run after each event: a stream with events now and then is never ended for idling", async () => {
-    const s = await startServer({ JSONL_KEEPALIVE_MS: "2" });
+    const s = await startServer({ JSONL_KEEPALIVE_MS: "5" });
     server = s;
     const go = open(s, new GoStyleReader());
     expect(await go.status).toBe(200);
-    // Events more often than a whole run of keep-alives lasts (about a second).
-    for (let i = 0; i < 6; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 250));
+    // Each event after 80 keep-alives (far below the 511 that end a run); in all, more than a
+    // whole run's worth.
+    const rounds = 8;
+    for (let i = 1; i <= rounds; i++) {
+      await expect
+        .poll(() => go.reader.unterminated, { interval: 5 })
+        .toBeGreaterThanOrEqual(80 * 64);
       await publish(s.url, [
         { resourceType: 3, operation: 2, resourceId: uuid(), organizationId: ORG_A },
       ]);
+      await expect.poll(() => go.reader.events.length).toBe(i);
     }
-    await expect.poll(() => go.reader.events.length).toBe(6);
     expect(go.reader.ended).toBeUndefined();
     expect(go.reader.received).toBeGreaterThan(JSONL_MAX_UNTERMINATED_BYTES);
   });

@@ -87,22 +87,31 @@ describe.each(SETUPS)("through $product ($config configuration)", (setup) => {
     return watches;
   }
 
-  /** Publishes one event and waits until every watch has it. */
-  async function deliver(watches: readonly KindWatch[]): Promise<void> {
+  /** Publishes one event and waits until every watch has it; resolves with how long it took. */
+  async function deliver(watches: readonly KindWatch[]): Promise<number> {
     // Each stream is subscribed before its head goes out: one publish reaches all.
     const id = uuid();
     await publish(backend.url, [project(id)]);
+    const answeredAt = performance.now();
     await expect
       .poll(() => watches.filter((w) => !w.ids.includes(id)).map((w) => w.kind.name), {
         timeout: 5000,
+        interval: 5,
       })
       .toEqual([]);
+    return performance.now() - answeredAt;
   }
 
   it("sends every kind its response headers at once, and every event", async () => {
     const watches = await openAll();
-    await deliver(watches);
-    await deliver(watches);
+    const took: number[] = [];
+    for (let i = 0; i < 3; i++) took.push(await deliver(watches));
+    process.stdout.write(
+      `events through ${proxy.name}, to every kind: ${took.map((ms) => ms.toFixed(0)).join(", ")} ms\n`,
+    );
+    // At once: the best of three (a loaded machine may slow one) well below the 200 ms that a
+    // proxy holding partial packets adds (HAProxy without http-no-delay).
+    expect(Math.min(...took)).toBeLessThan(150);
     for (const w of watches) expect(w.end, w.kind.name).toBeUndefined();
     for (const w of watches.splice(0)) w.close();
   });

@@ -50,10 +50,12 @@ export interface App {
   drain(): void;
   /**
    * Graceful shutdown: `/readyz` turns 503, new streams are refused, open streams end with
-   * `unavailable` (JSONL streams are aborted), connections drain; whatever is left after
-   * `timeoutMs` is destroyed. Closes the bus and the authenticator.
+   * `unavailable` (JSONL streams are aborted). For `drainMs` (default 0) the port stays open,
+   * answering `/readyz` 503 and refusing new streams and publishes, so that load balancers see
+   * the server leave; then it stops listening and connections drain; whatever is left after
+   * `timeoutMs` (counted from the call) is destroyed. Closes the bus and the authenticator.
    */
-  close(timeoutMs?: number): Promise<void>;
+  close(timeoutMs?: number, drainMs?: number): Promise<void>;
   readonly listener: Listener;
   readonly sessions: WatchSessions;
   readonly health: HealthMonitor;
@@ -206,9 +208,10 @@ export async function createApp(deps: AppDeps): Promise<App> {
       return address;
     },
     drain,
-    async close(timeoutMs = config.shutdownTimeoutMs) {
+    async close(timeoutMs = config.shutdownTimeoutMs, drainMs = 0) {
       if (closing) return;
       closing = true;
+      const started = performance.now();
       drain();
       const reason = new ConnectError("the server is shutting down", Code.Unavailable);
       shutdown.abort(reason);
@@ -218,7 +221,9 @@ export async function createApp(deps: AppDeps): Promise<App> {
       await new Promise<void>((resolve) => setImmediate(resolve));
       health.close(reason);
       await bus.close(reason);
-      await listener.close(timeoutMs);
+      const lingerMs = Math.min(drainMs, timeoutMs);
+      if (lingerMs > 0) await new Promise<void>((resolve) => setTimeout(resolve, lingerMs));
+      await listener.close(Math.max(0, timeoutMs - (performance.now() - started)));
       await web.close();
       authenticator.close();
     },

@@ -19,6 +19,12 @@ export interface Config {
   readonly devMode: boolean;
   /** Time the process has to finish open work after SIGTERM/SIGINT before it exits anyway. */
   readonly shutdownTimeoutMs: number;
+  /**
+   * After SIGTERM, how long the server goes on accepting connections while it drains, in ms:
+   * `/readyz` answers 503, new streams and publishes `unavailable`, so that load balancers see
+   * it leave before its port closes. Within shutdownTimeoutMs.
+   */
+  readonly shutdownDrainMs: number;
   /** Events one stream may fall behind by before it is ended with resource_exhausted. */
   readonly watchMaxBacklog: number;
   /** Largest request message accepted, in bytes (after decompression). */
@@ -163,6 +169,7 @@ export function loadConfig(env: Env): Config {
     authJwtAudience: str("AUTH_JWT_AUDIENCE"),
     devMode,
     shutdownTimeoutMs: int("SHUTDOWN_TIMEOUT_MS", 8_000, 0, 600_000),
+    shutdownDrainMs: int("SHUTDOWN_DRAIN_MS", 2_000, 0, 600_000),
     watchMaxBacklog: int("WATCH_MAX_BACKLOG", 1024, 1, 1_000_000),
     requestMaxBytes: int("REQUEST_MAX_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024),
     watchMaxStreamsPerSubject: int("WATCH_MAX_STREAMS_PER_SUBJECT", 100, 1, 1_000_000),

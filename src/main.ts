@@ -11,7 +11,7 @@ import type { Store } from "./store/store.js";
 
 // The only module that touches the process: environment, signals, exit.
 
-function devBanner(host: string, port: number): string {
+function devBanner(host: string, port: number, withConsole: boolean): string {
   const base = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
   const token = (role: string) => DEV_TOKENS.find((t) => t.role === role)?.token ?? "";
   return [
@@ -23,7 +23,7 @@ function devBanner(host: string, port: number): string {
     "Watch (JSONL, like the official SDKs):",
     `  curl -N -X POST ${base}/api/gitpod.v1.EventService/WatchEvents \\`,
     `    -H 'Authorization: Bearer ${token("admin")}' -H 'Content-Type: application/jsonl' -d '{}'`,
-    `The live console: ${base}/console/`,
+    ...(withConsole ? [`The live console: ${base}/console/`] : []),
     "",
     "Publish (in another terminal), or run `npm run demo` for a continuing stream:",
     `  curl -X POST ${base}/eventservice.ingest.v1.IngestService/Publish \\`,
@@ -76,13 +76,17 @@ async function main(): Promise<void> {
   const app = await createApp({ config, logger, bus, authenticator, store });
   const address = await app.listen();
   logger.info({ host: address.address, port: address.port, devMode: config.devMode }, "listening");
-  if (config.devMode) process.stdout.write(devBanner(address.address, address.port));
+  if (config.devMode)
+    process.stdout.write(devBanner(address.address, address.port, config.console));
 
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal, timeoutMs: config.shutdownTimeoutMs }, "shutting down");
+    // SIGTERM comes from an orchestrator, whose load balancer needs a moment to see the server
+    // leave (/readyz 503); SIGINT is a person at a terminal, who wants it gone now.
+    const drainMs = signal === "SIGTERM" ? config.shutdownDrainMs : 0;
+    logger.info({ signal, timeoutMs: config.shutdownTimeoutMs, drainMs }, "shutting down");
     // Exit by the deadline even if something refuses to close.
     setTimeout(() => {
       logger.warn("shutdown timeout reached; exiting");
@@ -90,7 +94,7 @@ async function main(): Promise<void> {
     }, config.shutdownTimeoutMs).unref();
     stopPruning();
     app
-      .close(Math.max(0, config.shutdownTimeoutMs - 250))
+      .close(Math.max(0, config.shutdownTimeoutMs - 250), drainMs)
       .then(() => store.close())
       .then(
         () => {

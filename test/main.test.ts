@@ -101,6 +101,34 @@ describe("the server process", () => {
     expect(await exitOf(watch)).not.toBe(0);
   });
 
+  it("leaves the console out of the dev banner when CONSOLE=off", async () => {
+    const server = run({ PORT: "0", CONSOLE: "off" });
+    await expect.poll(() => server.output(), { timeout: 10_000 }).toContain("Publish");
+    expect(server.output()).not.toContain("/console/");
+    server.kill("SIGINT");
+    expect(await exitOf(server)).toBe(0);
+  });
+
+  it("after SIGTERM keeps its port open for SHUTDOWN_DRAIN_MS, answering /readyz 503 with Retry-After, then exits", async () => {
+    const server = run({ PORT: "0", SHUTDOWN_DRAIN_MS: "1500", SHUTDOWN_TIMEOUT_MS: "5000" });
+    await expect.poll(() => server.output(), { timeout: 10_000 }).toContain("Publish");
+    const port = /"port":(\d+)/.exec(server.output())?.[1];
+    const url = `http://127.0.0.1:${port}`;
+    expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    const killedAt = performance.now();
+    server.kill("SIGTERM");
+    await expect
+      .poll(async () => (await fetch(`${url}/readyz`)).status, { timeout: 1000, interval: 20 })
+      .toBe(503);
+    const res = await fetch(`${url}/readyz`);
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect(await res.text()).toBe("draining\n");
+    expect(await exitOf(server)).toBe(0);
+    expect(performance.now() - killedAt).toBeGreaterThanOrEqual(1400);
+    await expect(fetch(`${url}/readyz`)).rejects.toThrow();
+  });
+
   it("runs with the same node options under npm start and in the Docker image", () => {
     const pkg = JSON.parse(readFileSync(`${ROOT}/package.json`, "utf8")) as {
       scripts: { start: string };

@@ -28,9 +28,12 @@ export interface Exchange {
   respond(status: number, headers: Record<string, string>, body?: Buffer): void;
   /**
    * Cuts a started response so that no client can take it for a clean end: HTTP/1.1 closes the
-   * connection without the last chunk, HTTP/2 resets the stream with an error code.
+   * connection without the last chunk, HTTP/2 resets the stream with an error code. `tail`, if
+   * given, is written first and reaches the peer before the cut (within ABORT_FLUSH_MS): a
+   * proxy may turn the cut into a clean end, and some readers drop it (CONTRACT §10), so the
+   * tail is what tells them.
    */
-  abort(): void;
+  abort(tail?: Buffer): void;
   /** Calls `listener` when the exchange closes, for whatever reason. */
   onClose(listener: () => void): void;
   offClose(listener: () => void): void;
@@ -65,6 +68,34 @@ export function respondWhole(
 /** Why a started HTTP/2 response was cut (the stream's own 'error', which nobody reads). */
 const ABORTED = new Error("stream aborted by the server");
 
+/**
+ * Longest an abort waits for its tail to be flushed, in ms: a peer that reads nothing must not
+ * keep the connection. The tail is lost then, but such a peer sees the cut once it reads.
+ */
+export const ABORT_FLUSH_MS = 2000;
+
+/**
+ * Writes `tail` to `sink`, then calls `cut` once the bytes were handed to the socket (the write's
+ * callback), or after ABORT_FLUSH_MS, whichever comes first; without a tail, cuts at once.
+ * A plain `destroy` right after a write may drop the bytes still queued in Node.
+ */
+function cutAfter(sink: Writable, tail: Buffer | undefined, cut: () => void): void {
+  if (tail === undefined || sink.destroyed || sink.writableEnded) {
+    cut();
+    return;
+  }
+  let done = false;
+  const once = () => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    cut();
+  };
+  const timer = setTimeout(once, ABORT_FLUSH_MS);
+  timer.unref();
+  sink.write(tail, once);
+}
+
 /** An exchange on a raw HTTP/2 stream (the server's 'stream' event). */
 export class Http2Exchange implements Exchange {
   private withTrailers = false;
@@ -98,11 +129,12 @@ export class Http2Exchange implements Exchange {
     respondWhole(this.stream, { ...headers, ":status": status }, body);
   }
 
-  abort(): void {
+  abort(tail?: Buffer): void {
     // Not `close(code)`: Node ends the writable side first, so the client sees END_STREAM (a
     // clean end) and the RST_STREAM that follows is dropped for a closed stream. `destroy` with
     // an error resets the open stream with INTERNAL_ERROR.
-    this.stream.destroy(ABORTED);
+    const stream = this.stream;
+    cutAfter(stream, tail, () => stream.destroy(ABORTED));
   }
 
   onClose(listener: () => void): void {
@@ -142,8 +174,10 @@ export class Http1Exchange implements Exchange {
     this.res.end(body);
   }
 
-  abort(): void {
-    this.res.destroy();
+  abort(tail?: Buffer): void {
+    // `destroy` closes the connection without the last chunk of the chunked body.
+    const res = this.res;
+    cutAfter(res, tail, () => res.destroy());
   }
 
   onClose(listener: () => void): void {

@@ -13,6 +13,7 @@ import { Deadline } from "./deadline.js";
 import type { Exchange } from "./exchange.js";
 import type { FlushScheduler } from "./flush-scheduler.js";
 import {
+  isAbort,
   isRefusal,
   type Refusal,
   type StreamWire,
@@ -161,6 +162,8 @@ class StreamCall implements IdleTarget {
   private ending = false;
   /** Keep-alive ticks since the last write. */
   private idleTicks = 0;
+  /** Keep-alives written since the last item (they pile up on one unterminated JSONL line). */
+  private keepAliveRun = 0;
   private readonly wake = () => this.schedule();
   private readonly onClose = () => this.cancel(new ServiceError("canceled", "client went away"));
 
@@ -287,6 +290,7 @@ class StreamCall implements IdleTarget {
       batch = wire.batch(pending);
     }
     this.idleTicks = 0;
+    this.keepAliveRun = 0;
     session.wrote(last, count);
     if (!sink.write(batch)) {
       this.blocked = true;
@@ -297,11 +301,20 @@ class StreamCall implements IdleTarget {
     }
   }
 
-  /** A keep-alive tick: an idle stream writes the wire's keep-alive every second tick. */
+  /**
+   * A keep-alive tick: an idle stream writes the wire's keep-alive every second tick; once it has
+   * written as many in a row as the wire allows, it ends with `unavailable` instead.
+   */
   tick(): void {
     if (++this.idleTicks < 2) return;
     this.idleTicks = 0;
     if (this.blocked || this.ending || this.cancelled !== undefined || this.exchange.gone) return;
+    if (++this.keepAliveRun > this.wire.keepAliveRunMax) {
+      this.cancel(
+        new ServiceError("unavailable", "the stream was idle for too long; reconnect to go on"),
+      );
+      return;
+    }
     const sink = this.sink as Writable;
     this.options.onKeepAlive?.();
     if (!sink.write(this.wire.keepAlive as Buffer)) {
@@ -320,7 +333,7 @@ class StreamCall implements IdleTarget {
       } else if (error === undefined) exchange.finish(wire.end());
       else {
         const failure = wire.fail(this.options.funnel(error, this.impl.method.name));
-        if (failure === "abort") exchange.abort();
+        if (isAbort(failure)) exchange.abort(failure.tail);
         else exchange.finish(failure);
       }
     } finally {

@@ -61,16 +61,41 @@ export interface StreamWire<I extends DescMessage, T extends object> {
   batch(items: readonly T[]): Buffer;
   /** What to write while the stream is idle, to keep it alive; undefined: nothing. */
   readonly keepAlive: Buffer | undefined;
+  /**
+   * Most keep-alives written in a row (with nothing else between them); the next idle tick ends
+   * the stream with `unavailable` instead, so that the client reconnects (JSONL: CONTRACT §10).
+   */
+  readonly keepAliveRunMax: number;
   /** How a clean end is written after the head. */
   end(): ResponseEnd;
   /** An error before the head was written: the whole response. */
   refuse(err: ConnectError): Refusal;
   /**
-   * An error after the head was written: what to write, or `abort` when the wire has no way to
-   * say it (JSONL): the stream is then cut so that it cannot look like a clean end.
+   * An error after the head was written: what to write, or an abort when the wire has no way to
+   * say it (JSONL): its tail is written, then the stream is cut, so that it cannot look like a
+   * clean end.
    */
-  fail(err: ConnectError): ResponseEnd | "abort";
+  fail(err: ConnectError): ResponseEnd | Abort;
 }
+
+/** How a wire that cannot carry an error ends with one: `tail`, then the transport is cut. */
+export interface Abort {
+  readonly abort: true;
+  readonly tail: Buffer | undefined;
+}
+
+/** Whether a failure is an abort rather than an end to write. */
+export function isAbort(end: ResponseEnd | Abort): end is Abort {
+  return "abort" in end;
+}
+
+/**
+ * Headers of every streaming response. `X-Accel-Buffering: no` asks nginx (and ingress-nginx)
+ * not to buffer this response: with its default `proxy_buffering on`, nginx holds back the head
+ * until the first body bytes (i.e. the first event) and then each write until a buffer fills
+ * (CONTRACT §14). nginx does not pass the header on to the client.
+ */
+const STREAM_HEADERS = { "x-accel-buffering": "no" } as const;
 
 /** The wire a request speaks and the compression of its body. */
 export interface Negotiated<I extends DescMessage, T extends object> {
@@ -219,6 +244,35 @@ export const grpcTimeoutMs = (headers: IncomingHttpHeaders) =>
 export const JSONL_ALIGN_BYTES = 64;
 const JSONL_KEEPALIVE = Buffer.alloc(JSONL_ALIGN_BYTES, 0x20);
 
+// ---- JSONL ends with an error (CONTRACT §10) ------------------------------------------------
+//
+// A JSONL stream has no way to carry an error; the transport is cut instead (HTTP/1.1: no last
+// chunk; HTTP/2: RST_STREAM). Not every reader sees the cut: Go's bufio.Scanner, the Go SDK's
+// reader, ends a read error like the end of the body (the SDK drops the scanner's error), and
+// some proxies (Caddy 2.6) end the client's response cleanly when the server's is cut. Every
+// SDK, though, parses the unterminated rest of the body at its end, and none accepts a rest made
+// of whitespace only. So before the cut, an error end writes JSONL_TAIL: 64 spaces (the body
+// stays aligned for the Python SDK), unterminated.
+//
+// Keep-alives are spaces without a newline too, so they pile up on one line until the next
+// event: Go's scanner gives up on a line of 64 KiB (ErrTooLong, dropped by the SDK: a silent
+// end). A run of keep-alives and the tail stays within JSONL_MAX_UNTERMINATED_BYTES, half that
+// limit; the tick that would pass it ends the stream with `unavailable` (tail, then the cut)
+// and the client reconnects: about 2 h 8 min of silence at the default 15 s.
+
+/** What a JSONL stream writes before it is cut: whitespace that no JSON parser accepts alone. */
+export const JSONL_TAIL: Buffer = Buffer.alloc(JSONL_ALIGN_BYTES, 0x20);
+
+/** The longest unterminated run a JSONL stream writes (keep-alives and tail), in bytes. */
+export const JSONL_MAX_UNTERMINATED_BYTES = 32 * 1024;
+
+/** Keep-alives a JSONL stream writes in a row; with the tail, within the bound above. */
+export const JSONL_KEEPALIVE_RUN_MAX = Math.floor(
+  (JSONL_MAX_UNTERMINATED_BYTES - JSONL_TAIL.length) / JSONL_KEEPALIVE.length,
+);
+
+const JSONL_ABORT: Abort = { abort: true, tail: JSONL_TAIL };
+
 /** Spaces that bring `length` to a multiple of JSONL_ALIGN_BYTES. */
 function padding(length: number): number {
   return (JSONL_ALIGN_BYTES - (length % JSONL_ALIGN_BYTES)) % JSONL_ALIGN_BYTES;
@@ -315,6 +369,7 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
           (parts, length) => Buffer.concat(parts, length),
         ),
         keepAlive: undefined,
+        keepAliveRunMax: 0,
         async decode(body: Buffer, compression: Compression | null, maxBytes: number) {
           const { flags, payload } = unwrap(body);
           const bytes =
@@ -347,12 +402,18 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
       timeoutMs: connectTimeoutMs,
       head: {
         status: 200,
-        headers: { "content-type": "application/jsonl", "cache-control": "no-store" },
+        headers: {
+          "content-type": "application/jsonl",
+          "cache-control": "no-store",
+          ...STREAM_HEADERS,
+        },
       },
       trailers: false,
       single: (item) => alignedLines.get(item),
       batch: batchOf((item: T) => lines.get(item), alignLines),
       keepAlive: JSONL_KEEPALIVE,
+      keepAliveRunMax: JSONL_KEEPALIVE_RUN_MAX,
+      // Nothing after the last event of a clean end (CONTRACT §10).
       end: () => ({}),
       refuse(err) {
         const body = Buffer.from(connectProtocol.errorToJsonBytes(err, {}));
@@ -362,7 +423,7 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
           body,
         };
       },
-      fail: () => "abort",
+      fail: () => JSONL_ABORT,
     };
 
     const connect = (json: boolean): StreamWire<I, T> => {
@@ -373,6 +434,7 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
             ? connectProtocol.contentTypeStreamJson
             : connectProtocol.contentTypeStreamProto,
           [CONNECT_ACCEPT_ENCODING]: ACCEPTED_NAMES,
+          ...STREAM_HEADERS,
         },
       };
       const endStream = (err: ConnectError | undefined) => {
@@ -398,6 +460,7 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
         headers: {
           "content-type": json ? grpcProtocol.contentTypeJson : grpcProtocol.contentTypeProto,
           [GRPC_ACCEPT_ENCODING]: ACCEPTED_NAMES,
+          ...STREAM_HEADERS,
         },
       };
       return {
@@ -419,6 +482,7 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
         headers: {
           "content-type": json ? grpcWebProtocol.contentTypeJson : grpcWebProtocol.contentTypeProto,
           [GRPC_WEB_ACCEPT_ENCODING]: ACCEPTED_NAMES,
+          ...STREAM_HEADERS,
         },
       };
       const trailer = (err: ConnectError | undefined) =>

@@ -108,7 +108,10 @@ export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
   app.get("/healthz", async (_req, reply) => text(reply, 200, "ok\n"));
   app.get("/readyz", async (_req, reply) => {
     const state = await options.readiness.check();
-    return state.ready ? text(reply, 200, "ready\n") : text(reply, 503, `${state.reason}\n`);
+    if (state.ready) return text(reply, 200, "ready\n");
+    // Probes and load balancers may ask again soon: a store outage may be over by then, and a
+    // draining server is still here to say no until it stops listening.
+    return text(reply.header("retry-after", "1"), 503, `${state.reason}\n`);
   });
   app.get("/metrics", async (_req, reply) => {
     try {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # docker-smoke.sh: build the image from a clean context, run it with a mounted tokens file, and
-# prove end to end that it serves: /healthz, the image's HEALTHCHECK, a JSONL watch receiving a
+# prove end to end that it serves, with the README's `docker run` flags (a token file on /config,
+# a volume on /data): /healthz, the image's HEALTHCHECK, a JSONL watch receiving a
 # published event, and a `docker stop` that ends quickly with exit code 0.
 #
 #   bash .ci/docker-smoke.sh
@@ -25,6 +26,7 @@ stage=setup
 work=$(mktemp -d)
 tag="gitpod-event-server-smoke:$(date +%s)-$$"
 name="gitpod-event-server-smoke-$(date +%s)-$$"
+volume="$name-data"
 watch_pid=""
 container_started=0
 
@@ -47,6 +49,7 @@ cleanup() {
     fi
   fi
   if [ "$container_started" -eq 1 ]; then docker rm -f "$name" >/dev/null 2>&1 || true; fi
+  docker volume rm -f "$volume" >/dev/null 2>&1 || true
   docker rmi -f "$tag" >/dev/null 2>&1 || true
   rm -rf "$work"
   local took=$(($(date +%s) - started))
@@ -80,10 +83,12 @@ org=$(uuid)
 member_token=$(secret)
 publisher_token=$(secret)
 mkdir -p "$work/config"
+# As the README's token file: only the tokens' SHA-256 in the file.
+sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
 cat >"$work/config/tokens.json" <<EOF
 {"tokens":[
-  {"token":"$member_token","subject":"$(uuid)","organization":"$org","role":"member"},
-  {"token":"$publisher_token","subject":"$(uuid)","organization":"$org","role":"publisher"}
+  {"sha256":"$(sha "$member_token")","subject":"$(uuid)","organization":"$org","role":"member"},
+  {"sha256":"$(sha "$publisher_token")","subject":"$(uuid)","organization":"$org","role":"publisher"}
 ]}
 EOF
 # The server runs as the image's `node` user (uid 1000): it must be able to read the mount.
@@ -93,8 +98,12 @@ chmod 0644 "$work/config/tokens.json"
 stage=run
 # --health-interval: run the image's own HEALTHCHECK command every second, so that it is tested
 # here without waiting for its production interval.
+# The README's flags: the token file read-only on /config, a named volume on /data (the SQLite
+# store), 127.0.0.1 only.
 docker run -d --name "$name" -p 127.0.0.1:0:8080 --health-interval 1s \
-  -e AUTH_TOKENS_FILE=/config/tokens.json -v "$work/config:/config:ro" "$tag" >/dev/null
+  -v "$work/config:/config:ro" -e AUTH_TOKENS_FILE=/config/tokens.json \
+  -v "$volume:/data" \
+  "$tag" >/dev/null
 container_started=1
 hostport=$(docker port "$name" 8080/tcp | grep -m1 '^127\.0\.0\.1:' || true)
 [ -n "$hostport" ] || fail "no 127.0.0.1 port published for 8080/tcp"

@@ -5,7 +5,9 @@
  * At start it creates a runner and two projects. Then, every ~0.5–1.5 s, it publishes one batch:
  * environments are created (mostly by the dev member), start, get tasks, task executions and a
  * service, run, are stopped and finally deleted (their services, executions and tasks first);
- * projects are updated now and then. At most 5 environments are alive at a time.
+ * projects are updated now and then. At most 5 environments are alive at a time. What a user does
+ * (creating, starting, stopping, changing and deleting, as the dev admin or member) carries an
+ * `actorId`, so it lands in the audit log too; status changes reported by machines do not.
  *
  * Usage (server running in dev mode, e.g. `npm start` in another terminal):
  *   npm run demo
@@ -46,8 +48,20 @@ const COUNT = intOption("DEMO_COUNT", undefined, 1);
 
 type Kind = "ENVIRONMENT" | "RUNNER" | "PROJECT" | "TASK" | "TASK_EXECUTION" | "SERVICE";
 type Op = "CREATE" | "UPDATE" | "DELETE" | "UPDATE_STATUS";
-/** One resource change; `env` is the owning environment, `creator` only set on creates. */
-type Change = { kind: Kind; op: Op; id: string; env?: string; creator?: string };
+/**
+ * One resource change; `env` is the owning environment, `creator` only set on creates. `actor` is
+ * the user who did it (a user's action is audited; status changes reported by machines have none),
+ * `action` the audit log's name for it when type and operation do not say it (`environment.start`).
+ */
+type Change = {
+  kind: Kind;
+  op: Op;
+  id: string;
+  env?: string;
+  creator?: string;
+  actor?: string;
+  action?: string;
+};
 /** One Publish call and the line printed for it. */
 type Batch = { text: string; changes: Change[] };
 
@@ -77,12 +91,17 @@ function newEnvironment(): Batch[] {
     text: `${name} ${s}`,
     changes: [c("ENVIRONMENT", "UPDATE_STATUS", id)],
   });
+  /** The creator asks for it (audited); the runner then reports the status change. */
+  const userStatus = (s: string, action: string): Batch => ({
+    text: `${name} ${s}`,
+    changes: [{ ...c("ENVIRONMENT", "UPDATE_STATUS", id), actor: creator, action }],
+  });
   const steps: Batch[] = [
     {
       text: `${name} created by ${creator === MEMBER ? "member" : "admin"} from project ${short(pick(projects))}`,
-      changes: [c("ENVIRONMENT", "CREATE", id, creator)],
+      changes: [{ ...c("ENVIRONMENT", "CREATE", id, creator), actor: creator }],
     },
-    status("starting"),
+    userStatus("starting", "environment.start"),
     status("running"),
     {
       text: `${name}: ${plural(tasks.length, "task")} and a service defined`,
@@ -105,15 +124,18 @@ function newEnvironment(): Batch[] {
     );
   }
   if (Math.random() < 0.5) {
-    steps.push({ text: `${name} settings changed`, changes: [c("ENVIRONMENT", "UPDATE", id)] });
+    steps.push({
+      text: `${name} settings changed`,
+      changes: [{ ...c("ENVIRONMENT", "UPDATE", id), actor: creator }],
+    });
   }
-  steps.push(status("stopping"), status("stopped"), {
+  steps.push(userStatus("stopping", "environment.stop"), status("stopped"), {
     text: `${name} deleted with its service and ${plural(tasks.length, "task")}`,
     changes: [
       c("SERVICE", "DELETE", service),
       ...executions.map((x) => c("TASK_EXECUTION", "DELETE", x)),
       ...tasks.map((t) => c("TASK", "DELETE", t)),
-      c("ENVIRONMENT", "DELETE", id),
+      { ...c("ENVIRONMENT", "DELETE", id), actor: creator },
     ],
   });
   return steps;
@@ -125,8 +147,10 @@ function nextBatch(n: number): Batch {
     return {
       text: `runner ${short(runner)} and ${plural(projects.length, "project")} created`,
       changes: [
-        { kind: "RUNNER", op: "CREATE", id: runner, creator: ADMIN },
-        ...projects.map((id): Change => ({ kind: "PROJECT", op: "CREATE", id, creator: ADMIN })),
+        { kind: "RUNNER", op: "CREATE", id: runner, creator: ADMIN, actor: ADMIN },
+        ...projects.map(
+          (id): Change => ({ kind: "PROJECT", op: "CREATE", id, creator: ADMIN, actor: ADMIN }),
+        ),
       ],
     };
   }
@@ -139,7 +163,7 @@ function nextBatch(n: number): Batch {
     const project = pick(projects);
     return {
       text: `project ${short(project)} updated`,
-      changes: [{ kind: "PROJECT", op: "UPDATE", id: project }],
+      changes: [{ kind: "PROJECT", op: "UPDATE", id: project, actor: ADMIN }],
     };
   } else {
     chosen = pick(live);
@@ -158,6 +182,11 @@ function toWire(ch: Change): Record<string, string> {
   };
   if (ch.env !== undefined) ev.environmentId = ch.env;
   if (ch.creator !== undefined) ev.creatorId = ch.creator;
+  if (ch.actor !== undefined) {
+    ev.actorId = ch.actor;
+    ev.actorPrincipal = "PRINCIPAL_USER";
+  }
+  if (ch.action !== undefined) ev.action = ch.action;
   return ev;
 }
 

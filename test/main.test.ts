@@ -129,11 +129,13 @@ describe("the server process", () => {
     await expect(fetch(`${url}/readyz`)).rejects.toThrow();
   });
 
-  it("runs with the same node options under npm start and in the Docker image", () => {
+  it("runs with the same node options under npm start, npm run serve and in the Docker image", () => {
     const pkg = JSON.parse(readFileSync(`${ROOT}/package.json`, "utf8")) as {
-      scripts: { start: string };
+      scripts: { start: string; serve: string };
     };
     const fromStart = /\bnode((?: --\S+)*) dist\/main\.js/.exec(pkg.scripts.start)?.[1];
+    const fromServe = /^node((?: --\S+)*) dist\/main\.js$/.exec(pkg.scripts.serve)?.[1];
+    expect(fromServe).toBe(fromStart);
     const cmd = /^CMD (\[.*\])$/m.exec(readFileSync(`${ROOT}/Dockerfile`, "utf8"))?.[1];
     const fromDocker = (JSON.parse(cmd ?? "[]") as string[]).slice(1, -1).join(" ");
     expect(fromStart?.trim()).toBe(fromDocker);

@@ -132,6 +132,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
     sessions,
     maxBacklog: config.watchMaxBacklog,
     checkpointMs: config.feedCheckpointMs,
+    maxReplaysPerSubject: config.feedMaxReplaysPerSubject,
+    maxReplays: config.feedMaxReplays,
   });
   edge.add(feedWatchMethod(feed));
   edge.add(healthWatchMethod(health));

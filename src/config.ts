@@ -29,6 +29,10 @@ export interface Config {
   readonly watchMaxLifetimeMs: number;
   /** A feed stream sends a checkpoint after this long without a message, in ms (0: never). */
   readonly feedCheckpointMs: number;
+  /** Feed streams replaying from a cursor at once, per subject; more: resource_exhausted. */
+  readonly feedMaxReplaysPerSubject: number;
+  /** Feed streams replaying from a cursor at once, in this process; more: resource_exhausted. */
+  readonly feedMaxReplays: number;
   /** Interval of the 64-space keep-alive on idle JSONL streams, in ms (0: off). */
   readonly jsonlKeepAliveMs: number;
   /** Events per second one publisher may publish, sustained (0: no limit); bursts up to one second's worth. */
@@ -169,6 +173,8 @@ export function loadConfig(env: Env): Config {
     watchMaxLifetimeMs: int("WATCH_MAX_LIFETIME_MS", 0, 0, 7 * 24 * 3600_000),
     jsonlKeepAliveMs: int("JSONL_KEEPALIVE_MS", 15_000, 0, 3600_000),
     feedCheckpointMs: int("FEED_CHECKPOINT_MS", 15_000, 0, 3600_000),
+    feedMaxReplaysPerSubject: int("FEED_MAX_REPLAYS_PER_SUBJECT", 4, 1, 10_000),
+    feedMaxReplays: int("FEED_MAX_REPLAYS", 64, 1, 100_000),
     publishMaxEventsPerSecond: int("PUBLISH_MAX_EVENTS_PER_SECOND", 100_000, 0, 100_000_000),
     headersTimeoutMs: int("HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),
     requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 30_000, 100, 600_000),

@@ -94,6 +94,11 @@ export class FeedSessions {
         if (after.sequence + 1 < log.firstSequence) {
           throw refetch("the cursor is older than the event log's retention");
         }
+        // Ahead of the head: events in between would be skipped silently (a log restored
+        // from a backup keeps its id but holds fewer events).
+        if (after.sequence > log.lastSequence) {
+          throw refetch("the cursor is ahead of the event log (was the log restored?)");
+        }
       }
     }
     const release = after === undefined ? undefined : this.admitReplay(options.principal.subject);

@@ -111,6 +111,9 @@ export async function createApp(deps: AppDeps): Promise<App> {
     isDraining: () => readiness.isDraining,
     limiter,
     metrics,
+    isValid: (principal) => authenticator.isValid(principal),
+    now: deps.now ?? Date.now,
+    maxClockSkewMs: config.publishMaxClockSkewMs,
   });
 
   const cors = new CorsPolicy(config.corsOrigins);

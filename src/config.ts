@@ -37,6 +37,8 @@ export interface Config {
   readonly jsonlKeepAliveMs: number;
   /** Events per second one publisher may publish, sustained (0: no limit); bursts up to one second's worth. */
   readonly publishMaxEventsPerSecond: number;
+  /** How far a published event's `occurred_at` may be ahead of the server's clock, in ms. */
+  readonly publishMaxClockSkewMs: number;
   /** Time a connection has to send its first request's headers (and each HTTP/1.1 request's). */
   readonly headersTimeoutMs: number;
   /**
@@ -176,6 +178,7 @@ export function loadConfig(env: Env): Config {
     feedMaxReplaysPerSubject: int("FEED_MAX_REPLAYS_PER_SUBJECT", 4, 1, 10_000),
     feedMaxReplays: int("FEED_MAX_REPLAYS", 64, 1, 100_000),
     publishMaxEventsPerSecond: int("PUBLISH_MAX_EVENTS_PER_SECOND", 100_000, 0, 100_000_000),
+    publishMaxClockSkewMs: int("PUBLISH_MAX_CLOCK_SKEW_MS", 300_000, 0, 24 * 3600_000),
     headersTimeoutMs: int("HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),
     requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 30_000, 100, 600_000),
     keepAliveTimeoutMs: int("KEEP_ALIVE_TIMEOUT_MS", 5_000, 100, 600_000),

@@ -129,6 +129,10 @@ export function createAuthenticator(config: Config, logger: Logger): Authenticat
       if (jwtKey !== undefined && token.split(".").length === 3) return verifyJwt(token);
       throw unauthenticated("unknown token");
     },
+    isValid(principal) {
+      if (principal.credentialId.startsWith("token:")) return table?.holds(principal) ?? false;
+      return principal.expiresAtMs === undefined || principal.expiresAtMs > Date.now();
+    },
     onRevoke(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

@@ -15,6 +15,8 @@ export interface Config {
   readonly authJwksUrl: string | undefined;
   readonly authJwtIssuer: string | undefined;
   readonly authJwtAudience: string | undefined;
+  /** JWTs without `exp` are refused (they would never expire); false is an explicit opt-out. */
+  readonly authJwtRequireExp: boolean;
   /** No token source configured and not production: demo organization with fixed tokens. */
   readonly devMode: boolean;
   /** Time the process has to finish open work after SIGTERM/SIGINT before it exits anyway. */
@@ -70,6 +72,20 @@ export interface Config {
   readonly auditLogRetentionDays: number;
 }
 
+/** Loopback addresses and names: 127.0.0.0/8, ::1, localhost. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+function urlHost(url: string): string {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return "";
+  }
+}
+
 /** Thrown by loadConfig with every problem found, one per line. */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -110,6 +126,11 @@ export function loadConfig(env: Env): Config {
   }
   if (authJwksUrl !== undefined && !/^https?:\/\/\S+$/.test(authJwksUrl)) {
     problems.push(`AUTH_JWKS_URL: expected an http(s) URL, got "${authJwksUrl}"`);
+  } else if (authJwksUrl?.startsWith("http://") && !isLoopback(urlHost(authJwksUrl))) {
+    // Keys fetched in the clear can be swapped on the way: whoever does that mints tokens.
+    problems.push(
+      `AUTH_JWKS_URL: plain http:// is allowed for loopback hosts only (127.0.0.1, ::1, localhost); use https://, got "${authJwksUrl}"`,
+    );
   }
   if (authJwtSecret !== undefined && authJwksUrl !== undefined) {
     problems.push("AUTH_JWT_SECRET and AUTH_JWKS_URL: set one of them, not both");
@@ -122,6 +143,19 @@ export function loadConfig(env: Env): Config {
     );
   }
   const devMode = !production && !hasTokenSource;
+  const nodeEnv = str("NODE_ENV");
+  if (devMode && nodeEnv !== undefined && nodeEnv !== "development" && nodeEnv !== "test") {
+    // A mistyped "production" must not fall into dev mode and its well-known tokens.
+    problems.push(
+      `NODE_ENV=${nodeEnv}: expected production, development or test; without a token source this would be dev mode, with well-known tokens. For production set NODE_ENV=production and AUTH_TOKENS_FILE, AUTH_JWT_SECRET or AUTH_JWKS_URL`,
+    );
+  }
+  const host = str("HOST") ?? (devMode ? "127.0.0.1" : "0.0.0.0");
+  if (devMode && !isLoopback(host)) {
+    problems.push(
+      `HOST=${host}: dev mode (no token source) serves well-known tokens, so it binds loopback only (127.0.0.1, ::1, localhost). To serve the network, configure tokens: AUTH_TOKENS_FILE, AUTH_JWT_SECRET or AUTH_JWKS_URL, and NODE_ENV=production`,
+    );
+  }
   const databaseUrl = str("DATABASE_URL");
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\/\S+$/.test(databaseUrl)) {
     problems.push("DATABASE_URL: expected postgres://user@host:port/database");
@@ -150,6 +184,10 @@ export function loadConfig(env: Env): Config {
   if (reflection !== "on" && reflection !== "off") {
     problems.push(`GRPC_REFLECTION: expected on or off, got "${reflection}"`);
   }
+  const jwtRequireExp = str("AUTH_JWT_REQUIRE_EXP") ?? "on";
+  if (jwtRequireExp !== "on" && jwtRequireExp !== "off") {
+    problems.push(`AUTH_JWT_REQUIRE_EXP: expected on or off, got "${jwtRequireExp}"`);
+  }
   const logLevel = str("LOG_LEVEL") ?? "info";
   if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) {
     problems.push(
@@ -159,7 +197,7 @@ export function loadConfig(env: Env): Config {
 
   const config: Config = {
     port: int("PORT", 8080, 0, 65535),
-    host: str("HOST") ?? (devMode ? "127.0.0.1" : "0.0.0.0"),
+    host,
     production,
     logLevel,
     authTokensFile,
@@ -167,6 +205,7 @@ export function loadConfig(env: Env): Config {
     authJwksUrl,
     authJwtIssuer: str("AUTH_JWT_ISSUER"),
     authJwtAudience: str("AUTH_JWT_AUDIENCE"),
+    authJwtRequireExp: jwtRequireExp !== "off",
     devMode,
     shutdownTimeoutMs: int("SHUTDOWN_TIMEOUT_MS", 8_000, 0, 600_000),
     watchMaxBacklog: int("WATCH_MAX_BACKLOG", 1024, 1, 1_000_000),

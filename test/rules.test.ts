@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SignJWT } from "jose";
@@ -335,6 +335,29 @@ describe("credentials over time", () => {
       expect(await server.store.lastSequence()).toBe(before);
     } finally {
       await restoreTokens(TOKENS.publisherA);
+    }
+  });
+
+  it("refuses a JWT without exp: it would never expire", async () => {
+    const jwt = await new SignJWT({ org: ORG_A, role: "member" })
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject(USERS.memberA)
+      .sign(new TextEncoder().encode(JWT_SECRET));
+    const err = await openError(connectJson, jwt, {});
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toBe("token: exp is required (tokens must expire)");
+  });
+
+  it("revokes every token of a deleted token file, ending their streams", async () => {
+    const watch = await open(connectJson, TOKENS.otherMemberA);
+    rmSync(server.tokensFile);
+    try {
+      expect(ConnectError.from(await failureOf(watch)).code).toBe(Code.Unauthenticated);
+      const err = await openError(connectJson, TOKENS.memberA, {});
+      expect(err.code).toBe(Code.Unauthenticated);
+    } finally {
+      // Known again (a member may not read audit logs: 403, not 401).
+      await restoreTokens(TOKENS.memberA);
     }
   });
 

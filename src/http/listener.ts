@@ -63,7 +63,11 @@ export class Listener {
       options.onRequest,
     );
     this.http2 = http2.createServer({
-      settings: { maxConcurrentStreams: options.maxConcurrentStreams },
+      // Advertised to clients; Node does not enforce it on what it receives (checked below).
+      settings: {
+        maxConcurrentStreams: options.maxConcurrentStreams,
+        maxHeaderListSize: options.maxHeaderBytes,
+      },
       maxSessionMemory: 32,
       maxHeaderListPairs: 128,
     });
@@ -74,6 +78,11 @@ export class Listener {
     // into `onCompatRequest(req, res)` calls.
     const compat = http2.createServer(options.onCompatRequest);
     this.http2.on("stream", (stream, headers, flags, rawHeaders) => {
+      // The same header limit as HTTP/1.1 (431), counted as RFC 9113 counts a header list.
+      if (headerListSize(rawHeaders) > options.maxHeaderBytes) {
+        if (!stream.destroyed) stream.respond({ ":status": 431 }, { endStream: true });
+        return;
+      }
       // A request whose body does not end (END_STREAM) in time is reset, as HTTP/1.1's
       // requestTimeout does; a request without a body ended with its headers.
       if (options.requestTimeoutMs > 0 && (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) === 0) {
@@ -180,6 +189,16 @@ export class Listener {
     await Promise.all([closed, stopH1]);
     clearTimeout(timer);
   }
+}
+
+/**
+ * The size of a header list as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 §6.5.2): each
+ * field's name and value in octets, plus 32. `raw` alternates names and values.
+ */
+export function headerListSize(raw: readonly string[]): number {
+  let size = 0;
+  for (const field of raw) size += Buffer.byteLength(field);
+  return size + (raw.length / 2) * 32;
 }
 
 /** Resets `stream` unless its request body has ended within `ms` (see requestTimeoutMs). */

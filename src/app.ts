@@ -88,8 +88,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
       FeedService.typeName,
       Health.typeName,
     ],
+    maxWatches: config.healthMaxWatches,
   });
-  const metrics = new Metrics(() => bus.subscriberCount);
+  const metrics = new Metrics(() => bus.subscriberCount, {
+    healthWatches: () => health.watchCount,
+    feedReplays: () => feed.replaysInProgress,
+  });
   const sessions = new WatchSessions({
     bus,
     authenticator,
@@ -157,7 +161,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
           Health,
           ...reflection,
         ]);
-        const impl = createReflectionServices(index);
+        const impl = createReflectionServices(index, config.reflectionMaxRequestsPerStream);
         router.service(reflectionV1.ServerReflection, impl.v1);
         router.service(reflectionV1alpha.ServerReflection, impl.v1alpha);
       }
@@ -190,6 +194,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     keepAliveTimeoutMs: config.keepAliveTimeoutMs,
     maxConcurrentStreams: config.h2MaxConcurrentStreams,
     h2PingIntervalMs: config.h2PingIntervalMs,
+    h2IdleTimeoutMs: config.h2IdleTimeoutMs,
     maxHeaderBytes: 16 * 1024,
   });
 

@@ -35,6 +35,12 @@ export interface Config {
   readonly feedMaxReplaysPerSubject: number;
   /** Feed streams replaying from a cursor at once, in this process; more: resource_exhausted. */
   readonly feedMaxReplays: number;
+  /** grpc.health.v1.Health/Watch streams open at once (no credential needed); more: resource_exhausted. */
+  readonly healthMaxWatches: number;
+  /** An HTTP/2 connection with no open stream for this long is closed with GOAWAY, in ms (0: never). */
+  readonly h2IdleTimeoutMs: number;
+  /** gRPC reflection requests one ServerReflectionInfo stream may make; past it, resource_exhausted. */
+  readonly reflectionMaxRequestsPerStream: number;
   /** Interval of the 64-space keep-alive on idle JSONL streams, in ms (0: off). */
   readonly jsonlKeepAliveMs: number;
   /** Events per second one publisher may publish, sustained (0: no limit); bursts up to one second's worth. */
@@ -216,6 +222,9 @@ export function loadConfig(env: Env): Config {
     feedCheckpointMs: int("FEED_CHECKPOINT_MS", 15_000, 0, 3600_000),
     feedMaxReplaysPerSubject: int("FEED_MAX_REPLAYS_PER_SUBJECT", 4, 1, 10_000),
     feedMaxReplays: int("FEED_MAX_REPLAYS", 64, 1, 100_000),
+    healthMaxWatches: int("HEALTH_MAX_WATCHES", 100, 1, 1_000_000),
+    h2IdleTimeoutMs: int("H2_IDLE_TIMEOUT_MS", 300_000, 0, 24 * 3600_000),
+    reflectionMaxRequestsPerStream: int("REFLECTION_MAX_REQUESTS_PER_STREAM", 100, 1, 1_000_000),
     publishMaxEventsPerSecond: int("PUBLISH_MAX_EVENTS_PER_SECOND", 100_000, 0, 100_000_000),
     publishMaxClockSkewMs: int("PUBLISH_MAX_CLOCK_SKEW_MS", 300_000, 0, 24 * 3600_000),
     headersTimeoutMs: int("HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),

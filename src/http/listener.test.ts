@@ -134,4 +134,36 @@ describe("Listener", () => {
     expect(await h1(8 * 1024)).toBe(204);
     session.close();
   });
+
+  it("closes an HTTP/2 connection without open streams after h2IdleTimeoutMs, never one with a stream", async () => {
+    let held: http2.ServerHttp2Stream | undefined;
+    listener = listenerWith({
+      h2IdleTimeoutMs: 200,
+      onStream: (stream, headers) => {
+        if (headers[":path"] === "/hold") {
+          held = stream;
+          stream.respond({ ":status": 200 });
+          return true;
+        }
+        stream.respond({ ":status": 204 }, { endStream: true });
+        return true;
+      },
+    });
+    const { port } = await listener.listen(0, "127.0.0.1");
+    const idle = http2.connect(`http://127.0.0.1:${port}`);
+    idle.on("error", () => {});
+    const busy = http2.connect(`http://127.0.0.1:${port}`);
+    busy.on("error", () => {});
+    const stream = busy.request({ ":path": "/hold" });
+    stream.on("error", () => {});
+    stream.resume();
+    await new Promise((resolve) => stream.once("response", resolve));
+    // The idle one goes (GOAWAY, then the socket); the one with a stream stays past the timeout.
+    await new Promise((resolve) => idle.once("close", resolve));
+    await expect.poll(() => listener?.http2SessionCount).toBe(1);
+    expect(busy.closed).toBe(false);
+    held?.end();
+    await new Promise((resolve) => busy.once("close", resolve));
+    await expect.poll(() => listener?.http2SessionCount).toBe(0);
+  });
 });

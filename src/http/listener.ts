@@ -33,6 +33,11 @@ export interface ListenerOptions {
   readonly h2PingIntervalMs: number;
   /** Largest header section accepted, in bytes. */
   readonly maxHeaderBytes: number;
+  /**
+   * An HTTP/2 session with no open stream for this long is closed (GOAWAY), in ms; 0: never.
+   * Sessions with streams (watchers, idle or not) are never idle. Default 0.
+   */
+  readonly h2IdleTimeoutMs?: number;
 }
 
 /**
@@ -94,8 +99,10 @@ export class Listener {
     this.http2.on("session", (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
       const stopPings = keepAlive(session, options.h2PingIntervalMs);
+      const stopIdle = closeWhenIdle(session, options.h2IdleTimeoutMs ?? 0);
       session.once("close", () => {
         stopPings();
+        stopIdle();
         this.sessions.delete(session);
       });
     });
@@ -215,6 +222,32 @@ function limitRequestTime(stream: http2.ServerHttp2Stream, ms: number): void {
   }
   stream.on("end", clear);
   stream.on("close", clear);
+}
+
+/**
+ * Closes `session` (GOAWAY, then the socket once nothing is open) after `ms` without an open
+ * stream: PINGs keep a connection alive, not a reason to hold it. Returns the cleanup.
+ */
+function closeWhenIdle(session: http2.ServerHttp2Session, ms: number): () => void {
+  if (ms <= 0) return () => {};
+  let open = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    timer = setTimeout(() => {
+      if (open === 0 && !session.closed && !session.destroyed) session.close();
+    }, ms);
+    timer.unref();
+  };
+  session.on("stream", (stream: http2.ServerHttp2Stream) => {
+    open++;
+    clearTimeout(timer);
+    timer = undefined;
+    stream.once("close", () => {
+      if (--open === 0) arm();
+    });
+  });
+  arm();
+  return () => clearTimeout(timer);
 }
 
 /**

@@ -17,6 +17,7 @@ import { FlushScheduler } from "./http/flush-scheduler.js";
 import { Listener } from "./http/listener.js";
 import { createRouting } from "./http/routing.js";
 import { StreamEdge } from "./http/stream-edge.js";
+import { respellGrpcMessage } from "./http/stream-wire.js";
 import { createWebApp } from "./http/web-app.js";
 import { Metrics } from "./metrics.js";
 import { createAuditService } from "./rpc/audit-service.js";
@@ -188,7 +189,10 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const listener = new Listener({
     onRequest: routing.onRequest,
     onStream: routing.onStream,
-    onCompatRequest: web.handler,
+    onCompatRequest: (req, res) => {
+      respellGrpcMessage(res);
+      web.handler(req, res);
+    },
     headersTimeoutMs: config.headersTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
     keepAliveTimeoutMs: config.keepAliveTimeoutMs,

@@ -1306,10 +1306,12 @@ async function replayStorm(p: Extract<LoadgenParams, { mode: "replay-storm" }>) 
   let stormOver = false;
   const outcomes = new Map<string, number>();
   let opened = 0;
+  const sessions: http2.ClientHttp2Session[] = [];
   const attacker = async (i: number) => {
     const s = http2.connect(`http://${target.host}:${target.port}`);
     s.on("error", () => {});
-    while (!stormOver) {
+    sessions.push(s);
+    while (!stormOver && !s.destroyed) {
       opened++;
       await new Promise<void>((resolve) => {
         const req = s.request({
@@ -1341,6 +1343,9 @@ async function replayStorm(p: Extract<LoadgenParams, { mode: "replay-storm" }>) 
   const attackers = Array.from({ length: p.attackers }, (_, i) => attacker(i));
   const storm = await probeWindow(pub, watcher, frames, p.ratePerSec, p.stormMs);
   stormOver = true;
+  // A frozen server reads nothing, so a cancel may never leave: destroying the sessions closes
+  // every stream at once, and the attackers end.
+  for (const s of sessions) s.destroy();
   await Promise.all(attackers);
   watch.close(http2.constants.NGHTTP2_CANCEL);
   session.destroy();

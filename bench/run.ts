@@ -730,7 +730,7 @@ const SCENARIOS: readonly Scenario[] = [
           events: STORM_EVENTS,
           batch: 1000,
           inflight: 4,
-          attackers: 10,
+          attackers: Number(process.env.BENCH_STORM_ATTACKERS ?? 10),
           hangUpMs: 150,
           ratePerSec: 50,
           baselineMs: quick ? 3000 : 5000,

@@ -224,7 +224,7 @@ export function loadConfig(env: Env): Config {
     feedMaxReplays: int("FEED_MAX_REPLAYS", 64, 1, 100_000),
     healthMaxWatches: int("HEALTH_MAX_WATCHES", 100, 1, 1_000_000),
     h2IdleTimeoutMs: int("H2_IDLE_TIMEOUT_MS", 300_000, 0, 24 * 3600_000),
-    reflectionMaxRequestsPerStream: int("REFLECTION_MAX_REQUESTS_PER_STREAM", 100, 1, 1_000_000),
+    reflectionMaxRequestsPerStream: int("REFLECTION_MAX_REQUESTS", 100, 1, 1_000_000),
     publishMaxEventsPerSecond: int("PUBLISH_MAX_EVENTS_PER_SECOND", 100_000, 0, 100_000_000),
     publishMaxClockSkewMs: int("PUBLISH_MAX_CLOCK_SKEW_MS", 300_000, 0, 24 * 3600_000),
     headersTimeoutMs: int("HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),

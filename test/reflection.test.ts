@@ -123,8 +123,8 @@ describe("server reflection v1", () => {
 });
 
 describe("server reflection's cost, without a token", () => {
-  it("sends each file once per stream and ends a stream past REFLECTION_MAX_REQUESTS_PER_STREAM", async () => {
-    const own = await startServer({ REFLECTION_MAX_REQUESTS_PER_STREAM: "20" });
+  it("sends each file once per stream and ends a stream past REFLECTION_MAX_REQUESTS", async () => {
+    const own = await startServer({ REFLECTION_MAX_REQUESTS: "20" });
     try {
       const client = createClient(v1.ServerReflection, createGrpcTransport({ baseUrl: own.url }));
       const ask = { case: "fileContainingSymbol" as const, value: "gitpod.v1.EventService" };

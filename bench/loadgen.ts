@@ -1194,6 +1194,175 @@ async function feedReplay(p: Extract<LoadgenParams, { mode: "feed-replay" }>) {
   return result;
 }
 
+/** p50, p99 and max of `values` (ms), or nulls when there are none. */
+function percentiles(values: number[]) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) =>
+    sorted.length === 0
+      ? null
+      : (sorted[Math.min(sorted.length - 1, Math.ceil((q / 100) * sorted.length) - 1)] as number);
+  return { count: sorted.length, p50Ms: at(50), p99Ms: at(99), maxMs: sorted.at(-1) ?? null };
+}
+
+/**
+ * Scenario 10's probes for one window: WatchEvents latency (publish sent to event received, one
+ * watcher of organization 2, node:http2, events matched to publishes in order) and GET /healthz
+ * latency (one request at a time, a new one every 1000 / ratePerSec ms when the last is back).
+ */
+async function probeWindow(
+  pub: Publisher,
+  watcher: { arrivals: number[] },
+  frames: Buffer[],
+  ratePerSec: number,
+  durationMs: number,
+) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const sent: number[] = [];
+  const firstArrival = watcher.arrivals.length;
+  const health: number[] = [];
+  let healthBusy = false;
+  const interval = 1000 / ratePerSec;
+  const end = performance.now() + durationMs;
+  let k = 0;
+  while (performance.now() < end) {
+    const t = performance.now();
+    sent.push(t);
+    void pub.publish(frames[k++ % frames.length] as Buffer);
+    if (!healthBusy) {
+      healthBusy = true;
+      const req = http.get(
+        { host: target.host, port: target.port, path: "/healthz", agent },
+        (res) => {
+          res.resume();
+          res.on("end", () => {
+            health.push(performance.now() - t);
+            healthBusy = false;
+          });
+        },
+      );
+      req.on("error", () => {
+        healthBusy = false;
+      });
+    }
+    await sleep(Math.max(0, t + interval - performance.now()));
+  }
+  // The last events and health checks: at most 30 s (a frozen server is what is measured).
+  const deadline = performance.now() + 30_000;
+  while (
+    (watcher.arrivals.length - firstArrival < sent.length || healthBusy) &&
+    performance.now() < deadline
+  ) {
+    await sleep(20);
+  }
+  agent.destroy();
+  const arrivals = watcher.arrivals.slice(firstArrival, firstArrival + sent.length);
+  return {
+    published: sent.length,
+    received: arrivals.length,
+    watchEvents: percentiles(arrivals.map((a, i) => a - (sent[i] as number))),
+    healthz: percentiles(health),
+  };
+}
+
+/** Scenario 10: see LoadgenParams' "replay-storm". */
+async function replayStorm(p: Extract<LoadgenParams, { mode: "replay-storm" }>) {
+  const cursor = await headCursor();
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  const published = await publishAll(
+    pub,
+    publishFrames(1, 5000, p.batch),
+    p.events,
+    p.batch,
+    p.inflight,
+    600_000,
+  );
+  // The watcher: WatchEvents of organization 2, one arrival time per gRPC message.
+  const session = http2.connect(`http://${target.host}:${target.port}`);
+  session.on("error", () => {});
+  const watcher = { arrivals: [] as number[] };
+  const watch = session.request({
+    ":method": "POST",
+    ":path": WATCH_PATH,
+    "content-type": "application/grpc",
+    te: "trailers",
+    authorization: `Bearer ${memberToken(2)}`,
+  });
+  let pending = Buffer.alloc(0);
+  watch.on("data", (chunk: Buffer) => {
+    const now = performance.now();
+    pending = Buffer.concat([pending, chunk]);
+    while (pending.length >= 5 && pending.length >= 5 + pending.readUInt32BE(1)) {
+      pending = pending.subarray(5 + pending.readUInt32BE(1));
+      watcher.arrivals.push(now);
+    }
+  });
+  watch.on("error", () => {});
+  watch.end(watchRequestFrame(false));
+  await sleep(500);
+  const frames = publishFrames(2, 1000, 1);
+  const baseline = await probeWindow(pub, watcher, frames, p.ratePerSec, p.baselineMs);
+
+  // The attackers: each its own member, its own connection, replaying from the start in a loop.
+  let stormOver = false;
+  const outcomes = new Map<string, number>();
+  let opened = 0;
+  const sessions: http2.ClientHttp2Session[] = [];
+  const attacker = async (i: number) => {
+    const s = http2.connect(`http://${target.host}:${target.port}`);
+    s.on("error", () => {});
+    sessions.push(s);
+    while (!stormOver && !s.destroyed) {
+      opened++;
+      await new Promise<void>((resolve) => {
+        const req = s.request({
+          ":method": "POST",
+          ":path": FEED_PATH,
+          "content-type": "application/grpc",
+          te: "trailers",
+          authorization: `Bearer ${memberToken(3 + i)}`,
+        });
+        let status = "hung up";
+        const timer = setTimeout(() => req.close(http2.constants.NGHTTP2_CANCEL), p.hangUpMs);
+        const note = (h: http2.IncomingHttpHeaders) => {
+          if (h["grpc-status"] !== undefined) status = `grpc-status ${String(h["grpc-status"])}`;
+        };
+        req.on("response", note);
+        req.on("trailers", note);
+        req.on("data", () => {});
+        req.on("error", () => {});
+        req.on("close", () => {
+          clearTimeout(timer);
+          outcomes.set(status, (outcomes.get(status) ?? 0) + 1);
+          resolve();
+        });
+        req.end(feedRequestFrame(cursor));
+      });
+    }
+    s.destroy();
+  };
+  const attackers = Array.from({ length: p.attackers }, (_, i) => attacker(i));
+  const storm = await probeWindow(pub, watcher, frames, p.ratePerSec, p.stormMs);
+  stormOver = true;
+  // A frozen server reads nothing, so a cancel may never leave: destroying the sessions closes
+  // every stream at once, and the attackers end.
+  for (const s of sessions) s.destroy();
+  await Promise.all(attackers);
+  watch.close(http2.constants.NGHTTP2_CANCEL);
+  session.destroy();
+  pub.close();
+  return {
+    events: p.events,
+    eventsPublished: published.accepted,
+    publishSeconds: published.seconds,
+    attackers: p.attackers,
+    hangUpMs: p.hangUpMs,
+    replaysOpened: opened,
+    replayOutcomes: Object.fromEntries(outcomes),
+    baseline,
+    storm,
+  };
+}
+
 /**
  * Scenario 9: replicas of ours on one PostgreSQL database. Publishes on replica A (the target),
  * watches on the others. (1) PostgreSQL's idle CPU with every watcher open and nothing
@@ -1327,6 +1496,8 @@ async function run(params: LoadgenParams): Promise<Record<string, unknown>> {
       return replicas(params);
     case "feed-replay":
       return feedReplay(params);
+    case "replay-storm":
+      return replayStorm(params);
     case "fanout":
     case "jsonl-fanout":
       return fanout(params);

@@ -100,6 +100,25 @@ export type LoadgenParams =
       readonly batch: number;
       readonly inflight: number;
     }
+  | {
+      /**
+       * Scenario 10: takes a cursor at the start of a fresh log, publishes `events` events of
+       * organization 1, then measures WatchEvents latency (a watcher of organization 2, one
+       * event published every 1000 / `ratePerSec` ms) and GET /healthz latency, first for
+       * `baselineMs` with nothing else, then for `stormMs` while `attackers` members (of
+       * organizations 3, 4, …: none has any event) each replay the feed from that cursor,
+       * hang up after `hangUpMs` and open the next at once.
+       */
+      readonly mode: "replay-storm";
+      readonly events: number;
+      readonly batch: number;
+      readonly inflight: number;
+      readonly attackers: number;
+      readonly hangUpMs: number;
+      readonly ratePerSec: number;
+      readonly baselineMs: number;
+      readonly stormMs: number;
+    }
   | { readonly mode: "memory-jsonl"; readonly streams: number }
   /** Scenario 7: `streams` JSONL watchers of organization 0, one HTTP/1.1 connection each. */
   | (LoopParams & { readonly mode: "jsonl-fanout"; readonly streams: number })

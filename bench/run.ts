@@ -523,6 +523,9 @@ const JSONL_10K_TIMING = quick
   ? { warmupMs: 2000, durationMs: 15_000 }
   : { warmupMs: 5000, durationMs: 60_000 };
 
+/** Scenario 10: the log replayed from its start (quick runs: a fifth; BENCH_STORM_EVENTS overrides). */
+const STORM_EVENTS = Number(process.env.BENCH_STORM_EVENTS ?? (quick ? 200_000 : 1_000_000));
+
 /** Scenario 8: events published, then replayed to one feed stream (quick runs: fewer). */
 const FEED_REPLAY_EVENTS = quick ? 100_000 : 200_000;
 /**
@@ -715,6 +718,28 @@ const SCENARIOS: readonly Scenario[] = [
     ],
   },
   {
+    key: "storm",
+    title:
+      "10. Replays from the start of a big log (of another organization) while WatchEvents and /healthz latency are measured",
+    parts: [
+      {
+        name: "replay-storm",
+        kinds: ["ours"],
+        params: {
+          mode: "replay-storm",
+          events: STORM_EVENTS,
+          batch: 1000,
+          inflight: 4,
+          attackers: Number(process.env.BENCH_STORM_ATTACKERS ?? 10),
+          hangUpMs: 150,
+          ratePerSec: 50,
+          baselineMs: quick ? 3000 : 5000,
+          stormMs: quick ? 5000 : 10_000,
+        },
+      },
+    ],
+  },
+  {
     key: "replicas",
     title:
       "9. Replicas of ours on one PostgreSQL database: publish on A, watch on B (and C); same-replica latency beside",
@@ -766,6 +791,9 @@ function partTimeoutMs(params: LoadgenParams): number {
       return 3 * (params.warmupMs + params.durationMs) + 120_000;
     case "persist":
       return params.warmupMs + params.durationMs + 90_000;
+    case "replay-storm":
+      // Publishing (at most 600 s), the two windows, and up to 30 s after each.
+      return 600_000 + params.baselineMs + params.stormMs + 120_000;
     case "feed-replay":
       // Publishing (at most 300 s), then the replay (at most max(60 s, events / 5,000 per s)).
       return 300_000 + Math.max(60_000, params.events / 5) + 60_000;
@@ -953,7 +981,31 @@ const report = buildReport(results, dispatchInProcess, persistParts);
 const totalSeconds = (performance.now() - started) / 1000;
 printTables(SCENARIOS, report);
 printReplicas(results.replicas);
+printStorm(results.storm);
 console.log(`\nTotal: ${totalSeconds.toFixed(0)} s (${quick ? "quick" : "full"} run)`);
+
+/** Scenario 10's figures (also in latest.json's results.storm). */
+function printStorm(byKind: ScenarioResults | undefined): void {
+  const outcome = byKind?.ours?.["replay-storm"];
+  if (outcome === undefined) return;
+  console.log(`\n${SCENARIOS.find((s) => s.key === "storm")?.title ?? "storm"}`);
+  if (outcome.error !== undefined || outcome.result === undefined) {
+    console.log(`  FAILED: ${outcome.error ?? "no result"}`);
+    return;
+  }
+  // biome-ignore lint/suspicious/noExplicitAny: the load generator's result, read for printing
+  const r = outcome.result as any;
+  const f = (v: unknown) => (typeof v === "number" ? v.toFixed(1) : "n/a");
+  console.log(
+    `  log: ${r.eventsPublished} events of another organization (published in ${f(r.publishSeconds)} s); ${r.attackers} members replay from its start, hanging up after ${r.hangUpMs} ms: ${r.replaysOpened} replays, ${JSON.stringify(r.replayOutcomes)}`,
+  );
+  for (const w of ["baseline", "storm"] as const) {
+    const x = r[w];
+    console.log(
+      `  ${w.padEnd(8)} WatchEvents p50 ${f(x.watchEvents.p50Ms)} p99 ${f(x.watchEvents.p99Ms)} max ${f(x.watchEvents.maxMs)} ms (${x.received}/${x.published} events); /healthz p50 ${f(x.healthz.p50Ms)} p99 ${f(x.healthz.p99Ms)} max ${f(x.healthz.maxMs)} ms (${x.healthz.count} checks)`,
+    );
+  }
+}
 
 /** Scenario 9's table (its figures are in latest.json's results.replicas too). */
 function printReplicas(byKind: ScenarioResults | undefined): void {

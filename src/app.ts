@@ -17,6 +17,7 @@ import { FlushScheduler } from "./http/flush-scheduler.js";
 import { Listener } from "./http/listener.js";
 import { createRouting } from "./http/routing.js";
 import { StreamEdge } from "./http/stream-edge.js";
+import { respellGrpcMessage } from "./http/stream-wire.js";
 import { createWebApp } from "./http/web-app.js";
 import { Metrics } from "./metrics.js";
 import { createAuditService } from "./rpc/audit-service.js";
@@ -90,8 +91,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
       FeedService.typeName,
       Health.typeName,
     ],
+    maxWatches: config.healthMaxWatches,
   });
-  const metrics = new Metrics(() => bus.subscriberCount);
+  const metrics = new Metrics(() => bus.subscriberCount, {
+    healthWatches: () => health.watchCount,
+    feedReplays: () => feed.replaysInProgress,
+  });
   const sessions = new WatchSessions({
     bus,
     authenticator,
@@ -113,6 +118,9 @@ export async function createApp(deps: AppDeps): Promise<App> {
     isDraining: () => readiness.isDraining,
     limiter,
     metrics,
+    isValid: (principal) => authenticator.isValid(principal),
+    now: deps.now ?? Date.now,
+    maxClockSkewMs: config.publishMaxClockSkewMs,
   });
 
   const cors = new CorsPolicy(config.corsOrigins);
@@ -134,6 +142,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
     sessions,
     maxBacklog: config.watchMaxBacklog,
     checkpointMs: config.feedCheckpointMs,
+    maxReplaysPerSubject: config.feedMaxReplaysPerSubject,
+    maxReplays: config.feedMaxReplays,
   });
   edge.add(feedWatchMethod(feed));
   edge.add(healthWatchMethod(health));
@@ -154,7 +164,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
           Health,
           ...reflection,
         ]);
-        const impl = createReflectionServices(index);
+        const impl = createReflectionServices(index, config.reflectionMaxRequestsPerStream);
         router.service(reflectionV1.ServerReflection, impl.v1);
         router.service(reflectionV1alpha.ServerReflection, impl.v1alpha);
       }
@@ -181,12 +191,16 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const listener = new Listener({
     onRequest: routing.onRequest,
     onStream: routing.onStream,
-    onCompatRequest: web.handler,
+    onCompatRequest: (req, res) => {
+      respellGrpcMessage(res);
+      web.handler(req, res);
+    },
     headersTimeoutMs: config.headersTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
     keepAliveTimeoutMs: config.keepAliveTimeoutMs,
     maxConcurrentStreams: config.h2MaxConcurrentStreams,
     h2PingIntervalMs: config.h2PingIntervalMs,
+    h2IdleTimeoutMs: config.h2IdleTimeoutMs,
     maxHeaderBytes: 16 * 1024,
   });
 

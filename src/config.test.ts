@@ -32,6 +32,21 @@ describe("loadConfig", () => {
     [{ GRPC_REFLECTION: "off" }, { grpcReflection: false }],
     [{ GRPC_REFLECTION: "on" }, { grpcReflection: true }],
     [{ AUTH_TOKENS_FILE: "t.json" }, { devMode: false, host: "0.0.0.0" }],
+    [{ HOST: "::1" }, { devMode: true, host: "::1" }],
+    [{ HOST: "localhost", NODE_ENV: "development" }, { devMode: true }],
+    [{ AUTH_JWKS_URL: "http://127.0.0.1:9000/jwks" }, { authJwtRequireExp: true }],
+    [
+      { AUTH_JWKS_URL: "https://idp.example.com/jwks", AUTH_JWT_REQUIRE_EXP: "off" },
+      { authJwtRequireExp: false },
+    ],
+    [
+      {},
+      {
+        feedMaxReplaysPerSubject: 4,
+        feedMaxReplays: 64,
+        publishMaxClockSkewMs: 300_000,
+      },
+    ],
   ])("reads %j", (env, expected) => {
     expect(loadConfig(env)).toMatchObject(expected);
   });
@@ -42,6 +57,18 @@ describe("loadConfig", () => {
     [{ GRPC_REFLECTION: "yes" }, 'GRPC_REFLECTION: expected on or off, got "yes"'],
     [{ PORT: "70000" }, "PORT: expected an integer from 0 to 65535"],
     [{ NODE_ENV: "production" }, "NODE_ENV=production needs a token source"],
+    // Dev mode's well-known tokens never beyond loopback; a mistyped production is no dev mode.
+    [{ HOST: "0.0.0.0" }, "HOST=0.0.0.0: dev mode (no token source) serves well-known tokens"],
+    [
+      { HOST: "192.168.1.4" },
+      "configure tokens: AUTH_TOKENS_FILE, AUTH_JWT_SECRET or AUTH_JWKS_URL",
+    ],
+    [{ NODE_ENV: "prod" }, "NODE_ENV=prod: expected production, development or test"],
+    [
+      { AUTH_JWKS_URL: "http://idp.example.com/jwks.json" },
+      "AUTH_JWKS_URL: plain http:// is allowed for loopback hosts only",
+    ],
+    [{ AUTH_JWT_REQUIRE_EXP: "no" }, 'AUTH_JWT_REQUIRE_EXP: expected on or off, got "no"'],
   ])("refuses %j", (env, problem) => {
     expect(problemsOf(env).join("\n")).toContain(problem);
   });

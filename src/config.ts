@@ -15,6 +15,8 @@ export interface Config {
   readonly authJwksUrl: string | undefined;
   readonly authJwtIssuer: string | undefined;
   readonly authJwtAudience: string | undefined;
+  /** JWTs without `exp` are refused (they would never expire); false is an explicit opt-out. */
+  readonly authJwtRequireExp: boolean;
   /** No token source configured and not production: demo organization with fixed tokens. */
   readonly devMode: boolean;
   /** Time the process has to finish open work after SIGTERM/SIGINT before it exits anyway. */
@@ -35,10 +37,22 @@ export interface Config {
   readonly watchMaxLifetimeMs: number;
   /** A feed stream sends a checkpoint after this long without a message, in ms (0: never). */
   readonly feedCheckpointMs: number;
+  /** Feed streams replaying from a cursor at once, per subject; more: resource_exhausted. */
+  readonly feedMaxReplaysPerSubject: number;
+  /** Feed streams replaying from a cursor at once, in this process; more: resource_exhausted. */
+  readonly feedMaxReplays: number;
+  /** grpc.health.v1.Health/Watch streams open at once (no credential needed); more: resource_exhausted. */
+  readonly healthMaxWatches: number;
+  /** An HTTP/2 connection with no open stream for this long is closed with GOAWAY, in ms (0: never). */
+  readonly h2IdleTimeoutMs: number;
+  /** gRPC reflection requests one ServerReflectionInfo stream may make; past it, resource_exhausted. */
+  readonly reflectionMaxRequestsPerStream: number;
   /** Interval of the 64-space keep-alive on idle JSONL streams, in ms (0: off). */
   readonly jsonlKeepAliveMs: number;
   /** Events per second one publisher may publish, sustained (0: no limit); bursts up to one second's worth. */
   readonly publishMaxEventsPerSecond: number;
+  /** How far a published event's `occurred_at` may be ahead of the server's clock, in ms. */
+  readonly publishMaxClockSkewMs: number;
   /** Time a connection has to send its first request's headers (and each HTTP/1.1 request's). */
   readonly headersTimeoutMs: number;
   /**
@@ -68,6 +82,20 @@ export interface Config {
   readonly eventLogRetentionMs: number;
   /** How long the audit log keeps entries, in days. */
   readonly auditLogRetentionDays: number;
+}
+
+/** Loopback addresses and names: 127.0.0.0/8, ::1, localhost. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+function urlHost(url: string): string {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return "";
+  }
 }
 
 /** Thrown by loadConfig with every problem found, one per line. */
@@ -110,6 +138,11 @@ export function loadConfig(env: Env): Config {
   }
   if (authJwksUrl !== undefined && !/^https?:\/\/\S+$/.test(authJwksUrl)) {
     problems.push(`AUTH_JWKS_URL: expected an http(s) URL, got "${authJwksUrl}"`);
+  } else if (authJwksUrl?.startsWith("http://") && !isLoopback(urlHost(authJwksUrl))) {
+    // Keys fetched in the clear can be swapped on the way: whoever does that mints tokens.
+    problems.push(
+      `AUTH_JWKS_URL: plain http:// is allowed for loopback hosts only (127.0.0.1, ::1, localhost); use https://, got "${authJwksUrl}"`,
+    );
   }
   if (authJwtSecret !== undefined && authJwksUrl !== undefined) {
     problems.push("AUTH_JWT_SECRET and AUTH_JWKS_URL: set one of them, not both");
@@ -122,6 +155,19 @@ export function loadConfig(env: Env): Config {
     );
   }
   const devMode = !production && !hasTokenSource;
+  const nodeEnv = str("NODE_ENV");
+  if (devMode && nodeEnv !== undefined && nodeEnv !== "development" && nodeEnv !== "test") {
+    // A mistyped "production" must not fall into dev mode and its well-known tokens.
+    problems.push(
+      `NODE_ENV=${nodeEnv}: expected production, development or test; without a token source this would be dev mode, with well-known tokens. For production set NODE_ENV=production and AUTH_TOKENS_FILE, AUTH_JWT_SECRET or AUTH_JWKS_URL`,
+    );
+  }
+  const host = str("HOST") ?? (devMode ? "127.0.0.1" : "0.0.0.0");
+  if (devMode && !isLoopback(host)) {
+    problems.push(
+      `HOST=${host}: dev mode (no token source) serves well-known tokens, so it binds loopback only (127.0.0.1, ::1, localhost). To serve the network, configure tokens: AUTH_TOKENS_FILE, AUTH_JWT_SECRET or AUTH_JWKS_URL, and NODE_ENV=production`,
+    );
+  }
   const databaseUrl = str("DATABASE_URL");
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\/\S+$/.test(databaseUrl)) {
     problems.push("DATABASE_URL: expected postgres://user@host:port/database");
@@ -150,6 +196,10 @@ export function loadConfig(env: Env): Config {
   if (reflection !== "on" && reflection !== "off") {
     problems.push(`GRPC_REFLECTION: expected on or off, got "${reflection}"`);
   }
+  const jwtRequireExp = str("AUTH_JWT_REQUIRE_EXP") ?? "on";
+  if (jwtRequireExp !== "on" && jwtRequireExp !== "off") {
+    problems.push(`AUTH_JWT_REQUIRE_EXP: expected on or off, got "${jwtRequireExp}"`);
+  }
   const logLevel = str("LOG_LEVEL") ?? "info";
   if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(logLevel)) {
     problems.push(
@@ -159,7 +209,7 @@ export function loadConfig(env: Env): Config {
 
   const config: Config = {
     port: int("PORT", 8080, 0, 65535),
-    host: str("HOST") ?? (devMode ? "127.0.0.1" : "0.0.0.0"),
+    host,
     production,
     logLevel,
     authTokensFile,
@@ -167,6 +217,7 @@ export function loadConfig(env: Env): Config {
     authJwksUrl,
     authJwtIssuer: str("AUTH_JWT_ISSUER"),
     authJwtAudience: str("AUTH_JWT_AUDIENCE"),
+    authJwtRequireExp: jwtRequireExp !== "off",
     devMode,
     shutdownTimeoutMs: int("SHUTDOWN_TIMEOUT_MS", 8_000, 0, 600_000),
     shutdownDrainMs: int("SHUTDOWN_DRAIN_MS", 2_000, 0, 600_000),
@@ -176,7 +227,13 @@ export function loadConfig(env: Env): Config {
     watchMaxLifetimeMs: int("WATCH_MAX_LIFETIME_MS", 0, 0, 7 * 24 * 3600_000),
     jsonlKeepAliveMs: int("JSONL_KEEPALIVE_MS", 15_000, 0, 3600_000),
     feedCheckpointMs: int("FEED_CHECKPOINT_MS", 15_000, 0, 3600_000),
+    feedMaxReplaysPerSubject: int("FEED_MAX_REPLAYS_PER_SUBJECT", 4, 1, 10_000),
+    feedMaxReplays: int("FEED_MAX_REPLAYS", 64, 1, 100_000),
+    healthMaxWatches: int("HEALTH_MAX_WATCHES", 100, 1, 1_000_000),
+    h2IdleTimeoutMs: int("H2_IDLE_TIMEOUT_MS", 300_000, 0, 24 * 3600_000),
+    reflectionMaxRequestsPerStream: int("REFLECTION_MAX_REQUESTS", 100, 1, 1_000_000),
     publishMaxEventsPerSecond: int("PUBLISH_MAX_EVENTS_PER_SECOND", 100_000, 0, 100_000_000),
+    publishMaxClockSkewMs: int("PUBLISH_MAX_CLOCK_SKEW_MS", 300_000, 0, 24 * 3600_000),
     headersTimeoutMs: int("HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),
     requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 30_000, 100, 600_000),
     keepAliveTimeoutMs: int("KEEP_ALIVE_TIMEOUT_MS", 5_000, 100, 600_000),

@@ -18,8 +18,14 @@ export class Metrics {
   private readonly ended: Counter<"protocol" | "reason">;
   private readonly latency: Histogram;
 
-  /** `subscribers` reads the bus's subscription count at scrape time. */
-  constructor(subscribers: () => number) {
+  /**
+   * `subscribers` reads the bus's subscription count at scrape time; `gauges`, other counts of
+   * open things read the same way.
+   */
+  constructor(
+    subscribers: () => number,
+    gauges: { healthWatches?: () => number; feedReplays?: () => number } = {},
+  ) {
     const registry = this.registry;
     collectDefaultMetrics({ register: registry });
     this.open = new Gauge({
@@ -83,6 +89,22 @@ export class Metrics {
       registers: [registry],
       collect() {
         this.set(subscribers());
+      },
+    });
+    new Gauge({
+      name: "eventserver_health_watches",
+      help: "Open grpc.health.v1.Health/Watch streams (no credential needed; bounded)",
+      registers: [registry],
+      collect() {
+        this.set(gauges.healthWatches?.() ?? 0);
+      },
+    });
+    new Gauge({
+      name: "eventserver_feed_replays",
+      help: "Feed streams replaying from a cursor, not yet caught up (bounded)",
+      registers: [registry],
+      collect() {
+        this.set(gauges.feedReplays?.() ?? 0);
       },
     });
   }

@@ -1,7 +1,8 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import Gitpod from "@gitpod/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { IngestService } from "../src/gen/eventservice/ingest/v1/ingest_pb.js";
 import { EventService } from "../src/gen/gitpod/v1/event_pb.js";
 import { Operation, ResourceType } from "../src/watch/model.js";
 import { bearer, type EventInit, publish } from "./helpers/clients.js";
@@ -150,5 +151,107 @@ describe("GetAuditLog", () => {
         (e: unknown) => ConnectError.from(e),
       );
     expect(err?.code).toBe(Code.NotFound);
+  });
+});
+
+describe("occurred_at out of range", () => {
+  const YEAR_10000_MS = Date.UTC(10000, 0, 1);
+  let own: TestServer;
+  beforeAll(async () => {
+    own = await startServer();
+  });
+  afterAll(() => own?.close());
+
+  it("refuses a binary publish in the year 10000 (or before 2000) with invalid_argument naming the field", async () => {
+    const client = createClient(IngestService, createGrpcTransport({ baseUrl: own.url }));
+    for (const ms of [YEAR_10000_MS, Date.now() + 10 * 60_000, Date.UTC(1999, 11, 31)]) {
+      const err = await client
+        .publish(
+          {
+            events: [
+              {
+                resourceType: ResourceType.PROJECT,
+                operation: Operation.UPDATE,
+                resourceId: uuid(),
+                organizationId: ORG_A,
+                actorId: USERS.adminA,
+                occurredAt: { seconds: BigInt(Math.floor(ms / 1000)), nanos: 0 },
+              },
+            ],
+          },
+          { headers: bearer(TOKENS.publisher) },
+        )
+        .then(
+          () => undefined,
+          (e: unknown) => ConnectError.from(e),
+        );
+      expect(err?.code).toBe(Code.InvalidArgument);
+      expect(err?.rawMessage).toMatch(/^events\[0\]\.occurred_at: /);
+    }
+    expect(await own.store.lastSequence()).toBe(0);
+  });
+
+  it("serves JSON clients an entry stored in the year 10000 (before the bound), and pages past it", async () => {
+    // Written as an older server would have, without the bound.
+    const subject = uuid();
+    await own.store.append(
+      [
+        {
+          resourceType: ResourceType.PROJECT,
+          operation: Operation.UPDATE,
+          resourceId: subject,
+          organizationId: ORG_B,
+          environmentId: "",
+          creatorId: "",
+          actorId: USERS.adminB,
+          actorPrincipal: 2,
+          occurredAtMs: YEAR_10000_MS,
+        },
+      ],
+      Date.now(),
+    );
+    await publish(own.url, [
+      {
+        resourceType: ResourceType.PROJECT,
+        operation: Operation.CREATE,
+        resourceId: uuid(),
+        organizationId: ORG_B,
+        actorId: USERS.adminB,
+        actorPrincipal: 2,
+      },
+    ]);
+    const seen: string[] = [];
+    const ownSdk = new Gitpod({
+      bearerToken: TOKENS.adminB,
+      baseURL: `${own.url}/api`,
+      maxRetries: 0,
+    });
+    for await (const entry of ownSdk.events.list({ pageSize: 1 })) {
+      seen.push(entry.createdAt ?? "");
+    }
+    expect(seen).toHaveLength(2);
+    expect(seen[0]).toBe("9999-12-31T23:59:59.999Z");
+    const json = createClient(
+      EventService,
+      createConnectTransport({ baseUrl: own.url, httpVersion: "1.1" }),
+    );
+    const asc = await json.listAuditLogs(
+      { pagination: { pageSize: 1 }, sort: { field: "createdAt", order: 1 } },
+      { headers: bearer(TOKENS.adminB) },
+    );
+    const next = await json.listAuditLogs(
+      {
+        pagination: { pageSize: 1, token: asc.pagination?.nextToken ?? "" },
+        sort: { field: "createdAt", order: 1 },
+      },
+      { headers: bearer(TOKENS.adminB) },
+    );
+    expect(next.entries.map((e) => e.subjectId)).toEqual([subject]);
+    expect(next.pagination?.nextToken).toBe("");
+    const got = await json.getAuditLog(
+      { auditLogEntryId: next.entries[0]?.id ?? "" },
+      { headers: bearer(TOKENS.adminB) },
+    );
+    expect(got.entry?.subjectId).toBe(subject);
   });
 });

@@ -51,6 +51,7 @@ const PAGES = [
   "docs/architecture.md",
   "docs/proxies.md",
   "docs/sdks.md",
+  "docs/security.md",
 ];
 
 /** Blocks marked no-test, by page and first line, and why they are not run here. */

@@ -1,12 +1,14 @@
 import { once } from "node:events";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import Gitpod from "@gitpod/sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WatchRequestSchema as FeedWatchRequestSchema } from "../src/gen/eventservice/feed/v1/feed_pb.js";
 import { IngestService } from "../src/gen/eventservice/ingest/v1/ingest_pb.js";
-import { EventService } from "../src/gen/gitpod/v1/event_pb.js";
+import { EventService, ListAuditLogsRequestSchema } from "../src/gen/gitpod/v1/event_pb.js";
 import { Operation, ResourceType } from "../src/watch/model.js";
 import { bearer, collectUntil, publish, rawGrpcRequest } from "./helpers/clients.js";
 import { ORG_A, TOKENS, uuid } from "./helpers/fixtures.js";
@@ -272,5 +274,52 @@ describe("health", () => {
   it("answers /healthz and /readyz with 200 while serving", async () => {
     expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
     expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
+  });
+});
+
+describe("grpc-message on every gRPC path", () => {
+  /** The raw grpc-message of a gRPC call (header or trailer), as the wire carries it. */
+  async function rawGrpcMessage(path: string, token: string, body: Uint8Array): Promise<string> {
+    const session = http2.connect(server.url);
+    session.on("error", () => {});
+    try {
+      const stream = rawGrpcRequest(session, path, token);
+      let message = "";
+      stream.on("response", (h) => {
+        if (typeof h["grpc-message"] === "string") message = h["grpc-message"];
+      });
+      stream.on("trailers", (h) => {
+        if (typeof h["grpc-message"] === "string") message = h["grpc-message"];
+      });
+      stream.resume();
+      const frame = Buffer.alloc(5 + body.length);
+      frame.writeUInt32BE(body.length, 1);
+      frame.set(body, 5);
+      stream.end(frame);
+      await once(stream, "close");
+      return message;
+    } finally {
+      session.close();
+    }
+  }
+
+  it("is percent-encoded as the gRPC spec says (printable ASCII kept) by the fast path and the Connect router alike", async () => {
+    // The streaming edge (a feed cursor that does not parse) and the Connect router (a page
+    // token that does not verify): both messages have ": " in them.
+    const feed = await rawGrpcMessage(
+      "/eventservice.feed.v1.FeedService/Watch",
+      TOKENS.memberA,
+      toBinary(FeedWatchRequestSchema, create(FeedWatchRequestSchema, { after: "nope" })),
+    );
+    const audit = await rawGrpcMessage(
+      "/gitpod.v1.EventService/ListAuditLogs",
+      TOKENS.adminA,
+      toBinary(
+        ListAuditLogsRequestSchema,
+        create(ListAuditLogsRequestSchema, { pagination: { token: "not-a-token" } }),
+      ),
+    );
+    expect(feed).toBe("after: not a cursor");
+    expect(audit).toBe("pagination.token: invalid page token");
   });
 });

@@ -220,6 +220,22 @@ describe("FeedService.Watch", () => {
     expect(feed.failure?.rawMessage).toMatch(/retention.*refetch/);
   });
 
+  it("refuses a cursor ahead of the log's head (a restored backup) with out_of_range", async () => {
+    const start = feeds.open(grpc(), TOKENS.memberA);
+    await expect.poll(() => start.seen.length).toBe(1);
+    await start.close();
+    const head = decodeCursor(start.seen[0]?.cursor as string);
+    const ahead = encodeCursor({ logId: head.logId, sequence: head.sequence + 1000 });
+    const feed = openFeed(grpc(), TOKENS.memberA, { after: ahead });
+    await feed.done;
+    expect(feed.failure?.code).toBe(Code.OutOfRange);
+    expect(feed.failure?.rawMessage).toMatch(/ahead of the event log.*refetch/);
+    // The head itself is fine.
+    const atHead = feeds.open(grpc(), TOKENS.memberA, { after: start.seen[0]?.cursor as string });
+    await expect.poll(() => atHead.seen.length).toBe(1);
+    expect(atHead.failure).toBeUndefined();
+  });
+
   it("applies WatchEvents' rules to who may watch", async () => {
     const feed = openFeed(grpc(), TOKENS.publisher);
     await feed.done;

@@ -162,4 +162,25 @@ describe("grpc.health.v1.Health/Watch", () => {
     }
     await expect.poll(() => server?.app.health.watchCount).toBe(0);
   });
+
+  it("bounds open watches (HEALTH_MAX_WATCHES) with resource_exhausted, and shows them in /metrics", async () => {
+    server = await startServer({ HEALTH_MAX_WATCHES: "2" });
+    const client = createClient(Health, createGrpcTransport({ baseUrl: server.url }));
+    const abort = new AbortController();
+    const open = [0, 1].map(() =>
+      client.watch({ service: "" }, { signal: abort.signal })[Symbol.asyncIterator](),
+    );
+    for (const w of open) expect((await w.next()).value?.status).toBe(Status.SERVING);
+    const third = await client
+      .watch({ service: "" })
+      [Symbol.asyncIterator]()
+      .next()
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(third).toMatchObject({ code: Code.ResourceExhausted });
+    expect((third as ConnectError).rawMessage).toContain("at most 2");
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toMatch(/^eventserver_health_watches 2$/m);
+    abort.abort();
+    await expect.poll(() => server?.app.health.watchCount).toBe(0);
+  });
 });

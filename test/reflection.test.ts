@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -119,6 +119,40 @@ describe("server reflection v1", () => {
       expect(res.originalRequest).toBeDefined();
     }
     expect(cases).toEqual(["listServicesResponse", "fileDescriptorResponse", "errorResponse"]);
+  });
+});
+
+describe("server reflection's cost, without a token", () => {
+  it("sends each file once per stream and ends a stream past REFLECTION_MAX_REQUESTS", async () => {
+    const own = await startServer({ REFLECTION_MAX_REQUESTS: "20" });
+    try {
+      const client = createClient(v1.ServerReflection, createGrpcTransport({ baseUrl: own.url }));
+      const ask = { case: "fileContainingSymbol" as const, value: "gitpod.v1.EventService" };
+      async function* requests() {
+        for (let i = 0; i < 25; i++) yield { messageRequest: ask };
+      }
+      const files: number[] = [];
+      let bytes = 0;
+      let failure: unknown;
+      try {
+        for await (const res of client.serverReflectionInfo(requests())) {
+          const r = res.messageResponse;
+          const protos = r.case === "fileDescriptorResponse" ? r.value.fileDescriptorProto : [];
+          files.push(protos.length);
+          for (const p of protos) bytes += p.length;
+        }
+      } catch (err) {
+        failure = err;
+      }
+      // The first answer has the file and its dependencies; later ones the file alone.
+      expect(files[0]).toBeGreaterThan(1);
+      expect(files.slice(1)).toEqual(Array(19).fill(1));
+      expect(ConnectError.from(failure).code).toBe(Code.ResourceExhausted);
+      // 20 requests of a few dozen bytes: far less than 20 times the schema.
+      expect(bytes).toBeLessThan(3 * (files[0] as number) * 20_000);
+    } finally {
+      await own.close();
+    }
   });
 });
 

@@ -1,4 +1,5 @@
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { SignJWT } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -237,6 +238,127 @@ describe("credentials over time", () => {
     const err = ConnectError.from(await failureOf(watch));
     expect(err.code).toBe(Code.Unauthenticated);
     expect(err.rawMessage).toBe("token expired");
+  });
+
+  /** The HTTP status of a ListAuditLogs call with `token`: 401 once the server forgot it. */
+  async function auditStatus(token: string): Promise<number> {
+    const res = await fetch(`${server.url}/gitpod.v1.EventService/ListAuditLogs`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: "{}",
+    });
+    await res.arrayBuffer();
+    return res.status;
+  }
+
+  /** Writes every fixture token back and waits until the server knows `token` again. */
+  async function restoreTokens(token: string): Promise<void> {
+    writeFileSync(server.tokensFile, JSON.stringify({ tokens: TOKEN_ENTRIES }));
+    await expect.poll(() => auditStatus(token), { timeout: 5000 }).toBe(403);
+  }
+
+  /** A POST whose body is sent in two parts: `first`, then, once `between` resolves, `rest`. */
+  function slowPost(path: string, token: string, contentType: string, first: string, rest: string) {
+    let status = 0;
+    let body = "";
+    const req = http.request(`${server.url}${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": contentType },
+    });
+    const answered = new Promise<void>((resolve, reject) => {
+      req.on("response", (res) => {
+        status = res.statusCode ?? 0;
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => {
+          body += c;
+        });
+        res.on("end", resolve);
+        res.on("error", resolve);
+      });
+      req.on("error", reject);
+    });
+    req.flushHeaders();
+    req.write(first);
+    return {
+      finish: async () => {
+        req.end(rest);
+        await answered;
+        return { status, body };
+      },
+    };
+  }
+
+  /** Rewrites the token file without `token` and waits until the server no longer knows it. */
+  async function removeToken(token: string): Promise<void> {
+    writeFileSync(
+      server.tokensFile,
+      JSON.stringify({ tokens: TOKEN_ENTRIES.filter((t) => t.token !== token) }),
+    );
+    await expect.poll(() => auditStatus(token), { timeout: 5000 }).toBe(401);
+  }
+
+  it("refuses a watch whose token was removed while its request body was on the way", async () => {
+    const watch = slowPost(
+      "/gitpod.v1.EventService/WatchEvents",
+      TOKENS.otherMemberA,
+      "application/jsonl",
+      "{",
+      "}",
+    );
+    try {
+      await removeToken(TOKENS.otherMemberA);
+      const answer = await watch.finish();
+      expect(answer.status).toBe(401);
+      expect(JSON.parse(answer.body)).toMatchObject({ code: "unauthenticated" });
+      expect(server.bus.subscriberCount).toBe(0);
+    } finally {
+      await restoreTokens(TOKENS.otherMemberA);
+    }
+  });
+
+  it("refuses a publish whose token was removed while its request body was on the way", async () => {
+    const id = uuid();
+    const body = JSON.stringify({ events: [ev(ResourceType.PROJECT, Operation.CREATE, id)] });
+    const before = await server.store.lastSequence();
+    const call = slowPost(
+      "/eventservice.ingest.v1.IngestService/Publish",
+      TOKENS.publisherA,
+      "application/json",
+      body.slice(0, 10),
+      body.slice(10),
+    );
+    try {
+      await removeToken(TOKENS.publisherA);
+      const answer = await call.finish();
+      expect(answer.status).toBe(401);
+      expect(JSON.parse(answer.body)).toMatchObject({ code: "unauthenticated" });
+      expect(await server.store.lastSequence()).toBe(before);
+    } finally {
+      await restoreTokens(TOKENS.publisherA);
+    }
+  });
+
+  it("refuses a JWT without exp: it would never expire", async () => {
+    const jwt = await new SignJWT({ org: ORG_A, role: "member" })
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject(USERS.memberA)
+      .sign(new TextEncoder().encode(JWT_SECRET));
+    const err = await openError(connectJson, jwt, {});
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toBe("token: exp is required (tokens must expire)");
+  });
+
+  it("revokes every token of a deleted token file, ending their streams", async () => {
+    const watch = await open(connectJson, TOKENS.otherMemberA);
+    rmSync(server.tokensFile);
+    try {
+      expect(ConnectError.from(await failureOf(watch)).code).toBe(Code.Unauthenticated);
+      const err = await openError(connectJson, TOKENS.memberA, {});
+      expect(err.code).toBe(Code.Unauthenticated);
+    } finally {
+      // Known again (a member may not read audit logs: 403, not 401).
+      await restoreTokens(TOKENS.memberA);
+    }
   });
 
   it("ends the streams of a token removed from the token file with unauthenticated", async () => {

@@ -408,6 +408,55 @@ export function describeStoreContract(
       });
     });
 
+    describe("readScoped", () => {
+      it("reads one organization's events, or one environment's, with how far the log was read", async () => {
+        const store = await fresh();
+        const stored = await store.append(
+          [
+            ev({ resourceId: id(1) }), // 1: A
+            ev({ resourceId: id(2), organizationId: ORG_B }), // 2: B
+            ev({ resourceType: ENV, resourceId: OWNER_ENV }), // 3: A, the environment
+            ev({ resourceType: ResourceType.TASK, resourceId: id(3) }), // 4: A, in it
+            ev({ resourceType: ResourceType.TASK, resourceId: id(4), organizationId: ORG_B }), // 5: B, same environment id
+            ev({ resourceId: id(5), organizationId: ORG_B }), // 6: B
+          ],
+          NOW,
+        );
+        const seqs = (p: { events: { sequence: number }[] }) => p.events.map((e) => e.sequence);
+        const a = await store.readScoped(0, 100, { organizationId: ORG_A });
+        expect(seqs(a)).toEqual([1, 3, 4]);
+        expect(a.events.map(watchView)).toEqual(
+          [0, 2, 3].map((i) => watchView(stored[i] as StoredEvent)),
+        );
+        // Not full: everything up to the head was read.
+        expect(a).toMatchObject({ through: 6, firstSequence: 1 });
+        // Full: read up to its last event, no further.
+        const page = await store.readScoped(0, 2, { organizationId: ORG_A });
+        expect(seqs(page)).toEqual([1, 3]);
+        expect(page.through).toBe(3);
+        expect(seqs(await store.readScoped(3, 2, { organizationId: ORG_A }))).toEqual([4]);
+        const env = await store.readScoped(0, 100, {
+          organizationId: ORG_A,
+          environmentId: OWNER_ENV,
+        });
+        expect(seqs(env)).toEqual([3, 4]);
+        expect(env.through).toBe(6);
+        const other = await store.readScoped(0, 100, {
+          organizationId: ORG_B,
+          environmentId: OWNER_ENV,
+        });
+        expect(seqs(other)).toEqual([5]);
+        const none = await store.readScoped(6, 100, { organizationId: ORG_A });
+        expect(none).toEqual({ events: [], through: 6, firstSequence: 1 });
+        await store.prune({ eventsBeforeMs: NOW + 1 });
+        expect(await store.readScoped(0, 100, { organizationId: ORG_A })).toEqual({
+          events: [],
+          through: 6,
+          firstSequence: 7,
+        });
+      });
+    });
+
     describe("creators and environments", () => {
       it.each(CREATOR_CASES.map((c) => [c.name, c] as const))("%s", async (_, c) => {
         const store = await fresh();

@@ -7,6 +7,13 @@ import type { Principal } from "../watch/model.js";
 export interface Authenticator {
   /** `authorization` is the raw header value (or undefined when missing). */
   authenticate(authorization: string | undefined): Promise<Principal>;
+  /**
+   * Whether `principal`'s credential is still valid now: not removed or changed in its source
+   * since it was authenticated, not expired. Synchronous, so that a caller that checks it and
+   * registers a stream (or hands a publish to the store) in one turn leaves no window in which a
+   * revocation goes unseen: a revocation before the check fails it, one after reaches `onRevoke`.
+   */
+  isValid(principal: Principal): boolean;
   /** Called with the ids of credentials that stopped being valid (removed or changed). */
   onRevoke(listener: (credentialIds: ReadonlySet<string>) => void): () => void;
   close(): void;

@@ -44,13 +44,31 @@ export function createAuthenticator(config: Config, logger: Logger): Authenticat
   } else if (config.authTokensFile !== undefined) {
     const path = config.authTokensFile;
     table = readTokenFile(path);
+    let missingSince: NodeJS.Timeout | undefined;
     const reload = async () => {
       let next: TokenTable | string[];
       try {
         next = TokenTable.parse(await readFile(path, "utf8"));
       } catch (err) {
-        logger.error({ err, path }, "token file unreadable; keeping the previous tokens");
-        return;
+        if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+          // Deleted: every token goes, as if the file were empty. Not at the first sight, though:
+          // a tool that deletes and writes anew (rather than renames over) leaves a short gap.
+          if (missingSince === undefined) {
+            missingSince = setTimeout(() => void reload(), TOKEN_FILE_POLL_MS);
+            missingSince.unref();
+            return;
+          }
+          missingSince = undefined;
+          next = TokenTable.of([]);
+          logger.error({ path }, "token file deleted; every token of it is revoked");
+        } else {
+          logger.error({ err, path }, "token file unreadable; keeping the previous tokens");
+          return;
+        }
+      }
+      if (!Array.isArray(next) && missingSince !== undefined) {
+        clearTimeout(missingSince);
+        missingSince = undefined;
       }
       if (Array.isArray(next)) {
         logger.error({ path, problems: next }, "token file invalid; keeping the previous tokens");
@@ -64,7 +82,10 @@ export function createAuthenticator(config: Config, logger: Logger): Authenticat
     // Stat polling survives editors' atomic renames and bind mounts, where fs.watch does not.
     const onChange = () => void reload();
     watchFile(path, { interval: TOKEN_FILE_POLL_MS, persistent: false }, onChange);
-    stopWatching = () => unwatchFile(path, onChange);
+    stopWatching = () => {
+      unwatchFile(path, onChange);
+      clearTimeout(missingSince);
+    };
   }
 
   let jwtKey: Uint8Array | JWTVerifyGetKey | undefined;
@@ -84,6 +105,8 @@ export function createAuthenticator(config: Config, logger: Logger): Authenticat
         algorithms,
         ...(config.authJwtIssuer !== undefined && { issuer: config.authJwtIssuer }),
         ...(config.authJwtAudience !== undefined && { audience: config.authJwtAudience }),
+        // A token without exp would never expire (AUTH_JWT_REQUIRE_EXP=off allows it).
+        ...(config.authJwtRequireExp && { requiredClaims: ["exp"] }),
       };
       ({ payload } =
         typeof jwtKey === "function"
@@ -91,6 +114,9 @@ export function createAuthenticator(config: Config, logger: Logger): Authenticat
           : await jwtVerify(token, jwtKey as Uint8Array, options));
     } catch (err) {
       if (err instanceof joseErrors.JWTExpired) throw unauthenticated("token expired");
+      if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === "exp") {
+        throw unauthenticated("token: exp is required (tokens must expire)");
+      }
       throw unauthenticated("invalid token");
     }
     const { sub, org, role, exp } = payload;
@@ -128,6 +154,10 @@ export function createAuthenticator(config: Config, logger: Logger): Authenticat
       // A JWT has three base64url parts; anything else is an unknown opaque token.
       if (jwtKey !== undefined && token.split(".").length === 3) return verifyJwt(token);
       throw unauthenticated("unknown token");
+    },
+    isValid(principal) {
+      if (principal.credentialId.startsWith("token:")) return table?.holds(principal) ?? false;
+      return principal.expiresAtMs === undefined || principal.expiresAtMs > Date.now();
     },
     onRevoke(listener) {
       listeners.add(listener);

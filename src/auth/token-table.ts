@@ -105,6 +105,18 @@ export class TokenTable {
     return timingSafeEqual(stored, Buffer.from(hash, "hex")) ? principal : undefined;
   }
 
+  /** Whether this table still gives `principal` (its token, with the same subject, organization and role). */
+  holds(principal: Principal): boolean {
+    const q = this.byHash.get(principal.credentialId.slice("token:".length));
+    return (
+      q !== undefined &&
+      q.credentialId === principal.credentialId &&
+      q.subject === principal.subject &&
+      q.organization === principal.organization &&
+      q.role === principal.role
+    );
+  }
+
   /** Credentials of this table that `next` no longer has, or has with another principal. */
   revokedIn(next: TokenTable): Set<string> {
     const out = new Set<string>();

@@ -1,4 +1,4 @@
-import type { EventLog, StoredEvent } from "../store/store.js";
+import type { EventLog, LogScope, ScopedPage } from "../store/store.js";
 import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
 import type { WatchPlan } from "../watch/plan.js";
 
@@ -79,8 +79,11 @@ export interface EventBus {
    * event after it, and none before.
    */
   readonly dispatchedSequence: number;
-  /** Events of the log after `sequence`, in order, at most `limit` (replays). */
-  readAfter(sequence: number, limit: number): Promise<StoredEvent[]>;
+  /**
+   * Events of the log in `scope` after `sequence`, in order, at most `limit` (replays): read
+   * through an index of the scope, never the whole log.
+   */
+  readScoped(sequence: number, limit: number, scope: LogScope): Promise<ScopedPage>;
   /** The event log's id and the sequences it holds. */
   log(): Promise<EventLog>;
   /** Ends every subscription with `reason` and refuses new work. */

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { ServiceError } from "../errors.js";
-import type { EventLog, Store, StoredEvent } from "../store/store.js";
+import type { EventLog, LogScope, ScopedPage, Store, StoredEvent } from "../store/store.js";
 import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
 import type { WatchPlan } from "../watch/plan.js";
 import { Dispatcher } from "./dispatcher.js";
@@ -93,8 +93,8 @@ export class StoreBus implements EventBus {
     return this.dispatched;
   }
 
-  readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
-    return this.store.readAfter(sequence, limit);
+  readScoped(sequence: number, limit: number, scope: LogScope): Promise<ScopedPage> {
+    return this.store.readScoped(sequence, limit, scope);
   }
 
   log(): Promise<EventLog> {

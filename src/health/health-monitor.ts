@@ -1,3 +1,4 @@
+import { ServiceError } from "../errors.js";
 import type { StreamSession } from "../session/stream-session.js";
 import { BoundedQueue } from "../stream/bounded-queue.js";
 import type { Readiness } from "./readiness.js";
@@ -27,6 +28,11 @@ export interface HealthMonitorOptions {
   readonly services: readonly string[];
   /** How often readiness is asked while someone watches, in ms. */
   readonly pollMs?: number;
+  /**
+   * Watches open at once (they need no credential); more are refused with resource_exhausted.
+   * Default 100.
+   */
+  readonly maxWatches?: number;
 }
 
 /**
@@ -63,6 +69,13 @@ export class HealthMonitor {
    * the server does not know. Ends with the reason given to `close`.
    */
   async watch(service: string): Promise<StreamSession<HealthItem>> {
+    const max = this.options.maxWatches ?? 100;
+    if (this.closed === undefined && this.watches.size >= max) {
+      throw new ServiceError(
+        "resource_exhausted",
+        `too many health watches open on this server (at most ${max}); use Check, or retry later`,
+      );
+    }
     const items = new BoundedQueue<HealthItem>(2, {
       // A watcher behind by a change only needs the newest status.
       coalesce: { key: () => "status", merge: (_, next) => next },

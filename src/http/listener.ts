@@ -33,6 +33,11 @@ export interface ListenerOptions {
   readonly h2PingIntervalMs: number;
   /** Largest header section accepted, in bytes. */
   readonly maxHeaderBytes: number;
+  /**
+   * An HTTP/2 session with no open stream for this long is closed (GOAWAY), in ms; 0: never.
+   * Sessions with streams (watchers, idle or not) are never idle. Default 0.
+   */
+  readonly h2IdleTimeoutMs?: number;
 }
 
 /**
@@ -63,7 +68,11 @@ export class Listener {
       options.onRequest,
     );
     this.http2 = http2.createServer({
-      settings: { maxConcurrentStreams: options.maxConcurrentStreams },
+      // Advertised to clients; Node does not enforce it on what it receives (checked below).
+      settings: {
+        maxConcurrentStreams: options.maxConcurrentStreams,
+        maxHeaderListSize: options.maxHeaderBytes,
+      },
       maxSessionMemory: 32,
       maxHeaderListPairs: 128,
     });
@@ -74,6 +83,11 @@ export class Listener {
     // into `onCompatRequest(req, res)` calls.
     const compat = http2.createServer(options.onCompatRequest);
     this.http2.on("stream", (stream, headers, flags, rawHeaders) => {
+      // The same header limit as HTTP/1.1 (431), counted as RFC 9113 counts a header list.
+      if (headerListSize(rawHeaders) > options.maxHeaderBytes) {
+        if (!stream.destroyed) stream.respond({ ":status": 431 }, { endStream: true });
+        return;
+      }
       // A request whose body does not end (END_STREAM) in time is reset, as HTTP/1.1's
       // requestTimeout does; a request without a body ended with its headers.
       if (options.requestTimeoutMs > 0 && (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) === 0) {
@@ -85,8 +99,10 @@ export class Listener {
     this.http2.on("session", (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
       const stopPings = keepAlive(session, options.h2PingIntervalMs);
+      const stopIdle = closeWhenIdle(session, options.h2IdleTimeoutMs ?? 0);
       session.once("close", () => {
         stopPings();
+        stopIdle();
         this.sessions.delete(session);
       });
     });
@@ -182,6 +198,16 @@ export class Listener {
   }
 }
 
+/**
+ * The size of a header list as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113 §6.5.2): each
+ * field's name and value in octets, plus 32. `raw` alternates names and values.
+ */
+export function headerListSize(raw: readonly string[]): number {
+  let size = 0;
+  for (const field of raw) size += Buffer.byteLength(field);
+  return size + (raw.length / 2) * 32;
+}
+
 /** Resets `stream` unless its request body has ended within `ms` (see requestTimeoutMs). */
 function limitRequestTime(stream: http2.ServerHttp2Stream, ms: number): void {
   const timer = setTimeout(() => {
@@ -196,6 +222,32 @@ function limitRequestTime(stream: http2.ServerHttp2Stream, ms: number): void {
   }
   stream.on("end", clear);
   stream.on("close", clear);
+}
+
+/**
+ * Closes `session` (GOAWAY, then the socket once nothing is open) after `ms` without an open
+ * stream: PINGs keep a connection alive, not a reason to hold it. Returns the cleanup.
+ */
+function closeWhenIdle(session: http2.ServerHttp2Session, ms: number): () => void {
+  if (ms <= 0) return () => {};
+  let open = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    timer = setTimeout(() => {
+      if (open === 0 && !session.closed && !session.destroyed) session.close();
+    }, ms);
+    timer.unref();
+  };
+  session.on("stream", (stream: http2.ServerHttp2Stream) => {
+    open++;
+    clearTimeout(timer);
+    timer = undefined;
+    stream.once("close", () => {
+      if (--open === 0) arm();
+    });
+  });
+  arm();
+  return () => clearTimeout(timer);
 }
 
 /**

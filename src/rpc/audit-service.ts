@@ -19,7 +19,7 @@ import {
   validateAuditEntryId,
   validateAuditQuery,
 } from "../watch/audit-rules.js";
-import { isViolation } from "../watch/validate.js";
+import { isViolation, MAX_TIMESTAMP_MS } from "../watch/validate.js";
 import { principalOf } from "./authenticate.js";
 import type { ErrorFunnel } from "./error-funnel.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
@@ -191,6 +191,9 @@ function boundMs(ts: Timestamp): number {
   return Number(ts.seconds) * 1000 + Math.ceil(ts.nanos / 1_000_000);
 }
 
+/** 0001-01-01T00:00:00Z, the earliest time Timestamp's JSON form can spell. */
+const MIN_TIMESTAMP_MS = -62_135_596_800_000;
+
 function toAuditLogEntry(
   e: AuditEntry,
 ): MessageInitShape<typeof ListAuditLogsResponse_AuditLogEntrySchema> {
@@ -201,7 +204,11 @@ function toAuditLogEntry(
     subjectId: e.subjectId,
     subjectType: e.subjectType,
     action: e.action,
-    createdAt: timestampFromMs(e.createdAtMs),
+    // Rows written before occurred_at was bounded may hold any time: show them within what
+    // Timestamp's JSON form can spell rather than fail every JSON client (and the SDKs).
+    createdAt: timestampFromMs(
+      Math.min(MAX_TIMESTAMP_MS, Math.max(MIN_TIMESTAMP_MS, e.createdAtMs)),
+    ),
     kind: e.kind,
   };
 }

@@ -23,6 +23,11 @@ export interface PublishDeps {
   /** Per-publisher rate limit, in events. */
   readonly limiter: RateLimiter;
   readonly metrics: Metrics;
+  /** Wall clock, ms since the epoch: `occurred_at` may be at most `maxClockSkewMs` ahead of it. */
+  readonly now: () => number;
+  readonly maxClockSkewMs: number;
+  /** Whether the caller's credential is still valid (see Authenticator.isValid). */
+  readonly isValid: (principal: Principal) => boolean;
 }
 
 /** A publish by `principal`: authorize, validate the whole batch, publish; throws ServiceError. */
@@ -32,12 +37,12 @@ export type PublishCall = (
 ) => Promise<MessageInitShape<typeof PublishResponseSchema>>;
 
 export function createPublishCall(deps: PublishDeps): PublishCall {
-  const { bus, isDraining, limiter, metrics } = deps;
+  const { bus, isDraining, limiter, metrics, isValid, now, maxClockSkewMs } = deps;
   return async (principal, req) => {
     const raw = req.events.map(fromResourceEvent);
     const denied = authorizePublish(principal, raw);
     if (denied) throw new ServiceError(denied.kind, denied.message);
-    const events = validatePublishBatch(raw);
+    const events = validatePublishBatch(raw, { nowMs: now(), maxSkewMs: maxClockSkewMs });
     if (isViolation(events)) throw new ServiceError(events.kind, events.message);
     if (isDraining()) throw new ServiceError("unavailable", "the server is shutting down");
     if (!limiter.take(principal.subject, events.length)) {
@@ -45,6 +50,11 @@ export function createPublishCall(deps: PublishDeps): PublishCall {
         "resource_exhausted",
         "publish rate limit exceeded for this publisher; retry with backoff",
       );
+    }
+    // Authenticated when the headers came; the body may have taken a while. Checked again in
+    // the turn that hands the batch to the store, so a revoked credential never writes.
+    if (!isValid(principal)) {
+      throw new ServiceError("unauthenticated", "credential revoked or expired");
     }
     const result = await bus.publish(events);
     metrics.published += events.length;

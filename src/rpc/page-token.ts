@@ -3,7 +3,7 @@ import { ServiceError } from "../errors.js";
 
 /** Where a page ended: the last entry given, in (createdAtMs, id) order. */
 export interface PageCursor {
-  /** ms since the epoch, a safe integer. */
+  /** ms since the epoch: any integer an int64 holds (a stored row may hold any). */
   readonly createdAtMs: number;
   /** The entry's id (a UUID; at most 255 bytes of UTF-8 in any case). */
   readonly id: string;
@@ -27,6 +27,15 @@ const MAX_TOKEN_CHARS = Math.ceil(((HEADER_BYTES + MAX_ID_BYTES + MAC_BYTES) * 4
 const LABEL = "gitpod.v1.EventService/ListAuditLogs page token\0";
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
+/**
+ * An integer within int64, not necessarily a safe one: a page ends at whatever time its last row
+ * holds, and a row's time comes from the database (rows older than the bounds on occurred_at may
+ * hold anything the column takes), so a token must carry it rather than fail the page.
+ */
+function isInt64(n: number): boolean {
+  return Number.isInteger(n) && n >= -(2 ** 63) && n < 2 ** 63;
+}
+
 function mac(secret: Uint8Array, body: Uint8Array, digest: string): Buffer {
   return createHmac("sha256", secret).update(LABEL).update(body).update(digest, "utf8").digest();
 }
@@ -38,7 +47,7 @@ function mac(secret: Uint8Array, body: Uint8Array, digest: string): Buffer {
  */
 export function encodePageToken(secret: Uint8Array, cursor: PageCursor, digest: string): string {
   const id = Buffer.from(cursor.id, "utf8");
-  if (!Number.isSafeInteger(cursor.createdAtMs) || id.length === 0 || id.length > MAX_ID_BYTES) {
+  if (!isInt64(cursor.createdAtMs) || id.length === 0 || id.length > MAX_ID_BYTES) {
     throw new Error(`cannot make a page token for cursor ${JSON.stringify(cursor)}`);
   }
   const body = Buffer.alloc(HEADER_BYTES + id.length);
@@ -75,7 +84,7 @@ export function decodePageToken(secret: Uint8Array, token: string, digest: strin
   if (
     body.readUInt8(0) !== VERSION ||
     (flags & ~FLAG_DESCENDING) !== 0 ||
-    !Number.isSafeInteger(createdAtMs) ||
+    !isInt64(createdAtMs) ||
     idLength === 0 ||
     body.length !== HEADER_BYTES + idLength
   ) {

@@ -9,6 +9,7 @@ import {
 } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, type ServiceImpl } from "@connectrpc/connect";
+import { ServiceError, toConnectError } from "../errors.js";
 import * as v1 from "../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
@@ -29,16 +30,20 @@ export class DescriptorIndex {
     this.services = services.map((s) => s.typeName).sort();
   }
 
-  /** The file named `name` and its dependencies, transitively, serialized; undefined: unknown. */
-  fileByName(name: string): Uint8Array[] | undefined {
+  /**
+   * The file named `name` and its dependencies, transitively, serialized; undefined: unknown.
+   * Dependencies in `sent` (files this stream sent before) are left out, as grpc-go does:
+   * clients keep what they received, and a stream never sends the schema twice.
+   */
+  fileByName(name: string, sent: Set<DescFile> = new Set()): Uint8Array[] | undefined {
     const file = this.files.get(name);
-    return file === undefined ? undefined : this.withDependencies(file);
+    return file === undefined ? undefined : this.withDependencies(file, sent);
   }
 
-  /** The file that defines `symbol` and its dependencies; undefined: unknown. */
-  fileContaining(symbol: string): Uint8Array[] | undefined {
+  /** The file that defines `symbol` and its dependencies not in `sent`; undefined: unknown. */
+  fileContaining(symbol: string, sent: Set<DescFile> = new Set()): Uint8Array[] | undefined {
     const file = this.symbols.get(symbol.replace(/^\./, ""));
-    return file === undefined ? undefined : this.withDependencies(file);
+    return file === undefined ? undefined : this.withDependencies(file, sent);
   }
 
   /** Whether `typeName` is a message this index knows. */
@@ -46,12 +51,14 @@ export class DescriptorIndex {
     return this.symbols.has(typeName.replace(/^\./, ""));
   }
 
-  private withDependencies(file: DescFile): Uint8Array[] {
+  /** The file asked for (always) and its dependencies not sent yet; marks them sent. */
+  private withDependencies(file: DescFile, sent: Set<DescFile>): Uint8Array[] {
     const out: Uint8Array[] = [];
     const seen = new Set<DescFile>();
     const visit = (f: DescFile) => {
-      if (seen.has(f)) return;
+      if (seen.has(f) || (f !== file && sent.has(f))) return;
       seen.add(f);
+      sent.add(f);
       let bytes = this.encoded.get(f);
       if (bytes === undefined) {
         bytes = toBinary(FileDescriptorProtoSchema, f.proto);
@@ -90,7 +97,11 @@ type Request = v1.ServerReflectionRequest | v1alpha.ServerReflectionRequest;
 type ResponseInit = MessageInitShape<typeof v1.ServerReflectionResponseSchema>;
 
 /** The answer to one reflection request; errors are answers too (the stream goes on). */
-function answer(index: DescriptorIndex, req: Request): ResponseInit["messageResponse"] {
+function answer(
+  index: DescriptorIndex,
+  req: Request,
+  sent: Set<DescFile>,
+): ResponseInit["messageResponse"] {
   const notFound = (what: string) => ({
     case: "errorResponse" as const,
     value: { errorCode: Code.NotFound, errorMessage: `${what} not found` },
@@ -107,9 +118,9 @@ function answer(index: DescriptorIndex, req: Request): ResponseInit["messageResp
         value: { service: index.services.map((name) => ({ name })) },
       };
     case "fileByFilename":
-      return files(index.fileByName(r.value), `file "${r.value}"`);
+      return files(index.fileByName(r.value, sent), `file "${r.value}"`);
     case "fileContainingSymbol":
-      return files(index.fileContaining(r.value), `symbol "${r.value}"`);
+      return files(index.fileContaining(r.value, sent), `symbol "${r.value}"`);
     case "fileContainingExtension":
       // No service of this port uses extensions.
       return notFound(`extension ${r.value.extensionNumber} of "${r.value.containingType}"`);
@@ -131,27 +142,45 @@ function answer(index: DescriptorIndex, req: Request): ResponseInit["messageResp
 /**
  * grpc.reflection.v1 (and v1alpha, the same messages under an older name) on the Connect
  * runtime: a bidirectional stream of one response per request, with the descriptors of `index`.
- * grpcurl and `buf curl` without a schema use it.
+ * grpcurl and `buf curl` without a schema use it. It needs no credential, so what one stream
+ * costs is bounded: each file is sent once per stream, and a stream makes at most
+ * `maxRequestsPerStream` requests (then resource_exhausted); clients ask a handful.
  */
-export function createReflectionServices(index: DescriptorIndex) {
+export function createReflectionServices(index: DescriptorIndex, maxRequestsPerStream = 100) {
+  const counted = (n: number) => {
+    if (n > maxRequestsPerStream) {
+      throw toConnectError(
+        new ServiceError(
+          "resource_exhausted",
+          `too many reflection requests on one stream (at most ${maxRequestsPerStream}); open a new stream`,
+        ),
+      );
+    }
+  };
   const v1Impl: ServiceImpl<typeof v1.ServerReflection> = {
     async *serverReflectionInfo(requests) {
+      const sent = new Set<DescFile>();
+      let n = 0;
       for await (const req of requests) {
+        counted(++n);
         yield create(v1.ServerReflectionResponseSchema, {
           validHost: req.host,
           originalRequest: req,
-          messageResponse: answer(index, req),
+          messageResponse: answer(index, req, sent),
         });
       }
     },
   };
   const v1alphaImpl: ServiceImpl<typeof v1alpha.ServerReflection> = {
     async *serverReflectionInfo(requests) {
+      const sent = new Set<DescFile>();
+      let n = 0;
       for await (const req of requests) {
+        counted(++n);
         yield create(v1alpha.ServerReflectionResponseSchema, {
           validHost: req.host,
           originalRequest: req,
-          messageResponse: answer(index, req) as MessageInitShape<
+          messageResponse: answer(index, req, sent) as MessageInitShape<
             typeof v1alpha.ServerReflectionResponseSchema
           >["messageResponse"],
         });

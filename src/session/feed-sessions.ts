@@ -20,6 +20,10 @@ export interface FeedSessionsOptions {
   readonly maxBacklog: number;
   /** A checkpoint after this long without a message, in ms (0: none). */
   readonly checkpointMs: number;
+  /** Streams replaying from a cursor at once, per subject (until each has caught up). */
+  readonly maxReplaysPerSubject: number;
+  /** Streams replaying from a cursor at once, in this process. */
+  readonly maxReplays: number;
 }
 
 export interface OpenFeedOptions {
@@ -31,8 +35,15 @@ export interface OpenFeedOptions {
   readonly protocol: string;
 }
 
-/** Events read from the log per query while replaying. */
+/** Events read from the log per query while replaying, at most. */
 const PAGE = 500;
+/** ... and at least, however slow a page was. */
+const MIN_PAGE = 25;
+/**
+ * How long one page may hold the event loop (the store's synchronous part, SQLite's query, and
+ * matching), in ms: a page that took longer halves the next one, a quick one doubles it back.
+ */
+const PAGE_BUDGET_MS = 5;
 /** Handed-on slots at the front of a stream's queue before it is compacted. */
 const COMPACT_AFTER = 1024;
 
@@ -41,6 +52,11 @@ function refetch(why: string): ServiceError {
     "out_of_range",
     `after: ${why}; refetch what you need and watch from now (empty after)`,
   );
+}
+
+/** Lets the event loop run (I/O, timers, other streams) before a replay reads its next page. */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /**
@@ -58,6 +74,9 @@ export class FeedSessions {
   private readonly ticker: IdleTicker | undefined;
   /** The log's id: made once with the log, so asked once. */
   private logId: string | undefined;
+  /** Streams replaying from a cursor, per subject and in all, until they catch up or end. */
+  private readonly replaysBySubject = new Map<string, number>();
+  private replays = 0;
 
   constructor(readonly options: FeedSessionsOptions) {
     if (options.checkpointMs > 0) this.ticker = new IdleTicker(options.checkpointMs);
@@ -75,25 +94,68 @@ export class FeedSessions {
         if (after.sequence + 1 < log.firstSequence) {
           throw refetch("the cursor is older than the event log's retention");
         }
+        // Ahead of the head: events in between would be skipped silently (a log restored
+        // from a backup keeps its id but holds fewer events).
+        if (after.sequence > log.lastSequence) {
+          throw refetch("the cursor is ahead of the event log (was the log restored?)");
+        }
       }
     }
-    const live = await this.options.sessions.open({
-      principal: options.principal,
-      request: options.request,
-      protocol: options.protocol,
-      rpc: "FeedService.Watch",
-    });
+    const release = after === undefined ? undefined : this.admitReplay(options.principal.subject);
+    let live: WatchStream;
+    try {
+      live = await this.options.sessions.open({
+        principal: options.principal,
+        request: options.request,
+        protocol: options.protocol,
+        rpc: "FeedService.Watch",
+      });
+    } catch (err) {
+      release?.();
+      throw err;
+    }
     // The subscription exists now: it gets every event after this sequence.
     const head = this.options.bus.dispatchedSequence;
-    const stream = new FeedStream(
-      this,
-      live,
-      this.logId,
-      after?.sequence ?? head,
-      after !== undefined,
-    );
+    const stream = new FeedStream(this, live, this.logId, after?.sequence ?? head, release);
     this.ticker?.add(stream);
     return stream;
+  }
+
+  /**
+   * Takes a replay slot for `subject`, or throws `resource_exhausted` naming the bound. Returns
+   * the function that gives it back (once; later calls do nothing).
+   */
+  private admitReplay(subject: string): () => void {
+    const { maxReplaysPerSubject, maxReplays } = this.options;
+    const mine = this.replaysBySubject.get(subject) ?? 0;
+    if (mine >= maxReplaysPerSubject) {
+      throw new ServiceError(
+        "resource_exhausted",
+        `too many feed replays from a cursor in progress for this caller (at most ${maxReplaysPerSubject}); retry once one has caught up`,
+      );
+    }
+    if (this.replays >= maxReplays) {
+      throw new ServiceError(
+        "resource_exhausted",
+        `too many feed replays from a cursor in progress on this server (at most ${maxReplays}); retry with backoff`,
+      );
+    }
+    this.replaysBySubject.set(subject, mine + 1);
+    this.replays++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.replays--;
+      const n = (this.replaysBySubject.get(subject) ?? 1) - 1;
+      if (n <= 0) this.replaysBySubject.delete(subject);
+      else this.replaysBySubject.set(subject, n);
+    };
+  }
+
+  /** Replays from a cursor in progress (metrics, tests). */
+  get replaysInProgress(): number {
+    return this.replays;
   }
 
   /** @internal The shared item of a live event. */
@@ -144,14 +206,20 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   private readable: (() => void) | undefined;
   private idleTicks = 0;
   private ended = false;
+  /** Rows of the next page: halved after a slow page, doubled back after quick ones. */
+  private pageRows = PAGE;
+  /** Gives back the replay slot of a stream opened with a cursor: once it is live, or ends. */
+  private replaySlot: (() => void) | undefined;
 
   constructor(
     private readonly feed: FeedSessions,
     private readonly live: WatchStream,
     logId: string,
     start: number,
-    replay: boolean,
+    replaySlot: (() => void) | undefined,
   ) {
+    const replay = replaySlot !== undefined;
+    this.replaySlot = replaySlot;
     this.position = start;
     this.mode = replay ? "replay" : "live";
     this.push({ kind: "checkpoint", cursor: encodeCursor({ logId, sequence: start }) });
@@ -215,6 +283,7 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     if (this.ended) return;
     this.ended = true;
     this.feed.forget(this);
+    this.replaySlot?.();
     this.buffer = [];
     this.live.end(error);
   }
@@ -304,13 +373,29 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     this.readable?.();
   }
 
-  /** Reads pages of the log while there is room, then goes live once caught up. */
+  /**
+   * Reads pages of the log while there is room, then goes live once caught up. Only what the
+   * stream's scope can match is read (its organization, or its environment, through an index),
+   * each page is bounded in rows and in time, and the event loop runs between pages: however
+   * big the log, a replay never holds the server for long.
+   */
   private async read(): Promise<void> {
     if (this.reading) return;
     this.reading = true;
     try {
       const { bus, maxBacklog } = this.feed.options;
+      const plan = this.live.plan;
+      const scope = {
+        organizationId: plan.organizationId,
+        ...(plan.environmentId !== undefined && { environmentId: plan.environmentId }),
+      };
+      let firstPage = true;
       while (this.mode === "replay" && !this.isClosed && !this.ended) {
+        if (!firstPage) {
+          await nextTurn();
+          if (this.mode !== "replay" || this.isClosed || this.ended) return;
+        }
+        firstPage = false;
         const room = maxBacklog - this.pending;
         if (room <= 0) return;
         // Events dispatched from now on are buffered; earlier ones are in the log.
@@ -318,16 +403,20 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
           this.overflowed = false;
           this.buffer = [];
         }
-        const limit = Math.min(PAGE, room);
-        const rows = await bus.readAfter(this.position, limit);
+        const limit = Math.min(this.pageRows, room);
+        // What the page holds the event loop for: the store's synchronous part (SQLite runs its
+        // query in the call), then the matching below.
+        let started = performance.now();
+        const reading = bus.readScoped(this.position, limit, scope);
+        let busyMs = performance.now() - started;
+        const page = await reading;
         if (this.isClosed || this.ended) return;
-        const first = rows[0];
-        if (first !== undefined && first.sequence !== this.position + 1) {
+        started = performance.now();
+        if (page.firstSequence > this.position + 1) {
           throw refetch("events after the cursor were pruned before they were read");
         }
-        const plan = this.live.plan;
         const at = performance.now();
-        for (const row of rows) {
+        for (const row of page.events) {
           this.position = row.sequence;
           if (!matches(plan, row.event, row.creatorId)) continue;
           this.push({
@@ -340,11 +429,19 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
             return;
           }
         }
-        if (rows.length === limit || this.overflowed) continue;
+        const full = page.events.length === limit;
+        // Everything up to `through` was read or is not in scope: checkpoints move on with it.
+        if (page.through > this.position) this.position = page.through;
+        busyMs += performance.now() - started;
+        if (busyMs > PAGE_BUDGET_MS) this.pageRows = Math.max(MIN_PAGE, this.pageRows >> 1);
+        else if (busyMs < PAGE_BUDGET_MS / 4) this.pageRows = Math.min(PAGE, this.pageRows * 2);
+        if (full || this.overflowed) continue;
         // Caught up: the buffer holds every event after `position`.
         const buffered = this.buffer;
         this.buffer = [];
         this.mode = "live";
+        this.replaySlot?.();
+        this.replaySlot = undefined;
         for (const p of buffered) {
           if (this.handLive(p) && endsStream(plan, p.event)) {
             this.finish();

@@ -97,6 +97,12 @@ export class WatchSessions {
         : undefined;
     const plan = planWatch(principal, request, environment);
     if (isViolation(plan)) throw new ServiceError(plan.kind, plan.message);
+    // The credential was checked when the headers came; the body may have taken a while, and a
+    // revocation only ends streams already registered. From this check to the registration
+    // below nothing waits, so no revocation falls in between.
+    if (!this.deps.authenticator.isValid(principal)) {
+      throw new ServiceError("unauthenticated", "credential revoked or expired");
+    }
     const subject = principal.subject;
     const streams = this.perSubject.get(subject) ?? 0;
     if (streams >= this.deps.maxStreamsPerSubject) {

@@ -99,6 +99,18 @@ const MIGRATIONS: readonly Migration[] = [
       );
     },
   },
+  {
+    version: 4,
+    name: "scoped replay indexes",
+    // The feed replays one organization's events, or one environment's, in sequence order
+    // (Store.readScoped) without reading anyone else's. Most events carry no environment, hence
+    // the partial index. (Built inside the migration transaction, so appends wait for it once.)
+    up: `
+      CREATE INDEX IF NOT EXISTS events_org_sequence ON events (organization_id, sequence);
+      CREATE INDEX IF NOT EXISTS events_environment_sequence ON events (environment_id, sequence)
+        WHERE environment_id <> '';
+    `,
+  },
 ];
 
 /**

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { describeStoreContract } from "../../test/store-contract.js";
 import { ServiceError } from "../errors.js";
 import { Operation, type ResourceEvent, ResourceType } from "../watch/model.js";
-import { PostgresStore, type PostgresStoreOptions } from "./postgres-store.js";
+import { PostgresStore, type PostgresStoreOptions, scopedReadSql } from "./postgres-store.js";
 import type { Store } from "./store.js";
 
 /**
@@ -264,7 +264,7 @@ describe("PostgresStore on a shared database", () => {
     await check.connect();
     try {
       const res = await check.query("SELECT version FROM schema_migrations ORDER BY version");
-      expect(res.rows.map((r) => r.version)).toEqual([1, 2, 3]);
+      expect(res.rows.map((r) => r.version)).toEqual([1, 2, 3, 4]);
     } finally {
       await check.end();
     }
@@ -446,4 +446,56 @@ describe("PostgresStore on a shared database", () => {
       await proxy.cut();
     }
   });
+});
+
+describe("PostgresStore's scoped reads", () => {
+  it("walk the (organization, sequence) and (environment, sequence) indexes, in order", async () => {
+    const url = await scratchDatabase();
+    const store = await openAt(url);
+    // 4 organizations of 5,000 events each; a quarter of them tasks of one of 500 environments
+    // (of organization 0); and one small organization of 20 events.
+    const org = (n: number) => `0a0a0a0a-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
+    const env = (n: number) => id(0xe0000 + n);
+    for (let b = 0; b < 20; b++) {
+      await store.append(
+        Array.from({ length: 1000 }, (_, i) => {
+          const n = b * 1000 + i;
+          if (n % 1000 === 1) return ev({ organizationId: org(99), resourceId: id(n + 1) });
+          return n % 4 === 0
+            ? ev({
+                organizationId: org(0),
+                resourceType: ResourceType.TASK,
+                resourceId: id(n + 1),
+                environmentId: env(n % 500),
+              })
+            : ev({ organizationId: org(n % 4), resourceId: id(n + 1) });
+        }),
+        NOW,
+      );
+    }
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await client.query("ANALYZE events");
+      const plan = async (sql: string, params: unknown[]) =>
+        (await client.query<{ "QUERY PLAN": string }>(`EXPLAIN ${sql}`, params)).rows
+          .map((r) => r["QUERY PLAN"])
+          .join("\n");
+      const byOrg = await plan(scopedReadSql(false), [org(99), 0, 500]);
+      // Few rows of the organization: a bitmap scan and a sort of those rows is fine; never a scan
+      // of the table.
+      expect(byOrg).toMatch(/Index Scan (using|on) events_org_sequence/);
+      expect(byOrg).not.toMatch(/Seq Scan on events/);
+      const byEnv = await plan(scopedReadSql(true), [org(0), 0, 500, env(0)]);
+      expect(byEnv).toMatch(/Index Scan (using|on) events_environment_sequence/);
+      expect(byEnv).not.toMatch(/Seq Scan on events/);
+      // A big organization, a small page: PostgreSQL may walk the primary key in order and stop
+      // early (cheaper on a table this small); never the whole table.
+      const page = await plan(scopedReadSql(false), [org(1), 0, 20]);
+      expect(page).not.toMatch(/Seq Scan on events/);
+    } finally {
+      await client.end();
+      await store.close();
+    }
+  }, 60_000);
 });

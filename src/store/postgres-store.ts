@@ -7,7 +7,15 @@ import { GroupCommit } from "./postgres-group-commit.js";
 import { AUDIT_COLUMNS, migrate } from "./postgres-migrations.js";
 import { NotificationListener } from "./postgres-notifications.js";
 import { type AuditRow, auditEntryOf, type EventRow, storedEventOf } from "./records.js";
-import type { AuditEntry, AuditPageQuery, EventLog, Store, StoredEvent } from "./store.js";
+import type {
+  AuditEntry,
+  AuditPageQuery,
+  EventLog,
+  LogScope,
+  ScopedPage,
+  Store,
+  StoredEvent,
+} from "./store.js";
 
 // Still exported from here, as before the store was split into modules.
 export { isUnavailable } from "./postgres-errors.js";
@@ -44,6 +52,26 @@ export interface PostgresStoreOptions {
 
 /** See `pool.on("connect")` in `PostgresStore.open`. */
 function ignoreClientError(): void {}
+
+/**
+ * The scoped read of the feed's replays (Store.readScoped): $1 organization, $2 after, $3
+ * limit, $4 environment. One statement, so one snapshot: the head and the first sequence agree
+ * with the rows (the head is written in the transaction that appends). The LEFT JOIN gives one
+ * row even when no event is in scope. Reads the (organization, sequence) or the partial
+ * (environment, sequence) index (exported for the plan's test).
+ */
+export function scopedReadSql(environment: boolean): string {
+  const where = environment
+    ? "environment_id = $4 AND environment_id <> '' AND organization_id = $1"
+    : "organization_id = $1";
+  return `SELECT h.head, h.first, e.* FROM
+      (SELECT (SELECT last FROM event_sequence WHERE id = 1) AS head,
+              (SELECT min(sequence) FROM events) AS first) AS h
+    LEFT JOIN LATERAL
+      (SELECT sequence, organization_id, resource_type, operation, resource_id, environment_id,
+              creator_id, created_at_ms
+       FROM events WHERE ${where} AND sequence > $2 ORDER BY sequence LIMIT $3) AS e ON true`;
+}
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -131,6 +159,26 @@ export class PostgresStore implements Store {
       [sequence, limit],
     );
     return res.rows.map(storedEventOf);
+  }
+
+  async readScoped(sequence: number, limit: number, scope: LogScope): Promise<ScopedPage> {
+    const env = scope.environmentId !== undefined && scope.environmentId !== "";
+    const res = await this.query<EventRow & { head: string; first: string | null }>(
+      scopedReadSql(env),
+      env
+        ? [scope.organizationId, sequence, limit, scope.environmentId]
+        : [scope.organizationId, sequence, limit],
+    );
+    const head = Number(res.rows[0]?.head ?? 0);
+    const first = res.rows[0]?.first;
+    const events = res.rows.filter((r) => r.sequence !== null).map(storedEventOf);
+    const last = events[events.length - 1];
+    return {
+      events,
+      through:
+        events.length === limit && last !== undefined ? last.sequence : Math.max(sequence, head),
+      firstSequence: first === null || first === undefined ? head + 1 : Number(first),
+    };
   }
 
   async lastSequence(): Promise<number> {

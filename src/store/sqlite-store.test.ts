@@ -1,10 +1,11 @@
 import fs, { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { describeStoreContract } from "../../test/store-contract.js";
 import { Operation, type ResourceEvent, ResourceType } from "../watch/model.js";
-import { SqliteStore } from "./sqlite-store.js";
+import { SCOPED_READS, SqliteStore } from "./sqlite-store.js";
 import type { Store } from "./store.js";
 
 const dir = mkdtempSync(join(tmpdir(), "eventserver-sqlite-"));
@@ -111,5 +112,31 @@ describe("SqliteStore with synchronous full", () => {
     const spy = vi.spyOn(fs, "fdatasync");
     await store.append([event(1)], 1);
     expect(spy).not.toHaveBeenCalled();
+  });
+});
+
+describe("SqliteStore's scoped reads", () => {
+  it("walk the (organization, sequence) and (environment, sequence) indexes, in order, without a sort", async () => {
+    const path = join(dir, "plan.db");
+    await (await SqliteStore.open({ path })).close();
+    const db = new DatabaseSync(path);
+    try {
+      const plan = (sql: string) =>
+        (
+          db
+            .prepare(`EXPLAIN QUERY PLAN ${sql}`)
+            .all(...["x", "x", 0, 10].slice(-(sql.split("?").length - 1))) as { detail: string }[]
+        )
+          .map((r) => r.detail)
+          .join("; ");
+      expect(plan(SCOPED_READS.organization)).toMatch(
+        /^SEARCH events USING (COVERING )?INDEX events_org_sequence \(organization_id=\? AND sequence>\?\)$/,
+      );
+      expect(plan(SCOPED_READS.environment)).toMatch(
+        /^SEARCH events USING INDEX events_environment_sequence \(environment_id=\? AND sequence>\?\)$/,
+      );
+    } finally {
+      db.close();
+    }
   });
 });

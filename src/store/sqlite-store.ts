@@ -19,7 +19,15 @@ import {
   newEntryId,
   storedEventOf,
 } from "./records.js";
-import type { AuditEntry, AuditPageQuery, EventLog, Store, StoredEvent } from "./store.js";
+import type {
+  AuditEntry,
+  AuditPageQuery,
+  EventLog,
+  LogScope,
+  ScopedPage,
+  Store,
+  StoredEvent,
+} from "./store.js";
 
 /** Versioned schema steps; each runs once, in order, in one transaction with its version row. */
 const MIGRATIONS: readonly string[] = [
@@ -56,7 +64,29 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX audit_org_actor_time ON audit_log (organization_id, actor_id, created_at_ms, id);
    CREATE INDEX audit_org_subject_time ON audit_log (organization_id, subject_id, created_at_ms, id);
    CREATE INDEX audit_time ON audit_log (created_at_ms);`,
+  // Scoped replays of the feed (Store.readScoped): one organization's events, or one
+  // environment's, in sequence order, without reading anyone else's. Most events carry no
+  // environment, hence the partial index.
+  `CREATE INDEX events_org_sequence ON events (organization_id, sequence);
+   CREATE INDEX events_environment_sequence ON events (environment_id, sequence)
+     WHERE environment_id <> '';`,
 ];
+
+const EVENT_COLUMNS =
+  "sequence, organization_id, resource_type, operation, resource_id, environment_id, creator_id, created_at_ms";
+
+/**
+ * The scoped reads of the feed's replays (Store.readScoped), each through its index, named so
+ * that the statement fails rather than falls back to a scan (exported for the plan's test).
+ * The environment's index is named because the organization's would read all of its events.
+ */
+export const SCOPED_READS = {
+  organization: `SELECT ${EVENT_COLUMNS} FROM events INDEXED BY events_org_sequence
+    WHERE organization_id = ? AND sequence > ? ORDER BY sequence LIMIT ?`,
+  environment: `SELECT ${EVENT_COLUMNS} FROM events INDEXED BY events_environment_sequence
+    WHERE environment_id = ? AND environment_id <> '' AND organization_id = ?
+      AND sequence > ? ORDER BY sequence LIMIT ?`,
+} as const;
 
 // Rows deleted per statement when pruning, so a prune never holds the write lock for long.
 const PRUNE_CHUNK = 10_000;
@@ -143,6 +173,8 @@ export class SqliteStore implements Store {
     insertAudit: StatementSync;
     setLast: StatementSync;
     readAfter: StatementSync;
+    readOrganization: StatementSync;
+    readEnvironment: StatementSync;
     getAudit: StatementSync;
   };
 
@@ -181,8 +213,10 @@ export class SqliteStore implements Store {
       ),
       setLast: db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_sequence', ?)"),
       readAfter: db.prepare(
-        "SELECT sequence, organization_id, resource_type, operation, resource_id, environment_id, creator_id, created_at_ms FROM events WHERE sequence > ? ORDER BY sequence LIMIT ?",
+        `SELECT ${EVENT_COLUMNS} FROM events WHERE sequence > ? ORDER BY sequence LIMIT ?`,
       ),
+      readOrganization: db.prepare(SCOPED_READS.organization),
+      readEnvironment: db.prepare(SCOPED_READS.environment),
       getAudit: db.prepare("SELECT * FROM audit_log WHERE id = ? AND organization_id = ?"),
     };
   }
@@ -339,6 +373,28 @@ export class SqliteStore implements Store {
 
   async readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
     return (this.stmt.readAfter.all(sequence, limit) as unknown as EventRow[]).map(storedEventOf);
+  }
+
+  async readScoped(sequence: number, limit: number, scope: LogScope): Promise<ScopedPage> {
+    // Synchronous: the rows, the head and the first sequence are one snapshot.
+    const rows = (scope.environmentId !== undefined && scope.environmentId !== ""
+      ? this.stmt.readEnvironment.all(scope.environmentId, scope.organizationId, sequence, limit)
+      : this.stmt.readOrganization.all(
+          scope.organizationId,
+          sequence,
+          limit,
+        )) as unknown as EventRow[];
+    const events = rows.map(storedEventOf);
+    const last = events[events.length - 1];
+    const first = (this.firstSequenceStmt.get() as { first: number | null }).first;
+    return {
+      events,
+      through:
+        events.length === limit && last !== undefined
+          ? last.sequence
+          : Math.max(sequence, this.last),
+      firstSequence: first ?? this.last + 1,
+    };
   }
 
   async lastSequence(): Promise<number> {

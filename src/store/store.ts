@@ -24,6 +24,31 @@ export interface EventLog {
   readonly lastSequence: number;
 }
 
+/**
+ * Which events a replay may need (CONTRACT §12): one organization's, or, for environment scope,
+ * the events that carry one environment's id (its own ENVIRONMENT events and those of the
+ * tasks, task executions and services it owns). Every store reads a scope through an index, so
+ * a replay costs what the caller's scope holds, never what the whole log holds.
+ */
+export interface LogScope {
+  readonly organizationId: string;
+  readonly environmentId?: string;
+}
+
+/** One page of a scoped read of the log. */
+export interface ScopedPage {
+  /** The events in scope with a sequence above the one asked for, in order, at most `limit`. */
+  readonly events: StoredEvent[];
+  /**
+   * Every event up to this sequence is in `events` or out of scope: the last event's sequence
+   * when the page is full, else the log's head when it was read (one snapshot with `events`).
+   * A reader that resumes after `through` misses nothing and reads nothing twice.
+   */
+  readonly through: number;
+  /** The oldest sequence the log held when it was read (`head + 1` when it held none). */
+  readonly firstSequence: number;
+}
+
 /** One audit log entry (CONTRACT §9). */
 export interface AuditEntry {
   /** UUID. */
@@ -83,6 +108,11 @@ export interface Store {
   append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]>;
   /** Events with a sequence above `sequence`, in order, at most `limit`. */
   readAfter(sequence: number, limit: number): Promise<StoredEvent[]>;
+  /**
+   * Events in `scope` with a sequence above `sequence`, in order, at most `limit`, read
+   * through an index of the scope: the cost follows the events in scope, not the log's size.
+   */
+  readScoped(sequence: number, limit: number, scope: LogScope): Promise<ScopedPage>;
   /** The highest sequence given so far (0 when none). */
   lastSequence(): Promise<number>;
   /** The log's id and the sequences it holds. */

@@ -290,6 +290,24 @@ describe("validatePublishBatch", () => {
     else expect(v.message).toMatch(message);
   });
 
+  it("bounds occurred_at: from 2000-01-01 to the server's clock plus the allowed skew", () => {
+    const nowMs = Date.UTC(2026, 5, 1);
+    const clock = { nowMs, maxSkewMs: 300_000 };
+    const at = (ms: number) => validatePublishBatch([event({ occurredAtMs: ms })], clock);
+    expect(isViolation(at(nowMs + 300_000))).toBe(false);
+    expect(isViolation(at(Date.UTC(2000, 0, 1)))).toBe(false);
+    expect(refusal(at(nowMs + 300_001)).message).toBe(
+      "events[0].occurred_at: more than 300000 ms ahead of the server's clock",
+    );
+    expect(refusal(at(Date.UTC(2000, 0, 1) - 1)).message).toBe(
+      "events[0].occurred_at: before 2000-01-01T00:00:00Z",
+    );
+    // Without a clock, what Timestamp's JSON form can spell.
+    expect(
+      refusal(validatePublishBatch([event({ occurredAtMs: Date.UTC(10000, 0, 1) })])).message,
+    ).toBe("events[0].occurred_at: after 9999-12-31T23:59:59.999Z");
+  });
+
   it.each(NOT_UUIDS.filter(([, bad]) => bad !== ""))(
     "refuses a creator_id that is not a UUID (%s)",
     (_, bad) => {

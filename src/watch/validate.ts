@@ -18,6 +18,22 @@ export const MAX_PUBLISH_BATCH = 1000;
 /** Longest audit action accepted (`environment.start` and the like). */
 export const MAX_ACTION_LENGTH = 128;
 
+/**
+ * Earliest `occurred_at` accepted: 2000-01-01T00:00:00Z. Nothing this server audits happened
+ * before; older times are mistakes (a zero or a seconds-for-ms mix-up).
+ */
+export const MIN_OCCURRED_AT_MS = Date.UTC(2000, 0, 1);
+/** The latest time google.protobuf.Timestamp's JSON form can spell: 9999-12-31T23:59:59.999Z. */
+export const MAX_TIMESTAMP_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
+/** When a publish is validated: `occurred_at` may be at most `maxSkewMs` after `nowMs`. */
+export interface PublishClock {
+  /** ms since the epoch. */
+  readonly nowMs: number;
+  /** How far ahead of `nowMs` a publisher's clock may be, in ms. */
+  readonly maxSkewMs: number;
+}
+
 const invalid = (message: string): Violation => violation("invalid_argument", message);
 
 export function isDefinedResourceType(value: number): boolean {
@@ -93,7 +109,11 @@ export function isEnvironmentOwned(resourceType: number): boolean {
   );
 }
 
-function checkEvent(ev: ResourceEvent, field: string): Violation | undefined {
+function checkEvent(
+  ev: ResourceEvent,
+  field: string,
+  clock: PublishClock | undefined,
+): Violation | undefined {
   if (!isDefinedResourceType(ev.resourceType)) {
     return invalid(
       `${field}.resource_type: must be a defined resource type other than RESOURCE_TYPE_UNSPECIFIED`,
@@ -124,11 +144,22 @@ function checkEvent(ev: ResourceEvent, field: string): Violation | undefined {
       `${field}.action: at most ${MAX_ACTION_LENGTH} printable ASCII characters without spaces`,
     );
   }
-  if (
-    ev.occurredAtMs !== undefined &&
-    !(Number.isFinite(ev.occurredAtMs) && ev.occurredAtMs >= 0)
-  ) {
-    return invalid(`${field}.occurred_at: not a valid time`);
+  if (ev.occurredAtMs !== undefined) {
+    const latest =
+      clock === undefined
+        ? MAX_TIMESTAMP_MS
+        : Math.min(MAX_TIMESTAMP_MS, clock.nowMs + clock.maxSkewMs);
+    if (!Number.isFinite(ev.occurredAtMs)) return invalid(`${field}.occurred_at: not a valid time`);
+    if (ev.occurredAtMs < MIN_OCCURRED_AT_MS) {
+      return invalid(`${field}.occurred_at: before 2000-01-01T00:00:00Z`);
+    }
+    if (ev.occurredAtMs > latest) {
+      return invalid(
+        clock === undefined
+          ? `${field}.occurred_at: after 9999-12-31T23:59:59.999Z`
+          : `${field}.occurred_at: more than ${clock.maxSkewMs} ms ahead of the server's clock`,
+      );
+    }
   }
   const env = ev.environmentId;
   if (isEnvironmentOwned(ev.resourceType)) {
@@ -151,6 +182,7 @@ function checkEvent(ev: ResourceEvent, field: string): Violation | undefined {
  */
 export function validatePublishBatch(
   events: readonly ResourceEvent[],
+  clock?: PublishClock,
 ): readonly ResourceEvent[] | Violation {
   if (events.length === 0) return invalid("events: at least 1 event required");
   if (events.length > MAX_PUBLISH_BATCH) {
@@ -159,7 +191,7 @@ export function validatePublishBatch(
   const out: ResourceEvent[] = new Array(events.length);
   for (let i = 0; i < events.length; i++) {
     const ev = events[i] as ResourceEvent;
-    const bad = checkEvent(ev, `events[${i}]`);
+    const bad = checkEvent(ev, `events[${i}]`, clock);
     if (bad) return bad;
     const resourceId = ev.resourceId.toLowerCase();
     out[i] = {

@@ -70,7 +70,7 @@ export interface Cluster {
 const RECENT_LINES = 400;
 
 /** A free TCP port on 127.0.0.1 (released before it is used: fine on a machine of our own). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   server.listen(0, "127.0.0.1");
   await once(server, "listening");

@@ -31,12 +31,12 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { once } from "node:events";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../scripts/cluster.js";
 import { TEST_DATABASE_URL } from "./helpers/postgres.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -114,17 +114,6 @@ interface Run {
   exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
   stopped: boolean;
   readonly ended: Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const address = server.address();
-  server.close();
-  await once(server, "close");
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
 }
 
 function lineMatcher(expected: string): RegExp {

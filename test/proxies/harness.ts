@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../../scripts/cluster.js";
 import { TOKEN_ENTRIES } from "../helpers/fixtures.js";
 
 // The pieces of the proxy tests: the real server process (it must be SIGTERMed and killed -9),
@@ -14,17 +14,6 @@ import { TOKEN_ENTRIES } from "../helpers/fixtures.js";
 // documentation shows.
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-
-/** A free TCP port on 127.0.0.1 (released before it is used). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, "close");
-  return port;
-}
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs = 15_000) {
   const deadline = Date.now() + timeoutMs;

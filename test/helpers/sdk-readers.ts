@@ -33,6 +33,52 @@ function parseToken(token: string): SeenEvent {
 }
 
 /**
+ * What both readers share: the events, the stop, and waiting for events. A subclass feeds
+ * tokens through `parsed` and says how the loop stopped through `stop`.
+ */
+abstract class LoopReader {
+  readonly events: SeenEvent[] = [];
+  received = 0;
+  /** Set when the SDK's loop has stopped (a token failed, the body ended, the reader gave up). */
+  protected stopped: SdkEnd | undefined;
+  private readonly waiters = new Set<() => void>();
+
+  /** Resolves once `n` events have arrived (or the loop stopped). */
+  async until(n: number): Promise<boolean> {
+    while (this.events.length < n && this.stopped === undefined) {
+      await new Promise<void>((resolve) => this.waiters.add(resolve));
+    }
+    return this.events.length >= n;
+  }
+
+  get ended(): SdkEnd | undefined {
+    return this.stopped;
+  }
+
+  /** One token parsed as the SDK does (`how`: its parser's name); false when it failed. */
+  protected parsed(token: string, how: string): boolean {
+    try {
+      this.events.push(parseToken(token));
+      this.notify();
+      return true;
+    } catch (err) {
+      this.stop({ kind: "error", detail: `${how}: ${(err as Error).message}` });
+      return false;
+    }
+  }
+
+  protected stop(end: SdkEnd): void {
+    this.stopped ??= end;
+    this.notify();
+  }
+
+  private notify(): void {
+    for (const w of this.waiters) w();
+    this.waiters.clear();
+  }
+}
+
+/**
  * The Go SDK (`packages/jsonl`): Go's `bufio.Scanner` with `ScanLines` over the body, every
  * token `json.Unmarshal`ed; `Next()` returns false at the first failed token (then `Err()` is
  * that error) or when `Scan()` does. `Scan()` returns false:
@@ -42,15 +88,10 @@ function parseToken(token: string): SeenEvent {
  * - when a line reaches the scanner's 64 KiB buffer without its `\n` (`ErrTooLong`), also
  *   dropped: the caller sees a plain end.
  */
-export class GoStyleReader implements SdkReader {
+export class GoStyleReader extends LoopReader implements SdkReader {
   /** bufio.MaxScanTokenSize: the buffer may not grow past it. */
   static readonly MAX_TOKEN_BYTES = 64 * 1024;
-  readonly events: SeenEvent[] = [];
-  received = 0;
   private pending: Buffer = Buffer.alloc(0);
-  /** Set when the SDK's loop has stopped (a token failed, or the scanner gave up). */
-  private stopped: SdkEnd | undefined;
-  private readonly waiters = new Set<() => void>();
 
   get unterminated(): number {
     return this.pending.length;
@@ -93,38 +134,9 @@ export class GoStyleReader implements SdkReader {
     return this.stopped as unknown as SdkEnd;
   }
 
-  /** Resolves once `n` events have arrived (or the loop stopped). */
-  async until(n: number): Promise<boolean> {
-    while (this.events.length < n && this.stopped === undefined) {
-      await new Promise<void>((resolve) => this.waiters.add(resolve));
-    }
-    return this.events.length >= n;
-  }
-
-  get ended(): SdkEnd | undefined {
-    return this.stopped;
-  }
-
   /** json.Unmarshal of one token; false when it failed (the loop stops with that error). */
   private token(token: string): boolean {
-    try {
-      this.events.push(parseToken(token));
-      this.notify();
-      return true;
-    } catch (err) {
-      this.stop({ kind: "error", detail: `json.Unmarshal: ${(err as Error).message}` });
-      return false;
-    }
-  }
-
-  private stop(end: SdkEnd): void {
-    this.stopped ??= end;
-    this.notify();
-  }
-
-  private notify(): void {
-    for (const w of this.waiters) w();
-    this.waiters.clear();
+    return this.parsed(token, "json.Unmarshal");
   }
 }
 
@@ -135,15 +147,11 @@ export class GoStyleReader implements SdkReader {
  * joins the pieces until one ends a line, `json.loads` it; at the end of the body, the
  * unterminated rest, if any, is `json.loads`ed too.
  */
-export class PythonStyleReader implements SdkReader {
-  readonly events: SeenEvent[] = [];
-  received = 0;
+export class PythonStyleReader extends LoopReader implements SdkReader {
   /** Bytes httpx holds back (less than a 64-byte chunk). */
   private held: Buffer = Buffer.alloc(0);
   /** The decoder's `buf`: a line not yet ended. */
   private line = "";
-  private stopped: SdkEnd | undefined;
-  private readonly waiters = new Set<() => void>();
 
   get unterminated(): number {
     return this.held.length + Buffer.byteLength(this.line);
@@ -173,17 +181,6 @@ export class PythonStyleReader implements SdkReader {
     return this.stopped as unknown as SdkEnd;
   }
 
-  async until(n: number): Promise<boolean> {
-    while (this.events.length < n && this.stopped === undefined) {
-      await new Promise<void>((resolve) => this.waiters.add(resolve));
-    }
-    return this.events.length >= n;
-  }
-
-  get ended(): SdkEnd | undefined {
-    return this.stopped;
-  }
-
   private decode(bytes: Buffer): void {
     // bytes.splitlines(keepends=True): pieces ending in \n, \r or \r\n.
     const pieces = bytes.toString("utf8").match(/[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$/g) ?? [];
@@ -198,24 +195,7 @@ export class PythonStyleReader implements SdkReader {
   }
 
   private loads(text: string): boolean {
-    try {
-      this.events.push(parseToken(text));
-      this.notify();
-      return true;
-    } catch (err) {
-      this.stop({ kind: "error", detail: `json.loads: ${(err as Error).message}` });
-      return false;
-    }
-  }
-
-  private stop(end: SdkEnd): void {
-    this.stopped ??= end;
-    this.notify();
-  }
-
-  private notify(): void {
-    for (const w of this.waiters) w();
-    this.waiters.clear();
+    return this.parsed(text, "json.loads");
   }
 }
 

@@ -99,6 +99,24 @@ const MIGRATIONS: readonly Migration[] = [
       );
     },
   },
+  {
+    version: 4,
+    name: "idempotency keys",
+    // One row per keyed batch (CONTRACT §13), written in its append's transaction and pruned
+    // with its events (same created_at_ms).
+    up: `
+      CREATE TABLE IF NOT EXISTS publish_keys (
+        publisher text NOT NULL,
+        key text NOT NULL,
+        digest bytea NOT NULL,
+        first_sequence bigint NOT NULL,
+        last_sequence bigint NOT NULL,
+        created_at_ms bigint NOT NULL,
+        CONSTRAINT publish_keys_pkey PRIMARY KEY (publisher, key)
+      );
+      CREATE INDEX IF NOT EXISTS publish_keys_created_at_ms ON publish_keys (created_at_ms);
+    `,
+  },
 ];
 
 /**

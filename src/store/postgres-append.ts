@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { AuditLogEntryKind, type ResourceEvent } from "../watch/model.js";
 import { actionOf } from "./action.js";
@@ -21,10 +22,22 @@ export interface GroupWrite {
   /** One per batch of the group, in order. */
   readonly outcomes: readonly BatchOutcome[];
   /**
-   * The transaction's id (xid8, as text) when it wrote anything: after a connection lost
-   * during COMMIT, `pg_xact_status` of it tells whether the writes are in the log.
+   * Set when the transaction wrote anything: what tells, after a connection lost during
+   * COMMIT, whether it committed (see `PostgresStore.commitOutcome`).
    */
-  readonly xid: string | undefined;
+  readonly commit: CommitToken | undefined;
+}
+
+/** How to find out later whether an append's transaction committed. */
+export interface CommitToken {
+  /** A UUID written in the transaction (table `commit_tokens`): visible once it committed. */
+  readonly token: string;
+  /**
+   * The transaction's id (xid8, as text): while its backend still holds it, the transaction
+   * has not ended. (Not a verdict by itself: after a crash, an id whose records never reached
+   * the WAL can be given again to another transaction.)
+   */
+  readonly xid: string;
 }
 
 /**
@@ -84,15 +97,16 @@ export async function appendGroup(
       nows.push(b.nowMs);
     }
   });
-  if (events.length === 0) return { outcomes: outcomes as BatchOutcome[], xid: undefined };
-  const { stored, xid } = await appendEvents(client, events, nows, keys);
+  if (events.length === 0) return { outcomes: outcomes as BatchOutcome[], commit: undefined };
+  const token = randomUUID();
+  const { stored, xid } = await appendEvents(client, events, nows, keys, token);
   let at = 0;
   for (const i of written) {
     const n = (batches[i] as GroupBatch).events.length;
     outcomes[i] = { replayed: false, events: stored.slice(at, at + n) };
     at += n;
   }
-  return { outcomes: outcomes as BatchOutcome[], xid };
+  return { outcomes: outcomes as BatchOutcome[], commit: { token, xid } };
 }
 
 /** True when `err` is the unique violation of a key that another transaction recorded first. */
@@ -122,6 +136,7 @@ async function appendEvents(
   events: readonly ResourceEvent[],
   nowsMs: readonly number[],
   keys: readonly KeyRow[],
+  token: string,
 ): Promise<{ stored: StoredEvent[]; xid: string }> {
   const counter = await client.query<{ last: string; xid: string }>(
     "UPDATE event_sequence SET last = last + $1 WHERE id = 1 RETURNING last, pg_current_xact_id()::text AS xid",
@@ -211,7 +226,8 @@ async function appendEvents(
          created_at_ms)
        SELECT * FROM unnest($24::text[], $25::text[], $26::bytea[], $27::bigint[], $28::bigint[],
          $29::bigint[])
-     )
+     ),
+     token AS (INSERT INTO commit_tokens (token, created_at_ms) VALUES ($30::uuid, $31::bigint))
      SELECT pg_notify($22, $23)`,
     [
       stored.map((s) => s.sequence),
@@ -243,6 +259,8 @@ async function appendEvents(
       keys.map((k) => first + k.offset),
       keys.map((k) => first + k.offset + k.count - 1),
       keys.map((k) => k.nowMs),
+      token,
+      nowsMs[nowsMs.length - 1],
     ],
   );
   return { stored, xid: row.xid };

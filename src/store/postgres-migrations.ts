@@ -101,10 +101,16 @@ const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 4,
-    name: "idempotency keys",
+    name: "idempotency keys, commit tokens",
     // One row per keyed batch (CONTRACT §13), written in its append's transaction and pruned
-    // with its events (same created_at_ms).
+    // with its events (same created_at_ms). One row per append transaction, looked up when the
+    // connection died during its COMMIT; pruned with the events too.
     up: `
+      CREATE TABLE IF NOT EXISTS commit_tokens (
+        token uuid PRIMARY KEY,
+        created_at_ms bigint NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS commit_tokens_created_at_ms ON commit_tokens (created_at_ms);
       CREATE TABLE IF NOT EXISTS publish_keys (
         publisher text NOT NULL,
         key text NOT NULL,

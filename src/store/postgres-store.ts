@@ -5,6 +5,7 @@ import { batchDigest, keyConflict, outcomeUnknown } from "./batch-digest.js";
 import {
   appendGroup,
   type BatchOutcome,
+  type CommitToken,
   type GroupBatch,
   type GroupWrite,
   isKeyRace,
@@ -287,6 +288,11 @@ export class PostgresStore implements Store {
            (SELECT publisher, key FROM publish_keys WHERE created_at_ms < $1 LIMIT $2)`,
         options.eventsBeforeMs,
       );
+      await drain(
+        `DELETE FROM commit_tokens WHERE token IN
+           (SELECT token FROM commit_tokens WHERE created_at_ms < $1 LIMIT $2)`,
+        options.eventsBeforeMs,
+      );
     }
     if (options.auditBeforeMs !== undefined) {
       await drain(
@@ -454,13 +460,13 @@ export class PostgresStore implements Store {
       }
       broken = err instanceof Error ? err : new Error(String(err));
       // Nothing written (every batch replayed or refused): nothing to find out.
-      if (write.xid === undefined) return write.outcomes;
+      if (write.commit === undefined) return write.outcomes;
       // The server answered (a check at commit failed): it rolled back.
       if (!isUnavailable(err)) throw err;
       uncertain();
       // The backend's pid, from its BackendKeyData; pg keeps it, @types/pg does not declare it.
       const pid = (client as unknown as { processID?: number | null }).processID ?? undefined;
-      const status = await this.commitOutcome(write.xid, pid);
+      const status = await this.commitOutcome(write.commit, pid);
       if (status === "committed") return write.outcomes;
       if (status === "aborted") {
         throw new ServiceError(
@@ -477,33 +483,40 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Whether transaction `xid` committed, asked on other connections until the answer is
-   * definite or `commitOutcomeTimeoutMs` passed. A transaction still in progress belongs to a
-   * backend that has not noticed its client is gone (a network that drops packets, say): that
-   * backend (`pid`) is terminated, which settles the transaction one way or the other.
+   * Whether the transaction of `commit` committed, asked on other connections until the answer
+   * is definite or `commitOutcomeTimeoutMs` passed. While its backend (`pid`) still holds the
+   * transaction (it has not noticed that its client is gone: a network that drops packets, say),
+   * that backend is terminated, which ends the transaction one way or the other. Once no backend
+   * holds it, a new statement sees its token if and only if it committed.
    */
   private async commitOutcome(
-    xid: string,
+    commit: CommitToken,
     pid: number | undefined,
   ): Promise<"committed" | "aborted" | "unknown"> {
     const until = performance.now() + (this.options.commitOutcomeTimeoutMs ?? 10_000);
+    // pg_stat_activity shows the 32-bit xid.
+    const xid32 = String(BigInt(commit.xid) & 0xffff_ffffn);
     let backoffMs = 50;
     for (;;) {
       const left = until - performance.now();
       if (left <= 0 || this.closed) return "unknown";
+      // `query_timeout` is honoured by pg's Client.query but missing from @types/pg's QueryConfig.
+      const timed = (text: string, values: unknown[]) =>
+        ({ text, values, query_timeout: Math.max(1, Math.ceil(left)) }) as pg.QueryConfig;
       try {
-        // `query_timeout` is honoured by pg's Client.query but missing from @types/pg's QueryConfig.
-        const res = await this.pool.query<{ status: string | null }>({
-          text: "SELECT pg_xact_status($1::xid8) AS status",
-          values: [xid],
-          query_timeout: Math.max(1, Math.ceil(left)),
-        } as pg.QueryConfig);
-        const status = res.rows[0]?.status;
-        if (status === "committed" || status === "aborted") return status;
-        // Too old to know (wraparound): cannot happen within one call, but never guess.
-        if (status === null || status === undefined) return "unknown";
-        if (pid !== undefined) {
-          await this.pool.query("SELECT pg_terminate_backend($1)", [pid]).catch(() => {});
+        const holding = await this.pool.query<{ terminated: boolean }>(
+          timed(
+            `SELECT pg_terminate_backend(pid) AS terminated FROM pg_stat_activity
+             WHERE pid = $1 AND backend_xid::text = $2`,
+            [pid ?? 0, xid32],
+          ),
+        );
+        if (holding.rows.length === 0) {
+          // A statement of its own: its snapshot is taken after the transaction ended.
+          const found = await this.pool.query(
+            timed("SELECT 1 FROM commit_tokens WHERE token = $1::uuid", [commit.token]),
+          );
+          return found.rows.length > 0 ? "committed" : "aborted";
         }
       } catch {
         // Still unreachable: try again shortly.

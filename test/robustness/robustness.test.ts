@@ -41,8 +41,15 @@ const DURATION_MS = Number(process.env.ROBUSTNESS_DURATION_MS ?? 60_000);
 const REPRODUCE = `npm run robustness -- --seed ${SEED} --duration ${Math.round(DURATION_MS / 1000)}s`;
 const log = (line: string) => process.stdout.write(`[robustness] ${line}\n`);
 
-const next = random(SEED % 2147483646 || 1);
+// Two streams of choices: the schedule of faults follows from the seed alone, whatever order
+// the clients' (timing-dependent) choices are made in.
+const faultRandom = random(SEED % 2147483646 || 1);
+const next = random((SEED * 7919) % 2147483646 || 1);
 const between = (min: number, max: number) => min + next(max - min + 1);
+const faultBetween = (min: number, max: number) => min + faultRandom(max - min + 1);
+const startedAt = performance.now();
+/** Seconds since the run started, for the report. */
+const at = () => `${((performance.now() - startedAt) / 1000).toFixed(1)} s`;
 
 type Principal = StreamRecord["principal"];
 const ADMIN_A: Principal = { subject: USERS.adminA, organization: ORG_A, role: "admin" };
@@ -302,9 +309,10 @@ async function watcher(spec: WatcherSpec, out: StreamRecord[]) {
     try {
       await spec.open(spec.principal, record, abort.signal, slowMs);
       record.end = abort.signal.aborted ? "closed" : "clean";
+      record.detail = `at ${at()}${record.detail === "" ? "" : `: ${record.detail}`}`;
     } catch (err) {
       record.end = abort.signal.aborted ? "closed" : "error";
-      record.detail = String(err).slice(0, 200);
+      record.detail = `at ${at()}: ${String(err).slice(0, 200)}`;
     } finally {
       clearTimeout(vanish);
       stopped.signal.removeEventListener("abort", onStop);
@@ -365,11 +373,11 @@ async function fault(
   proxy: StallProxy,
   database: string,
 ) {
-  const replica = next(3);
+  const replica = faultRandom(3);
   switch (kind) {
     case "kill -9":
       await cluster.kill(replica);
-      await sleep(between(200, 3000));
+      await sleep(faultBetween(200, 3000));
       await cluster.start(replica);
       return `replica ${replica + 1}`;
     case "SIGTERM and restart":
@@ -379,12 +387,12 @@ async function fault(
     case "terminate backends":
       return `${await postgres.terminateBackends(database)} backends`;
     case "PostgreSQL restart": {
-      const mode = next(2) === 0 ? "fast" : "immediate";
+      const mode = faultRandom(2) === 0 ? "fast" : "immediate";
       await postgres.restart(mode);
       return mode;
     }
     case "PostgreSQL stalled": {
-      const ms = between(1000, 6000);
+      const ms = faultBetween(1000, 6000);
       proxy.stall();
       await sleep(ms);
       proxy.resume();
@@ -484,12 +492,13 @@ it(`keeps the guarantees under random faults (seed ${SEED})`, async () => {
     // The seeded schedule of faults, one at a time.
     const until = performance.now() + DURATION_MS;
     while (performance.now() < until) {
-      await sleep(between(500, 3000));
+      await sleep(faultBetween(500, 3000));
       if (performance.now() >= until) break;
-      const kind = FAULTS[next(FAULTS.length)] as FaultKind;
+      const kind = FAULTS[faultRandom(FAULTS.length)] as FaultKind;
       try {
+        const began = at();
         const what = await fault(kind, cluster, postgres, proxy, database);
-        log(`fault: ${kind} (${what})`);
+        log(`fault at ${began}-${at()}: ${kind} (${what})`);
       } catch (err) {
         log(`fault: ${kind} did not complete: ${String(err).split("\n")[0]}`);
       }

@@ -43,7 +43,7 @@ function publish(ids: string[], attempts: PublishRecord["attempts"], key?: strin
 function stream(
   ids: string[],
   end: StreamRecord["end"] = "error",
-  principal = ADMIN,
+  principal: StreamRecord["principal"] = ADMIN,
 ): StreamRecord {
   return { watcher: "w", principal, ids, end, detail: "" };
 }

@@ -169,6 +169,14 @@ describe("the robustness checker", () => {
     expect(check(history({ log, streams: [stream(["b", "c"], "error", MEMBER)] }))).toEqual([]);
   });
 
+  it("excuses a clean end that was a dropped transport failure only while a replica was killed", () => {
+    const dropped = { ...stream(["a"], "clean"), transportFailed: true, endedAtS: 10 };
+    expect(check(history({ streams: [dropped], kills: [{ fromS: 9.5, toS: 9.8 }] }))).toEqual([]);
+    expect(check(history({ streams: [dropped], kills: [{ fromS: 20, toS: 21 }] }))).toEqual([
+      expect.stringMatching(/ended cleanly/),
+    ]);
+  });
+
   it("checks a feed across its connections", () => {
     expect(
       check(

@@ -46,6 +46,13 @@ export interface StreamRecord {
   readonly ids: string[];
   end: StreamEnd;
   detail: string;
+  /** When it ended, s since the run started. */
+  endedAtS?: number;
+  /**
+   * Set by readers that drop transport errors (as the Go SDK does): the "clean" end was a
+   * transport failure without the error tail the server writes before it ends a stream.
+   */
+  transportFailed?: boolean;
 }
 
 export interface FeedRecord {
@@ -72,6 +79,11 @@ export interface History {
   readonly log: readonly LoggedEvent[];
   /** `event_sequence.last` at the end. */
   readonly lastSequence: number;
+  /**
+   * When replicas were killed with -9 (s since the run started): a killed process writes no
+   * error tail, so a reader that drops transport errors sees a clean end then, unavoidably.
+   */
+  readonly kills?: readonly { readonly fromS: number; readonly toS: number }[];
 }
 
 /** Which of the suite's event types a member sees whoever created it (the rest: creator and admins). */
@@ -165,7 +177,13 @@ export function check(history: History): string[] {
   // WatchEvents, per connection.
   for (const s of history.streams) {
     const name = `stream of ${s.watcher}`;
-    if (s.end === "clean") {
+    const killed =
+      s.transportFailed === true &&
+      s.endedAtS !== undefined &&
+      (history.kills ?? []).some(
+        (k) => k.fromS - 1 <= (s.endedAtS as number) && (s.endedAtS as number) <= k.toS + 1,
+      );
+    if (s.end === "clean" && !killed) {
       violations.push(
         `${name}: ended cleanly though no watched environment was deleted (${s.detail})`,
       );

@@ -49,7 +49,10 @@ const between = (min: number, max: number) => min + next(max - min + 1);
 const faultBetween = (min: number, max: number) => min + faultRandom(max - min + 1);
 const startedAt = performance.now();
 /** Seconds since the run started, for the report. */
-const at = () => `${((performance.now() - startedAt) / 1000).toFixed(1)} s`;
+const seconds = () => (performance.now() - startedAt) / 1000;
+const at = () => `${seconds().toFixed(1)} s`;
+/** When replicas were killed with -9 (see History.kills). */
+const kills: { fromS: number; toS: number }[] = [];
 
 type Principal = StreamRecord["principal"];
 const ADMIN_A: Principal = { subject: USERS.adminA, organization: ORG_A, role: "admin" };
@@ -253,6 +256,7 @@ async function jsonlGo(
     if (signal.aborted) throw err;
     // Scanner.Err() is dropped by the SDK: the loop just ends. Noted for the report.
     record.detail = `the transport failed (${String(err).slice(0, 80)}), the SDK drops that`;
+    record.transportFailed = true;
   }
   if (text !== "") record.ids.push((JSON.parse(text) as { resourceId: string }).resourceId);
 }
@@ -309,6 +313,7 @@ async function watcher(spec: WatcherSpec, out: StreamRecord[]) {
     try {
       await spec.open(spec.principal, record, abort.signal, slowMs);
       record.end = abort.signal.aborted ? "closed" : "clean";
+      record.endedAtS = seconds();
       record.detail = `at ${at()}${record.detail === "" ? "" : `: ${record.detail}`}`;
     } catch (err) {
       record.end = abort.signal.aborted ? "closed" : "error";
@@ -375,11 +380,14 @@ async function fault(
 ) {
   const replica = faultRandom(3);
   switch (kind) {
-    case "kill -9":
+    case "kill -9": {
+      const fromS = seconds();
       await cluster.kill(replica);
+      kills.push({ fromS, toS: seconds() });
       await sleep(faultBetween(200, 3000));
       await cluster.start(replica);
       return `replica ${replica + 1}`;
+    }
     case "SIGTERM and restart":
       await cluster.stop(replica);
       await cluster.start(replica);
@@ -550,7 +558,7 @@ it(`keeps the guarantees under random faults (seed ${SEED})`, async () => {
       await c.end();
     }
 
-    const history: History = { publishes, streams, feeds, log: logged, lastSequence };
+    const history: History = { publishes, streams, feeds, log: logged, lastSequence, kills };
     const violations = check(history);
     const attempts = publishes.flatMap((p) => p.attempts);
     const delivered =

@@ -14,8 +14,9 @@ interface WaitingAppend {
 
 /**
  * Writes one group in one transaction (see `appendGroup`) and resolves with one outcome per
- * batch, in order; rejects when nothing of the group was written. Calls `uncertain` when the
- * connection died during COMMIT and it starts finding out whether the group is in the log.
+ * batch, in order; rejects when nothing of the group was written, or with `unavailable` saying
+ * the outcome is unknown when that cannot be told. Calls `uncertain` when the connection died
+ * during COMMIT and it starts finding out whether the group is in the log.
  */
 export type CommitGroup = (
   batches: readonly GroupBatch[],

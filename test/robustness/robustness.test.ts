@@ -148,12 +148,13 @@ async function publisher(name: string, transport: Transport, keyed: boolean, out
         outcome = outcomeOf(err);
       }
       record.attempts.push(outcome);
-      if (!keyed || outcome.kind !== "unknown") {
-        if (outcome.kind === "refused" && !keyed) break;
-        if (outcome.kind !== "refused" || outcome.code !== "unavailable") break;
-      }
-      // Retry with the same key (unknown outcome, or unavailable before the commit).
-      if (!keyed) break;
+      // With a key, retry what may not have been written (an open outcome, or unavailable
+      // before the commit) with the same key; without one, never.
+      const retry =
+        keyed &&
+        (outcome.kind === "unknown" ||
+          (outcome.kind === "refused" && outcome.code === "unavailable"));
+      if (!retry) break;
       await sleep(Math.min(2000, 50 * 2 ** Math.min(attempt, 6)) * Math.random());
     }
     await sleep(between(10, 60));

@@ -21,7 +21,10 @@
  *   DEMO_INTERVAL_MS   mean pause between batches (default 1000; randomized ±50%)
  *   DEMO_COUNT         stop after that many batches (default: run until Ctrl-C)
  *
- * It speaks Connect-protocol JSON to eventservice.ingest.v1.IngestService/Publish via `fetch`.
+ * It speaks Connect-protocol JSON to eventservice.ingest.v1.IngestService/Publish via `fetch`,
+ * the official way: every batch carries an idempotency key of its own, and a batch that got no
+ * answer, or `unavailable`, is sent again with the same key after a growing, jittered pause, so
+ * that a retry never writes it twice (see docs/guarantees.md and examples/publish.ts).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 
@@ -32,7 +35,11 @@ const ORG = env.DEMO_ORGANIZATION || "0d000000-0000-4000-8000-000000000001";
 const ADMIN = "0d000000-0000-4000-8000-00000000a001";
 const MEMBER = "0d000000-0000-4000-8000-00000000a002";
 const MAX_LIVE_ENVIRONMENTS = 5;
-const RETRY_MS = 2000;
+/** Backoff between attempts of one batch: full jitter, doubling from the first to the last, ms. */
+const RETRY_FIRST_MS = 200;
+const RETRY_MAX_MS = 5000;
+/** How long one attempt may take (its deadline), ms. */
+const ATTEMPT_TIMEOUT_MS = 5000;
 
 function intOption(name: string, def: number | undefined, min: number): number | undefined {
   const raw = env[name]?.trim();
@@ -192,20 +199,28 @@ function toWire(ch: Change): Record<string, string> {
 
 const stop = new AbortController();
 let waiting = false;
-/** Says once why publishing has to wait, then sleeps RETRY_MS (rejects when stopped). */
-function retryLater(why: string): Promise<void> {
-  if (!waiting) console.error(`${why}; retrying every ${RETRY_MS / 1000} s…`);
+/**
+ * Says once why publishing has to wait, then sleeps a random time up to the attempt's ceiling
+ * (rejects when stopped).
+ */
+function retryLater(why: string, attempt: number): Promise<void> {
+  if (!waiting) console.error(`${why}; retrying with the same idempotency key…`);
   waiting = true;
-  return sleep(RETRY_MS, undefined, { signal: stop.signal });
+  const ceiling = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** Math.min(attempt - 1, 10));
+  return sleep(Math.round(Math.random() * ceiling), undefined, { signal: stop.signal });
 }
 
-/** Publishes one batch, retrying while the server is unreachable; exits on a refusal. */
+/**
+ * Publishes one batch under a key of its own, retrying with that key while the server is
+ * unreachable or cannot answer; exits on a refusal.
+ */
 async function publish(
   changes: Change[],
-): Promise<{ firstSequence: string; lastSequence: string }> {
-  const body = JSON.stringify({ events: changes.map(toWire) });
-  for (;;) {
+): Promise<{ firstSequence: string; lastSequence: string; replayed?: boolean }> {
+  const body = JSON.stringify({ events: changes.map(toWire), idempotencyKey: uuid() });
+  for (let attempt = 1; ; attempt++) {
     let res: Response;
+    let text: string;
     try {
       res = await fetch(`${BASE}/eventservice.ingest.v1.IngestService/Publish`, {
         method: "POST",
@@ -213,18 +228,19 @@ async function publish(
           Authorization: `Bearer ${TOKEN}`,
           "Content-Type": "application/json",
           "Connect-Protocol-Version": "1",
+          "Connect-Timeout-Ms": String(ATTEMPT_TIMEOUT_MS),
         },
         body,
-        signal: stop.signal,
+        signal: AbortSignal.any([stop.signal, AbortSignal.timeout(ATTEMPT_TIMEOUT_MS + 1000)]),
       });
+      text = await res.text();
     } catch (err) {
       if (stop.signal.aborted) throw err;
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? String(err);
       const hint = "start it first with `npm start` (or set EVENTS_URL / PORT)";
-      await retryLater(`cannot reach the event server at ${BASE} (${cause}): ${hint}`);
+      await retryLater(`cannot reach the event server at ${BASE} (${cause}): ${hint}`, attempt);
       continue;
     }
-    const text = await res.text();
     if (res.ok) {
       if (waiting) console.error(`connected to ${BASE}`);
       waiting = false;
@@ -240,8 +256,11 @@ async function publish(
       console.error("Set DEMO_TOKEN to a publisher token (dev mode: dev-publisher-token).");
       process.exit(1);
     }
-    if (res.status === 502 || res.status === 503 || res.status === 504) {
-      await retryLater(`the server is not available (${detail})`);
+    if (
+      [502, 503, 504, 429].includes(res.status) ||
+      ["unavailable", "deadline_exceeded", "resource_exhausted"].includes(error.code)
+    ) {
+      await retryLater(`the server is not available (${detail})`, attempt);
       continue;
     }
     console.error(`publish failed: ${detail}`);
@@ -261,9 +280,11 @@ async function main(): Promise<void> {
         await sleep(Math.round(pause), undefined, { signal: stop.signal });
       }
       const batch = nextBatch(batches + 1);
-      const { firstSequence: first, lastSequence: last } = await publish(batch.changes);
+      const { firstSequence: first, lastSequence: last, replayed } = await publish(batch.changes);
       const ops = [...new Set(batch.changes.map((ch) => ch.op))].join(", ");
-      console.log(`#${first === last ? first : `${first}–${last}`} ${batch.text} (${ops})`);
+      // Replayed: an attempt whose answer was lost had written it; the retry wrote nothing.
+      const again = replayed ? ", written by an earlier attempt" : "";
+      console.log(`#${first === last ? first : `${first}–${last}`} ${batch.text} (${ops}${again})`);
       batches++;
       events += batch.changes.length;
     }

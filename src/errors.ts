@@ -6,6 +6,7 @@ export type ErrorKind =
   | "unauthenticated"
   | "permission_denied"
   | "not_found"
+  | "already_exists"
   | "resource_exhausted"
   | "out_of_range"
   | "unavailable"
@@ -38,6 +39,8 @@ function codeOf(kind: ErrorKind): Code {
       return Code.PermissionDenied;
     case "not_found":
       return Code.NotFound;
+    case "already_exists":
+      return Code.AlreadyExists;
     case "resource_exhausted":
       return Code.ResourceExhausted;
     case "out_of_range":

@@ -52,6 +52,7 @@ const PAGES = [
   "docs/proxies.md",
   "docs/sdks.md",
   "docs/security.md",
+  "docs/guarantees.md",
 ];
 
 /** Blocks marked no-test, by page and first line, and why they are not run here. */

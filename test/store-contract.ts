@@ -380,6 +380,95 @@ export function describeStoreContract(
       });
     });
 
+    describe("idempotency keys", () => {
+      const KEY = { publisher: ALICE, key: "batch-1" };
+
+      it("appends a keyed batch once and answers a retry with the first append's sequences", async () => {
+        const store = await fresh();
+        await store.append([ev({ resourceId: id(9) })], NOW);
+        const batch = [ev({ resourceId: id(1) }), ev({ resourceId: id(2), actorId: BOB })];
+        const first = await store.appendOnce(batch, NOW, KEY);
+        expect(first.replayed).toBe(false);
+        expect(first.replayed ? [] : first.events.map((s) => s.sequence)).toEqual([2, 3]);
+        const again = await store.appendOnce(batch, NOW + 5, KEY);
+        expect(again).toEqual({ replayed: true, firstSequence: 2, lastSequence: 3 });
+        expect((await store.readAfter(0, 100)).map((s) => s.sequence)).toEqual([1, 2, 3]);
+        expect(await store.lastSequence()).toBe(3);
+        expect(await store.listAudit(page(filterOf()))).toHaveLength(1);
+      });
+
+      it("refuses the same key with another batch with already_exists, writing nothing", async () => {
+        const store = await fresh();
+        await store.appendOnce([ev({ resourceId: id(1) })], NOW, KEY);
+        const other = store.appendOnce([ev({ resourceId: id(2) })], NOW, KEY);
+        await expect(other).rejects.toMatchObject({ kind: "already_exists" });
+        await expect(other).rejects.toThrow(/idempotency_key "batch-1"/);
+        // A changed field of one event is another batch too.
+        await expect(
+          store.appendOnce([ev({ resourceId: id(1), operation: Operation.UPDATE })], NOW, KEY),
+        ).rejects.toMatchObject({ kind: "already_exists" });
+        expect(await store.lastSequence()).toBe(1);
+      });
+
+      it("keeps the keys of different publishers apart", async () => {
+        const store = await fresh();
+        const batch = [ev({ resourceId: id(1) })];
+        const a = await store.appendOnce(batch, NOW, { publisher: ALICE, key: "k" });
+        const b = await store.appendOnce(batch, NOW, { publisher: BOB, key: "k" });
+        expect([a.replayed, b.replayed]).toEqual([false, false]);
+        expect(await store.lastSequence()).toBe(2);
+      });
+
+      it("settles each batch of one group on its own: a duplicate key replays, a conflict fails alone", async () => {
+        const store = await fresh();
+        await store.appendOnce([ev({ resourceId: id(7) })], NOW, { publisher: BOB, key: "old" });
+        const batch = [ev({ resourceId: id(1) }), ev({ resourceId: id(2) })];
+        // Started together: one group (one transaction) where the store groups appends.
+        const results = await Promise.allSettled([
+          store.append([ev({ resourceId: id(3) })], NOW),
+          store.appendOnce(batch, NOW, KEY),
+          store.appendOnce(batch, NOW, KEY),
+          store.appendOnce([ev({ resourceId: id(4) })], NOW, KEY),
+          store.appendOnce([ev({ resourceId: id(5) })], NOW, { publisher: BOB, key: "old" }),
+          store.append([ev({ resourceId: id(6) })], NOW),
+        ]);
+        expect(results.map((r) => r.status)).toEqual([
+          "fulfilled",
+          "fulfilled",
+          "fulfilled",
+          "rejected",
+          "rejected",
+          "fulfilled",
+        ]);
+        const [, first, second] = results.map((r) => (r.status === "fulfilled" ? r.value : r));
+        expect(first).toMatchObject({ replayed: false });
+        expect(second).toEqual({ replayed: true, firstSequence: 3, lastSequence: 4 });
+        expect((await store.readAfter(0, 100)).map((s) => s.event.resourceId)).toEqual([
+          id(7),
+          id(3),
+          id(1),
+          id(2),
+          id(6),
+        ]);
+      });
+
+      it("forgets a key when retention prunes the events appended with it", async () => {
+        const store = await fresh();
+        const batch = [ev({ resourceId: id(1) })];
+        await store.appendOnce(batch, NOW - 2000, KEY);
+        await store.appendOnce([ev({ resourceId: id(2) })], NOW, { publisher: ALICE, key: "new" });
+        await store.prune({ eventsBeforeMs: NOW - 1000 });
+        expect(
+          await store.appendOnce([ev({ resourceId: id(2) })], NOW, {
+            publisher: ALICE,
+            key: "new",
+          }),
+        ).toEqual({ replayed: true, firstSequence: 2, lastSequence: 2 });
+        const anew = await store.appendOnce(batch, NOW, KEY);
+        expect(anew.replayed ? [] : anew.events.map((s) => s.sequence)).toEqual([3]);
+      });
+    });
+
     describe("readAfter", () => {
       it("reads the events after a sequence, in order, at most limit", async () => {
         const store = await fresh();
@@ -821,6 +910,21 @@ export function describeStoreContract(
         expect(await again.secret()).toEqual(secret);
         const next = await again.append([probe(ORG_A, id(1))], NOW);
         expect(next.map((s) => [s.sequence, s.creatorId])).toEqual([[3, BOB]]);
+      });
+
+      it("keeps idempotency keys across reopen", async () => {
+        const store = await fresh();
+        const batch = [ev({ resourceId: id(1) })];
+        await store.appendOnce(batch, NOW, { publisher: ALICE, key: "k" });
+        const again = await reopen(store);
+        expect(await again.appendOnce(batch, NOW, { publisher: ALICE, key: "k" })).toEqual({
+          replayed: true,
+          firstSequence: 1,
+          lastSequence: 1,
+        });
+        await expect(
+          again.appendOnce([ev({ resourceId: id(2) })], NOW, { publisher: ALICE, key: "k" }),
+        ).rejects.toMatchObject({ kind: "already_exists" });
       });
     });
   });

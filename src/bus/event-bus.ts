@@ -1,4 +1,4 @@
-import type { EventLog, LogScope, ScopedPage } from "../store/store.js";
+import type { BatchKey, EventLog, LogScope, ScopedPage } from "../store/store.js";
 import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
 import type { WatchPlan } from "../watch/plan.js";
 
@@ -33,6 +33,15 @@ export interface Subscription extends AsyncIterableIterator<PublishedEvent> {
 export interface PublishResult {
   readonly firstSequence: number;
   readonly lastSequence: number;
+  /** True when the batch's key was known: nothing was written, the sequences are the first call's. */
+  readonly replayed: boolean;
+}
+
+export interface PublishOptions {
+  /** The publisher's idempotency key: the batch is appended at most once under it (CONTRACT §13). */
+  readonly key?: BatchKey;
+  /** The caller stops waiting: bounds the search for the outcome of a commit that lost its connection. */
+  readonly signal?: AbortSignal;
 }
 
 /** What a subscription did, reported once when it ends (for the edge's end-of-stream log). */
@@ -59,7 +68,8 @@ export interface SubscribeOptions {
 
 /**
  * The event bus port. `publish` accepts a validated batch whole and hands its events, in batch
- * order after every earlier batch, to every subscription whose plan matches them. A
+ * order after every earlier batch, to every subscription whose plan matches them; with a key it
+ * does so at most once per key (a replay hands nothing on again). A
  * subscription yields its events in that order, except that a subscriber that has fallen
  * `maxBacklog` events behind gets the pending events of one resource merged into one event, in
  * the place of the first of them (that event carries the newest sequence). It throws when it
@@ -68,7 +78,7 @@ export interface SubscribeOptions {
  * watches, which is always its last event.
  */
 export interface EventBus {
-  publish(events: readonly ResourceEvent[]): Promise<PublishResult>;
+  publish(events: readonly ResourceEvent[], options?: PublishOptions): Promise<PublishResult>;
   /** What is known of an environment, to authorize environment scope. */
   environment(environmentId: string): Promise<EnvironmentRecord | undefined>;
   subscribe(plan: WatchPlan, options: SubscribeOptions): Subscription;

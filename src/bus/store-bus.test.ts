@@ -135,6 +135,20 @@ describe("StoreBus (single process, SQLite in memory)", () => {
     expect(await takeEvents(sub, 7)).toEqual([...batches.flat(), sentinel]);
   });
 
+  it("hands a keyed batch on once: a retry with its key is replayed and dispatches nothing", async () => {
+    const bus = await newBus();
+    const { sub } = subscribe(bus, orgPlan(adminA));
+    const batch = [ev(), ev()];
+    const key = { publisher: ADMIN_A, key: "k-1" };
+    const first = await bus.publish(batch, { key });
+    const again = await bus.publish(batch, { key });
+    expect(again).toEqual({ ...first, replayed: true });
+    const sentinel = ev();
+    await bus.publish([sentinel]);
+    expect((await take(sub, 3)).map((p) => p.event)).toEqual([...batch, sentinel]);
+    expect(pending(sub)).toBe(0);
+  });
+
   it("assigns consecutive sequence numbers, reported by publish and carried by each event", async () => {
     const bus = await newBus();
     const { sub } = subscribe(bus, orgPlan(adminA));
@@ -145,10 +159,12 @@ describe("StoreBus (single process, SQLite in memory)", () => {
     expect(second).toEqual({
       firstSequence: first.lastSequence + 1,
       lastSequence: first.lastSequence + 1,
+      replayed: false,
     });
     expect(third).toEqual({
       firstSequence: second.lastSequence + 1,
       lastSequence: second.lastSequence + 2,
+      replayed: false,
     });
     const sequences = (await take(sub, 6)).map((p) => p.sequence);
     expect(sequences).toEqual([0, 1, 2, 3, 4, 5].map((i) => first.firstSequence + i));

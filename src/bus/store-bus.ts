@@ -7,6 +7,7 @@ import { Dispatcher } from "./dispatcher.js";
 import type {
   EventBus,
   PublishedEvent,
+  PublishOptions,
   PublishResult,
   SubscribeOptions,
   Subscription,
@@ -101,10 +102,27 @@ export class StoreBus implements EventBus {
     return this.store.log();
   }
 
-  async publish(events: readonly ResourceEvent[]): Promise<PublishResult> {
+  async publish(
+    events: readonly ResourceEvent[],
+    options: PublishOptions = {},
+  ): Promise<PublishResult> {
     if (this.closed) throw new ServiceError("unavailable", "the server is shutting down");
     const publishedAtMs = performance.now();
-    const stored = await this.store.append(events, this.now());
+    const appendOptions = options.signal === undefined ? undefined : { signal: options.signal };
+    let stored: StoredEvent[];
+    if (options.key === undefined) {
+      stored = await this.store.append(events, this.now(), appendOptions);
+    } else {
+      const result = await this.store.appendOnce(events, this.now(), options.key, appendOptions);
+      if (result.replayed) {
+        // Appended before (here, or on another replica, or before a restart): dispatched from
+        // the log, never again from memory.
+        if (result.lastSequence > this.known) this.known = result.lastSequence;
+        if (this.replicated) await this.catchUp();
+        return { ...result, replayed: true };
+      }
+      stored = result.events;
+    }
     const first = stored[0] as StoredEvent;
     const last = stored[stored.length - 1] as StoredEvent;
     if (last.sequence > this.known) this.known = last.sequence;
@@ -113,7 +131,7 @@ export class StoreBus implements EventBus {
       stored.map((s) => ({ ...s, publishedAtMs })),
     );
     await this.catchUp();
-    return { firstSequence: first.sequence, lastSequence: last.sequence };
+    return { firstSequence: first.sequence, lastSequence: last.sequence, replayed: false };
   }
 
   async environment(environmentId: string): Promise<EnvironmentRecord | undefined> {

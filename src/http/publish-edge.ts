@@ -88,6 +88,10 @@ export async function handleGrpcPublish(
   stream.on("error", ignoreErrors);
   let answered = false;
   let deadline: Deadline | undefined;
+  // Aborted when the caller stops waiting (deadline, reset): as the Connect runtime's ctx.signal.
+  const gone = new AbortController();
+  const leave = () => gone.abort(new ServiceError("canceled", "the client went away"));
+  stream.once("close", leave);
   const fail = (err: unknown) => {
     if (answered || stream.destroyed || stream.closed) return;
     answered = true;
@@ -98,9 +102,11 @@ export async function handleGrpcPublish(
   try {
     const timeoutMs = grpcTimeoutMs(headers);
     if (timeoutMs !== undefined) {
-      deadline = new Deadline(timeoutMs, () =>
-        fail(new ServiceError("deadline_exceeded", "the operation timed out")),
-      );
+      deadline = new Deadline(timeoutMs, () => {
+        const timedOut = new ServiceError("deadline_exceeded", "the operation timed out");
+        gone.abort(timedOut);
+        fail(timedOut);
+      });
     }
     const principal = await deps.auth.principal(headers.authorization);
     const message = await readMessage(stream, deps.requestMaxBytes);
@@ -113,7 +119,7 @@ export async function handleGrpcPublish(
         `request is not a valid PublishRequest: ${(err as Error).message}`,
       );
     }
-    const response = await deps.publish(principal, request);
+    const response = await deps.publish(principal, request, gone.signal);
     if (answered || stream.destroyed || stream.closed) return;
     answered = true;
     stream.respond({ ":status": 200, "content-type": CONTENT_TYPE }, { waitForTrailers: true });
@@ -125,5 +131,6 @@ export async function handleGrpcPublish(
     fail(err);
   } finally {
     deadline?.clear();
+    stream.off("close", leave);
   }
 }

@@ -10,7 +10,7 @@ import type {
 import type { Metrics } from "../metrics.js";
 import type { Principal } from "../watch/model.js";
 import { authorizePublish } from "../watch/plan.js";
-import { isViolation, validatePublishBatch } from "../watch/validate.js";
+import { checkIdempotencyKey, isViolation, validatePublishBatch } from "../watch/validate.js";
 import { principalOf } from "./authenticate.js";
 import { fromResourceEvent } from "./convert.js";
 import type { ErrorFunnel } from "./error-funnel.js";
@@ -30,20 +30,28 @@ export interface PublishDeps {
   readonly isValid: (principal: Principal) => boolean;
 }
 
-/** A publish by `principal`: authorize, validate the whole batch, publish; throws ServiceError. */
+/**
+ * A publish by `principal`: authorize, validate the whole batch and its key, publish (at most
+ * once per key); throws ServiceError. `signal` aborts when the caller stops waiting (its
+ * deadline, a disconnect): the publish goes on, but the search for the outcome of a commit
+ * whose connection died ends then with `unavailable` (outcome unknown).
+ */
 export type PublishCall = (
   principal: Principal,
   req: PublishRequest,
+  signal?: AbortSignal,
 ) => Promise<MessageInitShape<typeof PublishResponseSchema>>;
 
 export function createPublishCall(deps: PublishDeps): PublishCall {
   const { bus, isDraining, limiter, metrics, isValid, now, maxClockSkewMs } = deps;
-  return async (principal, req) => {
+  return async (principal, req, signal) => {
     const raw = req.events.map(fromResourceEvent);
     const denied = authorizePublish(principal, raw);
     if (denied) throw new ServiceError(denied.kind, denied.message);
     const events = validatePublishBatch(raw, { nowMs: now(), maxSkewMs: maxClockSkewMs });
     if (isViolation(events)) throw new ServiceError(events.kind, events.message);
+    const badKey = checkIdempotencyKey(req.idempotencyKey);
+    if (badKey) throw new ServiceError(badKey.kind, badKey.message);
     if (isDraining()) throw new ServiceError("unavailable", "the server is shutting down");
     if (!limiter.take(principal.subject, events.length)) {
       throw new ServiceError(
@@ -56,11 +64,17 @@ export function createPublishCall(deps: PublishDeps): PublishCall {
     if (!isValid(principal)) {
       throw new ServiceError("unauthenticated", "credential revoked or expired");
     }
-    const result = await bus.publish(events);
-    metrics.published += events.length;
+    const result = await bus.publish(events, {
+      ...(req.idempotencyKey !== "" && {
+        key: { publisher: principal.subject, key: req.idempotencyKey },
+      }),
+      ...(signal !== undefined && { signal }),
+    });
+    if (!result.replayed) metrics.published += events.length;
     return {
       firstSequence: BigInt(result.firstSequence),
       lastSequence: BigInt(result.lastSequence),
+      replayed: result.replayed,
     };
   };
 }
@@ -73,7 +87,7 @@ export function createIngestService(
   return {
     async publish(req, ctx) {
       try {
-        return await publish(principalOf(ctx), req);
+        return await publish(principalOf(ctx), req, ctx.signal);
       } catch (err) {
         throw funnel(err, "Publish");
       }

@@ -1,32 +1,38 @@
-import type { ResourceEvent } from "../watch/model.js";
-import type { StoredEvent } from "./store.js";
+import { outcomeUnknown } from "./batch-digest.js";
+import type { BatchOutcome, GroupBatch } from "./postgres-append.js";
+import type { AppendOnceResult } from "./store.js";
 
 /** Events appended in one transaction at most (a group of waiting batches; see `GroupCommit`). */
 const MAX_GROUP_EVENTS = 5000;
 
 interface WaitingAppend {
-  readonly events: readonly ResourceEvent[];
-  readonly nowMs: number;
-  readonly resolve: (stored: StoredEvent[]) => void;
+  readonly batch: GroupBatch;
+  readonly signal: AbortSignal | undefined;
+  readonly resolve: (result: AppendOnceResult) => void;
   readonly reject: (err: unknown) => void;
 }
 
 /**
- * Writes one group in one transaction: `events` numbered consecutively in the order given,
- * `nowsMs[i]` the `nowMs` of the batch `events[i]` came in. Resolves with one StoredEvent per
- * event, in that order; rejects when nothing was written.
+ * Writes one group in one transaction (see `appendGroup`) and resolves with one outcome per
+ * batch, in order; rejects when nothing of the group was written, or with `unavailable` saying
+ * the outcome is unknown when that cannot be told. Calls `uncertain` when the connection died
+ * during COMMIT and it starts finding out whether the group is in the log.
  */
 export type CommitGroup = (
-  events: readonly ResourceEvent[],
-  nowsMs: readonly number[],
-) => Promise<StoredEvent[]>;
+  batches: readonly GroupBatch[],
+  uncertain: () => void,
+) => Promise<readonly BatchOutcome[]>;
 
 /**
  * Appends are committed in groups: while one transaction holds the counter's lock, the
  * batches that arrive wait here and then share the next transaction (up to
  * MAX_GROUP_EVENTS events), so one lock, four round trips and one commit serve them all.
- * Each caller still gets its own consecutive sequence numbers, in call order; a failed
- * transaction fails every batch of its group (nothing of them is written).
+ * Each caller still gets its own consecutive sequence numbers, in call order. A failed
+ * transaction fails every batch of its group (nothing of them is written); a batch refused
+ * alone (its key was used for another batch) fails alone, and a replayed batch writes nothing.
+ *
+ * Two batches with one key never share a group: the later one waits for the next, whose
+ * lookup then finds the key the earlier one recorded (or did not, if it failed).
  *
  * One group is committed at a time, through `commit`.
  */
@@ -37,11 +43,15 @@ export class GroupCommit {
 
   constructor(private readonly commit: CommitGroup) {}
 
-  /** Resolves with the batch's events as stored, once the transaction of its group commits. */
-  append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]> {
-    if (events.length === 0) return Promise.resolve([]);
+  /**
+   * Resolves with what became of the batch once the transaction of its group commits. While
+   * the outcome of a commit whose connection died is being found out, an abort of `signal`
+   * rejects at once with `unavailable` (outcome unknown).
+   */
+  append(batch: GroupBatch, signal?: AbortSignal): Promise<AppendOnceResult> {
+    if (batch.events.length === 0) return Promise.resolve({ replayed: false, events: [] });
     return new Promise((resolve, reject) => {
-      this.waiting.push({ events, nowMs, resolve, reject });
+      this.waiting.push({ batch, signal, resolve, reject });
       if (!this.appending) void this.appendWaiting();
     });
   }
@@ -51,23 +61,34 @@ export class GroupCommit {
     this.appending = true;
     try {
       while (this.waiting.length > 0) {
-        let count = 0;
-        let take = 0;
-        for (const w of this.waiting) {
-          if (take > 0 && count + w.events.length > MAX_GROUP_EVENTS) break;
-          count += w.events.length;
-          take++;
-        }
-        const group = this.waiting.splice(0, take);
-        try {
-          const stored = await this.appendGroup(group);
-          let at = 0;
+        const group = this.takeGroup();
+        const stopWaiting: (() => void)[] = [];
+        const uncertain = () => {
           for (const w of group) {
-            w.resolve(stored.slice(at, at + w.events.length));
-            at += w.events.length;
+            const { signal } = w;
+            if (signal === undefined) continue;
+            const giveUp = () => w.reject(outcomeUnknown(signal.reason));
+            if (signal.aborted) giveUp();
+            else {
+              signal.addEventListener("abort", giveUp, { once: true });
+              stopWaiting.push(() => signal.removeEventListener("abort", giveUp));
+            }
           }
+        };
+        try {
+          const outcomes = await this.commit(
+            group.map((w) => w.batch),
+            uncertain,
+          );
+          group.forEach((w, i) => {
+            const outcome = outcomes[i] as BatchOutcome;
+            if (outcome instanceof Error) w.reject(outcome);
+            else w.resolve(outcome);
+          });
         } catch (err) {
           for (const w of group) w.reject(err);
+        } finally {
+          for (const stop of stopWaiting) stop();
         }
       }
     } finally {
@@ -75,16 +96,33 @@ export class GroupCommit {
     }
   }
 
-  /** One transaction for the batches of `group`, numbered consecutively in group order. */
-  private appendGroup(group: readonly WaitingAppend[]): Promise<StoredEvent[]> {
-    const events: ResourceEvent[] = [];
-    const nows: number[] = [];
-    for (const w of group) {
-      for (const e of w.events) {
-        events.push(e);
-        nows.push(w.nowMs);
+  /**
+   * The next group, in arrival order, up to MAX_GROUP_EVENTS events (at least one batch); a
+   * batch whose key is already in the group stays waiting, in its place, for a later group.
+   */
+  private takeGroup(): WaitingAppend[] {
+    const group: WaitingAppend[] = [];
+    const rest: WaitingAppend[] = [];
+    const keys = new Set<string>();
+    let count = 0;
+    let full = false;
+    for (const w of this.waiting) {
+      const { key, events } = w.batch;
+      const id = key === undefined ? undefined : `${key.publisher}\n${key.key}`;
+      if (full || (group.length > 0 && count + events.length > MAX_GROUP_EVENTS)) {
+        full = true;
+        rest.push(w);
+        continue;
       }
+      if (id !== undefined && keys.has(id)) {
+        rest.push(w);
+        continue;
+      }
+      if (id !== undefined) keys.add(id);
+      count += events.length;
+      group.push(w);
     }
-    return this.commit(events, nows);
+    this.waiting = rest;
+    return group;
   }
 }

@@ -111,6 +111,30 @@ const MIGRATIONS: readonly Migration[] = [
         WHERE environment_id <> '';
     `,
   },
+  {
+    version: 5,
+    name: "idempotency keys, commit tokens",
+    // One row per keyed batch (CONTRACT §13), written in its append's transaction and pruned
+    // with its events (same created_at_ms). One row per append transaction, looked up when the
+    // connection died during its COMMIT; pruned with the events too.
+    up: `
+      CREATE TABLE IF NOT EXISTS commit_tokens (
+        token uuid PRIMARY KEY,
+        created_at_ms bigint NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS commit_tokens_created_at_ms ON commit_tokens (created_at_ms);
+      CREATE TABLE IF NOT EXISTS publish_keys (
+        publisher text NOT NULL,
+        key text NOT NULL,
+        digest bytea NOT NULL,
+        first_sequence bigint NOT NULL,
+        last_sequence bigint NOT NULL,
+        created_at_ms bigint NOT NULL,
+        CONSTRAINT publish_keys_pkey PRIMARY KEY (publisher, key)
+      );
+      CREATE INDEX IF NOT EXISTS publish_keys_created_at_ms ON publish_keys (created_at_ms);
+    `,
+  },
 ];
 
 /**

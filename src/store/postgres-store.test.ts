@@ -177,6 +177,84 @@ class CuttableProxy {
   }
 }
 
+/**
+ * A TCP proxy in front of PostgreSQL that breaks the connection of the next COMMIT: `after`
+ * forwards the COMMIT and resets the client before the answer reaches it (the transaction
+ * committed, the client cannot know); `before` resets the client instead of forwarding it.
+ */
+class CommitBreaker {
+  private server: Server | undefined;
+  private armed: "before" | "after" | undefined;
+  private readonly sockets = new Set<Socket>();
+  port = 0;
+
+  constructor(
+    private readonly targetHost: string,
+    private readonly targetPort: number,
+  ) {}
+
+  async start(): Promise<void> {
+    const server = createServer((client) => {
+      const upstream = tcpConnect(this.targetPort, this.targetHost);
+      let breakOnAnswer = false;
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on("close", () => this.sockets.delete(s));
+        s.on("error", () => {});
+      }
+      client.on("data", (chunk: Buffer) => {
+        const mode = this.armed;
+        if (mode !== undefined && chunk.includes("COMMIT\0")) {
+          this.armed = undefined;
+          if (mode === "before") {
+            client.resetAndDestroy();
+            upstream.destroy();
+            return;
+          }
+          breakOnAnswer = true;
+        }
+        upstream.write(chunk);
+      });
+      upstream.on("data", (chunk: Buffer) => {
+        if (breakOnAnswer) {
+          client.resetAndDestroy();
+          return;
+        }
+        client.write(chunk);
+      });
+      client.on("close", () => upstream.destroy());
+      upstream.on("close", () => client.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    const address = server.address();
+    if (address === null || typeof address === "string") throw new Error("no port");
+    this.port = address.port;
+    this.server = server;
+  }
+
+  /** Refuses new connections; open ones stay. */
+  refuse(): void {
+    this.server?.close();
+  }
+
+  arm(mode: "before" | "after"): void {
+    this.armed = mode;
+  }
+
+  /** Closes everything, open connections too. */
+  stop(): void {
+    this.server?.close();
+    for (const s of this.sockets) s.destroy();
+  }
+
+  urlOf(database: string): string {
+    const u = new URL(database);
+    u.hostname = "127.0.0.1";
+    u.port = String(this.port);
+    return u.toString();
+  }
+}
+
 describe("PostgresStore on a shared database", () => {
   const opened: Store[] = [];
   const open = async (url: string, more: Partial<PostgresStoreOptions> = {}) => {
@@ -224,6 +302,118 @@ describe("PostgresStore on a shared database", () => {
     expect(recalled).toMatchObject({ sequence: 201, creatorId: ALICE });
   });
 
+  it("appends a key once when two replicas race it: the other answers replayed", async () => {
+    const url = await scratchDatabase();
+    const [one, two] = await Promise.all([open(url), open(url)]);
+    // Both look the key up while a third transaction holds the append lock, so both miss it;
+    // the second to take the lock then meets the first's row and runs its group again.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT last FROM event_sequence WHERE id = 1 FOR UPDATE");
+      const batch = [ev({ resourceId: id(1) }), ev({ resourceId: id(2) })];
+      const key = { publisher: ALICE, key: "race" };
+      const racing = [one.appendOnce(batch, NOW, key), two.appendOnce(batch, NOW, key)];
+      const keyless = one.append([ev({ resourceId: id(3) })], NOW);
+      await expect
+        .poll(async () => {
+          const res = await holder.query(
+            "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+          );
+          return res.rows[0]?.n;
+        })
+        .toBeGreaterThanOrEqual(2);
+      await holder.query("COMMIT");
+      const results = await Promise.all(racing);
+      expect(results.map((r) => r.replayed).sort()).toEqual([false, true]);
+      const [written, replayed] = results[0]?.replayed ? [results[1], results[0]] : results;
+      const sequences = written?.replayed === false ? written.events.map((s) => s.sequence) : [];
+      expect(replayed).toEqual({
+        replayed: true,
+        firstSequence: sequences[0],
+        lastSequence: sequences[1],
+      });
+      await keyless;
+      expect((await one.readAfter(0, 100)).map((s) => s.event.resourceId).sort()).toEqual(
+        [id(1), id(2), id(3)].sort(),
+      );
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it("acknowledges a batch whose COMMIT reached the database though the connection died before the answer", async () => {
+    const url = await scratchDatabase();
+    const direct = await open(url);
+    const target = new URL(SERVER_URL);
+    const breaker = new CommitBreaker(target.hostname, Number(target.port || 5432));
+    await breaker.start();
+    try {
+      const store = await open(breaker.urlOf(url), { commitOutcomeTimeoutMs: 5000 });
+      await store.append([ev({ resourceId: id(1) })], NOW);
+      breaker.arm("after");
+      const stored = await store.append(
+        [ev({ resourceId: id(2) }), ev({ resourceId: id(3) })],
+        NOW,
+      );
+      expect(stored.map((s) => s.sequence)).toEqual([2, 3]);
+      breaker.arm("after");
+      const keyed = await store.appendOnce([ev({ resourceId: id(4) })], NOW, {
+        publisher: ALICE,
+        key: "k",
+      });
+      expect(keyed).toMatchObject({ replayed: false });
+      expect((await direct.readAfter(0, 100)).map((s) => s.sequence)).toEqual([1, 2, 3, 4]);
+    } finally {
+      breaker.stop();
+    }
+  });
+
+  it("answers unavailable, nothing written, when the COMMIT never reached the database", async () => {
+    const url = await scratchDatabase();
+    const direct = await open(url);
+    const target = new URL(SERVER_URL);
+    const breaker = new CommitBreaker(target.hostname, Number(target.port || 5432));
+    await breaker.start();
+    try {
+      const store = await open(breaker.urlOf(url), { commitOutcomeTimeoutMs: 5000 });
+      breaker.arm("before");
+      const lost = store.append([ev({ resourceId: id(1) })], NOW);
+      await expect(lost).rejects.toMatchObject({ kind: "unavailable" });
+      await expect(lost).rejects.toThrow(/nothing was written/);
+      expect(await direct.lastSequence()).toBe(0);
+      // The sequence the lost transaction took was rolled back with it: no gap.
+      expect((await store.append([ev({ resourceId: id(2) })], NOW)).map((s) => s.sequence)).toEqual(
+        [1],
+      );
+    } finally {
+      breaker.stop();
+    }
+  });
+
+  it("answers unavailable with the outcome unknown when the caller's signal ends the search", async () => {
+    const url = await scratchDatabase();
+    const target = new URL(SERVER_URL);
+    const breaker = new CommitBreaker(target.hostname, Number(target.port || 5432));
+    await breaker.start();
+    const store = await open(breaker.urlOf(url), {
+      commitOutcomeTimeoutMs: 5000,
+      connectionTimeoutMs: 500,
+    });
+    await store.append([ev({ resourceId: id(9) })], NOW); // an open connection, in the pool
+    breaker.arm("after");
+    // New connections are refused from now on: the search cannot tell.
+    breaker.refuse();
+    const caller = new AbortController();
+    const lost = store.append([ev({ resourceId: id(1) })], NOW, { signal: caller.signal });
+    lost.catch(() => {});
+    setTimeout(() => caller.abort(), 300);
+    await expect(lost).rejects.toMatchObject({ kind: "unavailable" });
+    await expect(lost).rejects.toThrow(/outcome is unknown.*same idempotency_key is safe/);
+    breaker.stop();
+  });
+
   it("wakes the listeners of another replica when it appends, until they stop", async () => {
     const url = await scratchDatabase();
     const [one, two] = await Promise.all([open(url), open(url)]);
@@ -264,7 +454,7 @@ describe("PostgresStore on a shared database", () => {
     await check.connect();
     try {
       const res = await check.query("SELECT version FROM schema_migrations ORDER BY version");
-      expect(res.rows.map((r) => r.version)).toEqual([1, 2, 3, 4]);
+      expect(res.rows.map((r) => r.version)).toEqual([1, 2, 3, 4, 5]);
     } finally {
       await check.end();
     }

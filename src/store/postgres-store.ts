@@ -1,15 +1,26 @@
 import pg from "pg";
 import { ServiceError } from "../errors.js";
 import { type EnvironmentRecord, type ResourceEvent, ResourceType } from "../watch/model.js";
-import { appendEvents } from "./postgres-append.js";
-import { mapError } from "./postgres-errors.js";
+import { batchDigest, keyConflict, outcomeUnknown } from "./batch-digest.js";
+import {
+  appendGroup,
+  type BatchOutcome,
+  type CommitToken,
+  type GroupBatch,
+  type GroupWrite,
+  isKeyRace,
+} from "./postgres-append.js";
+import { isUnavailable, mapError } from "./postgres-errors.js";
 import { GroupCommit } from "./postgres-group-commit.js";
 import { AUDIT_COLUMNS, migrate } from "./postgres-migrations.js";
 import { NotificationListener } from "./postgres-notifications.js";
 import { type AuditRow, auditEntryOf, type EventRow, storedEventOf } from "./records.js";
 import type {
+  AppendOnceResult,
+  AppendOptions,
   AuditEntry,
   AuditPageQuery,
+  BatchKey,
   EventLog,
   LogScope,
   ScopedPage,
@@ -29,6 +40,11 @@ export interface PostgresStoreLogger {
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database?…` */
   readonly url: string;
+  /**
+   * How long an append whose connection died during COMMIT keeps trying (reconnecting) to find
+   * out whether it was written, when its caller set no earlier limit. Default 10,000 ms.
+   */
+  readonly commitOutcomeTimeoutMs?: number;
   /** Connections in the pool; the LISTEN connection comes on top. Default 10. */
   readonly maxConnections?: number;
   /** How long a call waits for a connection (to open, or to be free in the pool). Default 5000 ms. */
@@ -92,8 +108,8 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
  */
 export class PostgresStore implements Store {
   private closed = false;
-  private readonly appends = new GroupCommit((events, nowsMs) =>
-    this.transaction((client) => appendEvents(client, events, nowsMs)),
+  private readonly appends = new GroupCommit((batches, uncertain) =>
+    this.commitGroup(batches, uncertain),
   );
   private cachedSecret: Uint8Array | undefined;
   private cachedLogId: string | undefined;
@@ -119,6 +135,9 @@ export class PostgresStore implements Store {
       // Appends of every replica queue on one row lock: a statement stuck behind it, or a
       // transaction whose client went silent while holding it, must not stall them for ever.
       statement_timeout: options.statementTimeoutMs ?? 30_000,
+      // And on this side: a network that drops packets without a reset (a stalled proxy, say)
+      // would leave a query waiting for ever, the server's timeouts never reaching us.
+      query_timeout: (options.statementTimeoutMs ?? 30_000) + 2000,
       idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? 10_000,
     };
     const pool = new pg.Pool({ ...clientConfig, max: options.maxConnections ?? 10 });
@@ -147,8 +166,27 @@ export class PostgresStore implements Store {
   }
 
   /** Committed in groups with the appends of other callers: see `GroupCommit`. */
-  append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]> {
-    return this.appends.append(events, nowMs);
+  async append(
+    events: readonly ResourceEvent[],
+    nowMs: number,
+    options?: AppendOptions,
+  ): Promise<StoredEvent[]> {
+    const result = await this.appends.append({ events, nowMs }, options?.signal);
+    return result.replayed ? [] : result.events;
+  }
+
+  appendOnce(
+    events: readonly ResourceEvent[],
+    nowMs: number,
+    key: BatchKey,
+    options?: AppendOptions,
+  ): Promise<AppendOnceResult> {
+    const batch: GroupBatch = {
+      events,
+      nowMs,
+      key: { publisher: key.publisher, key: key.key, digest: batchDigest(events) },
+    };
+    return this.appends.append(batch, options?.signal);
   }
 
   async readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
@@ -299,6 +337,16 @@ export class PostgresStore implements Store {
            (SELECT sequence FROM events WHERE created_at_ms < $1 LIMIT $2)`,
         options.eventsBeforeMs,
       );
+      await drain(
+        `DELETE FROM publish_keys WHERE (publisher, key) IN
+           (SELECT publisher, key FROM publish_keys WHERE created_at_ms < $1 LIMIT $2)`,
+        options.eventsBeforeMs,
+      );
+      await drain(
+        `DELETE FROM commit_tokens WHERE token IN
+           (SELECT token FROM commit_tokens WHERE created_at_ms < $1 LIMIT $2)`,
+        options.eventsBeforeMs,
+      );
     }
     if (options.auditBeforeMs !== undefined) {
       await drain(
@@ -406,6 +454,129 @@ export class PostgresStore implements Store {
         : await this.pool.query<R>(text);
     } catch (err) {
       throw mapError(err);
+    }
+  }
+
+  /**
+   * One group's transaction (see `GroupCommit`), run again when another replica recorded one
+   * of its keys meanwhile (the next lookup finds it; a race needs a replica per round, so a
+   * few rounds suffice).
+   */
+  private async commitGroup(
+    batches: readonly GroupBatch[],
+    uncertain: () => void,
+  ): Promise<readonly BatchOutcome[]> {
+    for (let round = 1; ; round++) {
+      try {
+        return await this.appendTransaction(batches, uncertain);
+      } catch (err) {
+        if (round < 5 && isKeyRace(err)) continue;
+        throw mapError(err);
+      }
+    }
+  }
+
+  /**
+   * Appends a group in one transaction. A failure before COMMIT was sent leaves nothing
+   * written (the server rolls back). A connection lost during COMMIT leaves the outcome open:
+   * the transaction's id, read in it, is then looked up on a new connection (`commitOutcome`),
+   * so that a committed group is acknowledged and never answered with an error.
+   */
+  private async appendTransaction(
+    batches: readonly GroupBatch[],
+    uncertain: () => void,
+  ): Promise<readonly BatchOutcome[]> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw mapError(err);
+    }
+    let broken: Error | undefined;
+    const onError = (err: Error) => {
+      broken = err;
+    };
+    client.on("error", onError);
+    let write: GroupWrite | undefined;
+    try {
+      await client.query("BEGIN");
+      write = await appendGroup(client, batches, keyConflict);
+      await client.query("COMMIT");
+      return write.outcomes;
+    } catch (err) {
+      if (write === undefined) {
+        try {
+          await client.query("ROLLBACK");
+        } catch (rollbackErr) {
+          broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+        }
+        throw err;
+      }
+      broken = err instanceof Error ? err : new Error(String(err));
+      // Nothing written (every batch replayed or refused): nothing to find out.
+      if (write.commit === undefined) return write.outcomes;
+      // The server answered (a check at commit failed): it rolled back.
+      if (!isUnavailable(err)) throw err;
+      uncertain();
+      // The backend's pid, from its BackendKeyData; pg keeps it, @types/pg does not declare it.
+      const pid = (client as unknown as { processID?: number | null }).processID ?? undefined;
+      const status = await this.commitOutcome(write.commit, pid);
+      if (status === "committed") return write.outcomes;
+      if (status === "aborted") {
+        throw new ServiceError(
+          "unavailable",
+          "database unavailable: the connection was lost while committing, and nothing was written",
+          { cause: err },
+        );
+      }
+      throw outcomeUnknown(err);
+    } finally {
+      client.off("error", onError);
+      client.release(broken);
+    }
+  }
+
+  /**
+   * Whether the transaction of `commit` committed, asked on other connections until the answer
+   * is definite or `commitOutcomeTimeoutMs` passed. While its backend (`pid`) still holds the
+   * transaction (it has not noticed that its client is gone: a network that drops packets, say),
+   * that backend is terminated, which ends the transaction one way or the other. Once no backend
+   * holds it, a new statement sees its token if and only if it committed.
+   */
+  private async commitOutcome(
+    commit: CommitToken,
+    pid: number | undefined,
+  ): Promise<"committed" | "aborted" | "unknown"> {
+    const until = performance.now() + (this.options.commitOutcomeTimeoutMs ?? 10_000);
+    // pg_stat_activity shows the 32-bit xid.
+    const xid32 = String(BigInt(commit.xid) & 0xffff_ffffn);
+    let backoffMs = 50;
+    for (;;) {
+      const left = until - performance.now();
+      if (left <= 0 || this.closed) return "unknown";
+      // `query_timeout` is honoured by pg's Client.query but missing from @types/pg's QueryConfig.
+      const timed = (text: string, values: unknown[]) =>
+        ({ text, values, query_timeout: Math.max(1, Math.ceil(left)) }) as pg.QueryConfig;
+      try {
+        const holding = await this.pool.query<{ terminated: boolean }>(
+          timed(
+            `SELECT pg_terminate_backend(pid) AS terminated FROM pg_stat_activity
+             WHERE pid = $1 AND backend_xid::text = $2`,
+            [pid ?? 0, xid32],
+          ),
+        );
+        if (holding.rows.length === 0) {
+          // A statement of its own: its snapshot is taken after the transaction ended.
+          const found = await this.pool.query(
+            timed("SELECT 1 FROM commit_tokens WHERE token = $1::uuid", [commit.token]),
+          );
+          return found.rows.length > 0 ? "committed" : "aborted";
+        }
+      } catch {
+        // Still unreachable: try again shortly.
+      }
+      await new Promise((r) => setTimeout(r, Math.min(backoffMs, Math.max(0, left))));
+      backoffMs = Math.min(backoffMs * 2, 1000);
     }
   }
 

@@ -10,6 +10,7 @@ import {
   ResourceType,
 } from "../watch/model.js";
 import { actionOf } from "./action.js";
+import { batchDigest, keyConflict } from "./batch-digest.js";
 import {
   type AuditRow,
   auditEntryOf,
@@ -20,8 +21,11 @@ import {
   storedEventOf,
 } from "./records.js";
 import type {
+  AppendOnceResult,
+  AppendOptions,
   AuditEntry,
   AuditPageQuery,
+  BatchKey,
   EventLog,
   LogScope,
   ScopedPage,
@@ -70,6 +74,18 @@ const MIGRATIONS: readonly string[] = [
   `CREATE INDEX events_org_sequence ON events (organization_id, sequence);
    CREATE INDEX events_environment_sequence ON events (environment_id, sequence)
      WHERE environment_id <> '';`,
+  // Idempotency keys (CONTRACT §13): one row per keyed batch, written in its append's
+  // transaction, pruned with its events (same created_at_ms).
+  `CREATE TABLE publish_keys (
+     publisher TEXT NOT NULL,
+     key TEXT NOT NULL,
+     digest BLOB NOT NULL,
+     first_sequence INTEGER NOT NULL,
+     last_sequence INTEGER NOT NULL,
+     created_at_ms INTEGER NOT NULL,
+     PRIMARY KEY (publisher, key)
+   ) WITHOUT ROWID;
+   CREATE INDEX publish_keys_created_at ON publish_keys (created_at_ms);`,
 ];
 
 const EVENT_COLUMNS =
@@ -158,7 +174,8 @@ export class SqliteStore implements Store {
   private pending: {
     events: readonly ResourceEvent[];
     nowMs: number;
-    resolve: (stored: StoredEvent[]) => void;
+    key: (BatchKey & { digest: Buffer }) | undefined;
+    resolve: (result: AppendOnceResult) => void;
     reject: (err: unknown) => void;
   }[] = [];
   private readonly secretBytes: Buffer;
@@ -172,6 +189,8 @@ export class SqliteStore implements Store {
     insertEvent: StatementSync;
     insertAudit: StatementSync;
     setLast: StatementSync;
+    findKey: StatementSync;
+    insertKey: StatementSync;
     readAfter: StatementSync;
     readOrganization: StatementSync;
     readEnvironment: StatementSync;
@@ -212,6 +231,12 @@ export class SqliteStore implements Store {
         "INSERT INTO audit_log (id, organization_id, actor_id, actor_principal, subject_id, subject_type, action, created_at_ms, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ),
       setLast: db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_sequence', ?)"),
+      findKey: db.prepare(
+        "SELECT digest, first_sequence, last_sequence FROM publish_keys WHERE publisher = ? AND key = ?",
+      ),
+      insertKey: db.prepare(
+        "INSERT INTO publish_keys (publisher, key, digest, first_sequence, last_sequence, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+      ),
       readAfter: db.prepare(
         `SELECT ${EVENT_COLUMNS} FROM events WHERE sequence > ? ORDER BY sequence LIMIT ?`,
       ),
@@ -247,10 +272,32 @@ export class SqliteStore implements Store {
    * share one transaction, so one disk sync (synchronous=full) acknowledges them all. Each
    * caller still gets its own consecutive sequence numbers, in call order.
    */
-  append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]> {
+  append(
+    events: readonly ResourceEvent[],
+    nowMs: number,
+    _options?: AppendOptions,
+  ): Promise<StoredEvent[]> {
+    // A local commit has no lost-connection case: nothing for the signal to bound.
+    return this.enqueue(events, nowMs, undefined).then((r) => (r.replayed ? [] : r.events));
+  }
+
+  appendOnce(
+    events: readonly ResourceEvent[],
+    nowMs: number,
+    key: BatchKey,
+    _options?: AppendOptions,
+  ): Promise<AppendOnceResult> {
+    return this.enqueue(events, nowMs, { ...key, digest: batchDigest(events) });
+  }
+
+  private enqueue(
+    events: readonly ResourceEvent[],
+    nowMs: number,
+    key: (BatchKey & { digest: Buffer }) | undefined,
+  ): Promise<AppendOnceResult> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     return new Promise((resolve, reject) => {
-      this.pending.push({ events, nowMs, resolve, reject });
+      this.pending.push({ events, nowMs, key, resolve, reject });
       if (this.pending.length === 1) setImmediate(() => this.commitPending());
     });
   }
@@ -259,14 +306,45 @@ export class SqliteStore implements Store {
     const group = this.pending;
     this.pending = [];
     const { db } = this;
-    const results: StoredEvent[][] = [];
+    // Per batch: what it did, or why it was refused (a known key with another batch).
+    const results: (AppendOnceResult | Error)[] = [];
     let sequence = this.last;
     try {
       db.exec("BEGIN IMMEDIATE");
       for (const request of group) {
+        const { key } = request;
+        // Inside the transaction: a key written by an earlier batch of this group is seen.
+        const known =
+          key === undefined
+            ? undefined
+            : (this.stmt.findKey.get(key.publisher, key.key) as
+                | { digest: Uint8Array; first_sequence: number; last_sequence: number }
+                | undefined);
+        if (key !== undefined && known !== undefined) {
+          results.push(
+            Buffer.from(known.digest).equals(key.digest)
+              ? {
+                  replayed: true,
+                  firstSequence: Number(known.first_sequence),
+                  lastSequence: Number(known.last_sequence),
+                }
+              : keyConflict(key.key),
+          );
+          continue;
+        }
         const out = this.write(request.events, request.nowMs, sequence);
+        if (key !== undefined && out.length > 0) {
+          this.stmt.insertKey.run(
+            key.publisher,
+            key.key,
+            key.digest,
+            sequence + 1,
+            sequence + out.length,
+            request.nowMs,
+          );
+        }
         sequence += out.length;
-        results.push(out);
+        results.push({ replayed: false, events: out });
       }
       const last = Buffer.alloc(8);
       last.writeBigUInt64BE(BigInt(sequence));
@@ -281,7 +359,9 @@ export class SqliteStore implements Store {
     this.last = sequence;
     const acknowledge = () => {
       group.forEach((request, i) => {
-        request.resolve(results[i] as StoredEvent[]);
+        const result = results[i] as AppendOnceResult | Error;
+        if (result instanceof Error) request.reject(result);
+        else request.resolve(result);
       });
     };
     if (this.walPath === undefined) {
@@ -457,6 +537,10 @@ export class SqliteStore implements Store {
     try {
       chunked(
         "DELETE FROM events WHERE sequence IN (SELECT sequence FROM events WHERE created_at_ms < ? LIMIT ?)",
+        options.eventsBeforeMs,
+      );
+      chunked(
+        "DELETE FROM publish_keys WHERE (publisher, key) IN (SELECT publisher, key FROM publish_keys WHERE created_at_ms < ? LIMIT ?)",
         options.eventsBeforeMs,
       );
       chunked(

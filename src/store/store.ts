@@ -11,6 +11,34 @@ export interface StoredEvent {
   readonly acceptedAtMs: number;
 }
 
+/** A publisher's idempotency key for one batch (CONTRACT §13). */
+export interface BatchKey {
+  /** Whose key: the authenticated subject. Keys of different publishers never meet. */
+  readonly publisher: string;
+  /** 1 to 128 printable ASCII characters (validated by the caller). */
+  readonly key: string;
+}
+
+export interface AppendOptions {
+  /**
+   * Aborted when the caller stops waiting (its deadline passed, it went away). The append is
+   * never abandoned for it; it only bounds how long the caller waits for the store to find out
+   * whether a commit whose connection died went through: once aborted during that search, the
+   * append rejects with `unavailable` saying that the outcome is unknown.
+   */
+  readonly signal?: AbortSignal;
+}
+
+/** What a keyed append did: appended the batch, or found it appended before under its key. */
+export type AppendOnceResult =
+  | { readonly replayed: false; readonly events: StoredEvent[] }
+  | {
+      readonly replayed: true;
+      /** The sequences the first append of the batch was given. */
+      readonly firstSequence: number;
+      readonly lastSequence: number;
+    };
+
 /** The event log's identity and extent. */
 export interface EventLog {
   /**
@@ -105,7 +133,25 @@ export interface Store {
    * records an audit entry of kind RESOURCE_CHANGE for each event with an actor
    * (created at `occurredAtMs`, or `nowMs`; action derived when empty). Durable when resolved.
    */
-  append(events: readonly ResourceEvent[], nowMs: number): Promise<StoredEvent[]>;
+  append(
+    events: readonly ResourceEvent[],
+    nowMs: number,
+    options?: AppendOptions,
+  ): Promise<StoredEvent[]>;
+  /**
+   * `append` at most once per key: records `key` with the batch's digest (see `batchDigest`)
+   * and its sequences in the transaction that appends it. When this publisher's key is
+   * recorded already, writes nothing: the same batch resolves `replayed` with the first
+   * append's sequences; another batch rejects with ServiceError `already_exists`. Safe across
+   * replicas racing the same key (exactly one appends) and across restarts; a key is forgotten
+   * when retention prunes the events appended with it.
+   */
+  appendOnce(
+    events: readonly ResourceEvent[],
+    nowMs: number,
+    key: BatchKey,
+    options?: AppendOptions,
+  ): Promise<AppendOnceResult>;
   /** Events with a sequence above `sequence`, in order, at most `limit`. */
   readAfter(sequence: number, limit: number): Promise<StoredEvent[]>;
   /**
@@ -123,7 +169,10 @@ export interface Store {
   listAudit(query: AuditPageQuery): Promise<AuditEntry[]>;
   /** One entry, only if it belongs to `organizationId`. */
   getAudit(organizationId: string, id: string): Promise<AuditEntry | undefined>;
-  /** Deletes events created before `eventsBeforeMs` and audit entries created before `auditBeforeMs`. */
+  /**
+   * Deletes events created before `eventsBeforeMs`, with the idempotency keys of the batches
+   * appended then, and audit entries created before `auditBeforeMs`.
+   */
   prune(options: { eventsBeforeMs?: number; auditBeforeMs?: number }): Promise<void>;
   /** Resolves when the database answers; throws otherwise (readiness). */
   ping(): Promise<void>;

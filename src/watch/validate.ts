@@ -213,6 +213,24 @@ export function validatePublishBatch(
   return out;
 }
 
+/** The longest idempotency key, in characters (CONTRACT §13). */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 128;
+const IDEMPOTENCY_KEY_RE = /^[\x20-\x7e]+$/;
+
+/**
+ * A publish's idempotency key: empty (none) or 1 to MAX_IDEMPOTENCY_KEY_LENGTH printable ASCII
+ * characters (space to tilde). Returns the violation, or undefined when the key is acceptable.
+ */
+export function checkIdempotencyKey(key: string): Violation | undefined {
+  if (key === "") return undefined;
+  if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH || !IDEMPOTENCY_KEY_RE.test(key)) {
+    return invalid(
+      `idempotency_key: must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters`,
+    );
+  }
+  return undefined;
+}
+
 export function isViolation(value: unknown): value is Violation {
   return typeof value === "object" && value !== null && "kind" in value && "message" in value;
 }

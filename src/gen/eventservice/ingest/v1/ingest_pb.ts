@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file eventservice/ingest/v1/ingest.proto.
  */
 export const file_eventservice_ingest_v1_ingest: GenFile = /*@__PURE__*/
-  fileDesc("CiNldmVudHNlcnZpY2UvaW5nZXN0L3YxL2luZ2VzdC5wcm90bxIWZXZlbnRzZXJ2aWNlLmluZ2VzdC52MSJHCg5QdWJsaXNoUmVxdWVzdBI1CgZldmVudHMYASADKAsyJS5ldmVudHNlcnZpY2UuaW5nZXN0LnYxLlJlc291cmNlRXZlbnQizAIKDVJlc291cmNlRXZlbnQSLgoNcmVzb3VyY2VfdHlwZRgBIAEoDjIXLmdpdHBvZC52MS5SZXNvdXJjZVR5cGUSLwoJb3BlcmF0aW9uGAIgASgOMhwuZ2l0cG9kLnYxLlJlc291cmNlT3BlcmF0aW9uEhMKC3Jlc291cmNlX2lkGAMgASgJEhcKD29yZ2FuaXphdGlvbl9pZBgEIAEoCRIWCg5lbnZpcm9ubWVudF9pZBgFIAEoCRISCgpjcmVhdG9yX2lkGAYgASgJEhAKCGFjdG9yX2lkGAcgASgJEi0KD2FjdG9yX3ByaW5jaXBhbBgIIAEoDjIULmdpdHBvZC52MS5QcmluY2lwYWwSDgoGYWN0aW9uGAkgASgJEi8KC29jY3VycmVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJACg9QdWJsaXNoUmVzcG9uc2USFgoOZmlyc3Rfc2VxdWVuY2UYASABKAQSFQoNbGFzdF9zZXF1ZW5jZRgCIAEoBDJrCg1Jbmdlc3RTZXJ2aWNlEloKB1B1Ymxpc2gSJi5ldmVudHNlcnZpY2UuaW5nZXN0LnYxLlB1Ymxpc2hSZXF1ZXN0GicuZXZlbnRzZXJ2aWNlLmluZ2VzdC52MS5QdWJsaXNoUmVzcG9uc2ViBnByb3RvMw", [file_gitpod_v1_event, file_gitpod_v1_identity, file_google_protobuf_timestamp]);
+  fileDesc("CiNldmVudHNlcnZpY2UvaW5nZXN0L3YxL2luZ2VzdC5wcm90bxIWZXZlbnRzZXJ2aWNlLmluZ2VzdC52MSJgCg5QdWJsaXNoUmVxdWVzdBI1CgZldmVudHMYASADKAsyJS5ldmVudHNlcnZpY2UuaW5nZXN0LnYxLlJlc291cmNlRXZlbnQSFwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJIswCCg1SZXNvdXJjZUV2ZW50Ei4KDXJlc291cmNlX3R5cGUYASABKA4yFy5naXRwb2QudjEuUmVzb3VyY2VUeXBlEi8KCW9wZXJhdGlvbhgCIAEoDjIcLmdpdHBvZC52MS5SZXNvdXJjZU9wZXJhdGlvbhITCgtyZXNvdXJjZV9pZBgDIAEoCRIXCg9vcmdhbml6YXRpb25faWQYBCABKAkSFgoOZW52aXJvbm1lbnRfaWQYBSABKAkSEgoKY3JlYXRvcl9pZBgGIAEoCRIQCghhY3Rvcl9pZBgHIAEoCRItCg9hY3Rvcl9wcmluY2lwYWwYCCABKA4yFC5naXRwb2QudjEuUHJpbmNpcGFsEg4KBmFjdGlvbhgJIAEoCRIvCgtvY2N1cnJlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgoPUHVibGlzaFJlc3BvbnNlEhYKDmZpcnN0X3NlcXVlbmNlGAEgASgEEhUKDWxhc3Rfc2VxdWVuY2UYAiABKAQSEAoIcmVwbGF5ZWQYAyABKAgyawoNSW5nZXN0U2VydmljZRJaCgdQdWJsaXNoEiYuZXZlbnRzZXJ2aWNlLmluZ2VzdC52MS5QdWJsaXNoUmVxdWVzdBonLmV2ZW50c2VydmljZS5pbmdlc3QudjEuUHVibGlzaFJlc3BvbnNlYgZwcm90bzM", [file_gitpod_v1_event, file_gitpod_v1_identity, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message eventservice.ingest.v1.PublishRequest
@@ -28,6 +28,18 @@ export type PublishRequest = Message<"eventservice.ingest.v1.PublishRequest"> & 
    * @generated from field: repeated eventservice.ingest.v1.ResourceEvent events = 1;
    */
   events: ResourceEvent[];
+
+  /**
+   * Makes retries safe: a publisher that sends the same key again (after a timeout, a broken
+   * connection or an `unavailable` answer) for the same batch gets the first call's sequences
+   * with `replayed` set, and nothing is written twice, on every replica, for as long as the
+   * event log keeps the batch's events. The same key with a different batch is refused with
+   * ALREADY_EXISTS. Keys belong to the publisher (the authenticated subject) that sent them.
+   * Optional; when set, 1 to 128 printable ASCII characters (a UUID per batch is a good key).
+   *
+   * @generated from field: string idempotency_key = 2;
+   */
+  idempotencyKey: string;
 };
 
 /**
@@ -144,6 +156,14 @@ export type PublishResponse = Message<"eventservice.ingest.v1.PublishResponse"> 
    * @generated from field: uint64 last_sequence = 2;
    */
   lastSequence: bigint;
+
+  /**
+   * True when this call repeated an earlier one with the same idempotency key: nothing was
+   * written, and the sequences are those the first call was given.
+   *
+   * @generated from field: bool replayed = 3;
+   */
+  replayed: boolean;
 };
 
 /**

@@ -1,9 +1,10 @@
 import type { AddressInfo } from "node:net";
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "./auth/authenticator.js";
 import type { EventBus } from "./bus/event-bus.js";
 import type { Config } from "./config.js";
+import { shuttingDown, toConnectError } from "./errors.js";
 import { FeedService } from "./gen/eventservice/feed/v1/feed_pb.js";
 import { IngestService } from "./gen/eventservice/ingest/v1/ingest_pb.js";
 import { EventService } from "./gen/gitpod/v1/event_pb.js";
@@ -227,7 +228,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       closing = true;
       const started = performance.now();
       drain();
-      const reason = new ConnectError("the server is shutting down", Code.Unavailable);
+      const reason = toConnectError(shuttingDown());
       shutdown.abort(reason);
       // Health watchers see NOT_SERVING before their stream ends: the status is flushed in the
       // next turn of the event loop, before `close` cuts what is still pending.

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { ServiceError } from "../errors.js";
+import { shuttingDown } from "../errors.js";
 import type { EventLog, LogScope, ScopedPage, Store, StoredEvent } from "../store/store.js";
 import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
 import type { WatchPlan } from "../watch/plan.js";
@@ -102,7 +102,7 @@ export class StoreBus implements EventBus {
   }
 
   async publish(events: readonly ResourceEvent[]): Promise<PublishResult> {
-    if (this.closed) throw new ServiceError("unavailable", "the server is shutting down");
+    if (this.closed) throw shuttingDown();
     const publishedAtMs = performance.now();
     const stored = await this.store.append(events, this.now());
     const first = stored[0] as StoredEvent;

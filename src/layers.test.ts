@@ -13,7 +13,7 @@ const LEAVES = ["errors.ts", "metrics.ts", "long-timer.ts", "gen", "auth", "conf
 const ALLOWED: Record<string, readonly string[]> = {
   http: ["http", "rpc", "session", "health"],
   rpc: ["rpc", "session", "health", "bus", "watch", "store"],
-  session: ["session", "bus", "watch"],
+  session: ["session", "bus", "stream", "watch"],
   health: ["health", "session", "stream"],
   bus: ["bus", "stream", "watch", "store"],
   stream: ["stream", "watch"],

@@ -58,6 +58,12 @@ export interface SubscribeOptions {
 }
 
 /**
+ * Events read from the log per query, at most: a replica catching up with other replicas'
+ * appends, and a feed stream replaying from a cursor (which may read fewer when pages are slow).
+ */
+export const LOG_PAGE_EVENTS = 500;
+
+/**
  * The event bus port. `publish` accepts a validated batch whole and hands its events, in batch
  * order after every earlier batch, to every subscription whose plan matches them. A
  * subscription yields its events in that order, except that a subscriber that has fallen

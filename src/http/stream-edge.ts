@@ -5,7 +5,7 @@ import { ServiceError } from "../errors.js";
 import type { CallAuthentication } from "../rpc/authenticate.js";
 import type { ErrorFunnel } from "../rpc/error-funnel.js";
 import type { AnyStreamMethod, StreamMethod } from "../rpc/stream-method.js";
-import { type IdleTarget, IdleTicker } from "../session/idle-ticker.js";
+import { IDLE_TICKS, type IdleTarget, IdleTicker } from "../session/idle-ticker.js";
 import type { StreamSession } from "../session/stream-session.js";
 import { readBody } from "./body.js";
 import type { CorsPolicy } from "./cors.js";
@@ -302,11 +302,11 @@ class StreamCall implements IdleTarget {
   }
 
   /**
-   * A keep-alive tick: an idle stream writes the wire's keep-alive every second tick; once it has
+   * A keep-alive tick: an idle stream writes the wire's keep-alive every IDLE_TICKS ticks; once it has
    * written as many in a row as the wire allows, it ends with `unavailable` instead.
    */
   tick(): void {
-    if (++this.idleTicks < 2) return;
+    if (++this.idleTicks < IDLE_TICKS) return;
     this.idleTicks = 0;
     if (this.blocked || this.ending || this.cancelled !== undefined || this.exchange.gone) return;
     if (++this.keepAliveRun > this.wire.keepAliveRunMax) {

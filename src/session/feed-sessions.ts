@@ -1,9 +1,10 @@
-import type { EventBus, PublishedEvent } from "../bus/event-bus.js";
+import { type EventBus, LOG_PAGE_EVENTS, type PublishedEvent } from "../bus/event-bus.js";
 import { ServiceError } from "../errors.js";
+import { shouldCompact } from "../stream/compaction.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { endsStream, matches } from "../watch/plan.js";
 import { decodeCursor, encodeCursor } from "./feed-cursor.js";
-import { type IdleTarget, IdleTicker } from "./idle-ticker.js";
+import { IDLE_TICKS, type IdleTarget, IdleTicker } from "./idle-ticker.js";
 import type { PullSource, StreamSession } from "./stream-session.js";
 import type { WatchSessions, WatchStream } from "./watch-sessions.js";
 
@@ -35,8 +36,8 @@ export interface OpenFeedOptions {
   readonly protocol: string;
 }
 
-/** Events read from the log per query while replaying, at most. */
-const PAGE = 500;
+/** Events read from the log per query while replaying, at most: the bus's page. */
+const PAGE = LOG_PAGE_EVENTS;
 /** ... and at least, however slow a page was. */
 const MIN_PAGE = 25;
 /**
@@ -44,8 +45,6 @@ const MIN_PAGE = 25;
  * matching), in ms: a page that took longer halves the next one, a quick one doubles it back.
  */
 const PAGE_BUDGET_MS = 5;
-/** Handed-on slots at the front of a stream's queue before it is compacted. */
-const COMPACT_AFTER = 1024;
 
 function refetch(why: string): ServiceError {
   return new ServiceError(
@@ -247,7 +246,7 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     if (this.outHead === this.out.length) {
       this.out.length = 0;
       this.outHead = 0;
-    } else if (this.outHead >= COMPACT_AFTER && this.outHead * 2 >= this.out.length) {
+    } else if (shouldCompact(this.outHead, this.out.length)) {
       this.out.splice(0, this.outHead);
       this.outHead = 0;
     }
@@ -288,9 +287,9 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     this.live.end(error);
   }
 
-  /** A checkpoint tick: a stream that sent nothing for two ticks and has nothing pending sends one. */
+  /** A checkpoint tick: a stream that sent nothing for IDLE_TICKS ticks and has nothing pending sends one. */
   tick(): void {
-    if (++this.idleTicks < 2) return;
+    if (++this.idleTicks < IDLE_TICKS) return;
     if (this.pending > 0 || this.isClosed) return;
     // Live and drained: every event up to what the bus dispatched was handed on or is not ours.
     const at =

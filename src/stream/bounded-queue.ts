@@ -1,3 +1,5 @@
+import { shouldCompact } from "./compaction.js";
+
 /**
  * How a full queue makes room: items with the same key may be merged into one. The queue calls
  * these only while it is coalescing (see BoundedQueue), never while it has room.
@@ -265,7 +267,7 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
       if (this.head === 1) items.pop();
       else items.length = 0;
       this.head = 0;
-    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+    } else if (shouldCompact(this.head, this.items.length)) {
       this.items = this.items.slice(this.head);
       this.head = 0;
     }
@@ -371,7 +373,7 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
    */
   private tidy(): void {
     if (this.size === 0) this.clear();
-    else if (this.holes > this.size || (this.head >= 1024 && this.head * 2 >= this.items.length)) {
+    else if (this.holes > this.size || shouldCompact(this.head, this.items.length)) {
       this.compact();
     }
   }

@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import type { Readiness } from "../health/readiness.js";
 import { MAX_TIMER_MS } from "../long-timer.js";
 import type { CorsPolicy } from "./cors.js";
-import { connectTimeoutMs, grpcTimeoutMs } from "./stream-wire.js";
+import { connectTimeoutMs, grpcTimeoutMs } from "./wire/timeouts.js";
 
 /** What serves the requests the streaming edges decline, HTTP/1.1 or HTTP/2 compatibility. */
 export type RequestHandler = (

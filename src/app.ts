@@ -1,4 +1,5 @@
 import type { AddressInfo } from "node:net";
+import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "./auth/authenticator.js";
@@ -67,6 +68,21 @@ export interface App {
 /** Each RPC is served at its path and under /api (the official SDKs' base URL). */
 const PREFIXES = ["", "/api"] as const;
 
+/** The services this server implements: health reports them, reflection describes them. */
+const SERVICES = [EventService, IngestService, FeedService, Health] as const;
+
+/** Reflection over the services and itself (v1 and v1alpha), when it is on. */
+function addReflection(
+  router: ConnectRouter,
+  reflection: readonly DescService[],
+  config: Config,
+): void {
+  const index = new DescriptorIndex([...SERVICES, ...reflection]);
+  const impl = createReflectionServices(index, config.reflectionMaxRequestsPerStream);
+  router.service(reflectionV1.ServerReflection, impl.v1);
+  router.service(reflectionV1alpha.ServerReflection, impl.v1alpha);
+}
+
 /**
  * Builds the server: every RPC on every protocol on one port (see README "Architecture"), and
  * the health endpoints. Never listens by itself.
@@ -86,12 +102,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const readiness = new Readiness({ ping: () => store.ping(), logger });
   const health = new HealthMonitor({
     readiness,
-    services: [
-      EventService.typeName,
-      IngestService.typeName,
-      FeedService.typeName,
-      Health.typeName,
-    ],
+    services: SERVICES.map((s) => s.typeName),
     maxWatches: config.healthMaxWatches,
   });
   const metrics = new Metrics(() => bus.subscriberCount, {
@@ -109,10 +120,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
     now: deps.now ?? Date.now,
     monotonicNow: () => performance.now(),
   });
-  const limiter = new RateLimiter(
-    config.publishMaxEventsPerSecond,
-    Math.max(config.publishMaxEventsPerSecond, 1000),
-    () => performance.now(),
+  const limiter = new RateLimiter(config.publishMaxEventsPerSecond, config.publishBurstEvents, () =>
+    performance.now(),
   );
   const publish = createPublishCall({
     bus,
@@ -124,6 +133,14 @@ export async function createApp(deps: AppDeps): Promise<App> {
     maxClockSkewMs: config.publishMaxClockSkewMs,
   });
 
+  const feed = new FeedSessions({
+    bus,
+    sessions,
+    maxBacklog: config.watchMaxBacklog,
+    checkpointMs: config.feedCheckpointMs,
+    maxReplaysPerSubject: config.feedMaxReplaysPerSubject,
+    maxReplays: config.feedMaxReplays,
+  });
   const cors = new CorsPolicy(config.corsOrigins);
   const edge = new StreamEdge({
     cors,
@@ -137,15 +154,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
       metrics.keepAlives++;
     },
   });
+  // The server-streaming methods, on the streaming edge; the unary ones below, on fastify.
   edge.add(watchEventsMethod(sessions));
-  const feed = new FeedSessions({
-    bus,
-    sessions,
-    maxBacklog: config.watchMaxBacklog,
-    checkpointMs: config.feedCheckpointMs,
-    maxReplaysPerSubject: config.feedMaxReplaysPerSubject,
-    maxReplays: config.feedMaxReplays,
-  });
   edge.add(feedWatchMethod(feed));
   edge.add(healthWatchMethod(health));
 
@@ -157,18 +167,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       router.rpc(EventService.method.getAuditLog, audit.getAuditLog);
       router.service(IngestService, createIngestService(publish, funnel));
       router.rpc(Health.method.check, createHealthCheck(health, funnel).check);
-      if (config.grpcReflection) {
-        const index = new DescriptorIndex([
-          EventService,
-          IngestService,
-          FeedService,
-          Health,
-          ...reflection,
-        ]);
-        const impl = createReflectionServices(index, config.reflectionMaxRequestsPerStream);
-        router.service(reflectionV1.ServerReflection, impl.v1);
-        router.service(reflectionV1alpha.ServerReflection, impl.v1alpha);
-      }
+      if (reflection.length > 0) addReflection(router, reflection, config);
     },
     prefixes: PREFIXES,
     requestGate: auth.requestGate,

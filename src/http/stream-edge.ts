@@ -112,7 +112,7 @@ export class StreamEdge {
     if (negotiated === undefined) return refuseWhole(exchange, UNSUPPORTED_MEDIA_TYPE);
     if (isRefusal(negotiated)) return refuseWhole(exchange, negotiated);
     const keepAlives = negotiated.wire.keepAlive === undefined ? undefined : this.keepAlives;
-    return new StreamCall(exchange, route.impl, negotiated.wire, this.options, keepAlives).start(
+    return new EdgeCall(exchange, route.impl, negotiated.wire, this.options, keepAlives).start(
       head,
       body,
       negotiated.compression,
@@ -148,7 +148,7 @@ function isClientGone(reason: unknown): boolean {
  * Thousands of calls stay open for hours, so an open call is this one object, its session, and
  * two functions: `wake`, which the session and the transport call back, and `onClose`.
  */
-class StreamCall implements IdleTarget {
+class EdgeCall implements IdleTarget {
   private session: StreamSession<object> | undefined;
   /** Why the call is being ended early (client gone, deadline), once it is. */
   private cancelled: unknown;

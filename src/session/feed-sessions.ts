@@ -1,11 +1,12 @@
 import { type EventBus, LOG_PAGE_EVENTS, type PublishedEvent } from "../bus/event-bus.js";
 import { ServiceError } from "../errors.js";
 import { shouldCompact } from "../stream/compaction.js";
+import type { PullSource } from "../stream/pull-source.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { endsStream, matches } from "../watch/plan.js";
 import { decodeCursor, encodeCursor } from "./feed-cursor.js";
 import { IDLE_TICKS, type IdleTarget, IdleTicker } from "./idle-ticker.js";
-import type { PullSource, StreamSession } from "./stream-session.js";
+import type { StreamSession } from "./stream-session.js";
 import type { WatchSessions, WatchStream } from "./watch-sessions.js";
 
 /** One message of a feed stream. Event items of live events are shared by every stream. */

@@ -1,4 +1,5 @@
 import { shouldCompact } from "./compaction.js";
+import type { PullSource } from "./pull-source.js";
 
 /**
  * How a full queue makes room: items with the same key may be merged into one. The queue calls
@@ -56,7 +57,7 @@ const HOLE: unique symbol = Symbol("hole");
  * `onClose` runs exactly once, whichever of these comes first, so the producer can forget the
  * queue.
  */
-export class BoundedQueue<T> implements AsyncIterableIterator<T> {
+export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> {
   private items: (T | typeof HOLE | undefined)[] = [];
   private head = 0;
   /** Set only while coalescing: the key of each pending item -> its position in `items`. */

@@ -5,7 +5,7 @@ import { connectProtocol } from "../connect-protocol.js";
 import { envelope } from "./envelope.js";
 import type { MethodCodec } from "./method-codec.js";
 import { connectTimeoutMs } from "./timeouts.js";
-import { ACCEPTED_NAMES, lower, STREAM_HEADERS, type StreamWire } from "./wire.js";
+import { lower, type StreamWire, streamHead } from "./wire.js";
 
 const ENCODING = lower(connectProtocol.headerStreamEncoding);
 const ACCEPT_ENCODING = lower(connectProtocol.headerStreamAcceptEncoding);
@@ -24,16 +24,10 @@ export function createConnectWire<I extends DescMessage, O extends DescMessage, 
   codec: MethodCodec<I, O, T>,
   json: boolean,
 ): StreamWire<I, T> {
-  const head = {
-    status: 200,
-    headers: {
-      "content-type": json
-        ? connectProtocol.contentTypeStreamJson
-        : connectProtocol.contentTypeStreamProto,
-      [ACCEPT_ENCODING]: ACCEPTED_NAMES,
-      ...STREAM_HEADERS,
-    },
-  };
+  const head = streamHead(
+    json ? connectProtocol.contentTypeStreamJson : connectProtocol.contentTypeStreamProto,
+    ACCEPT_ENCODING,
+  );
   return {
     name: "connect",
     serves(headers: IncomingHttpHeaders) {

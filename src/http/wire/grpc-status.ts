@@ -55,3 +55,14 @@ export function grpcStatus(err: ConnectError | undefined): Record<string, string
   if (err !== undefined) fields["grpc-message"] = grpcMessage(err.rawMessage);
   return fields;
 }
+
+/**
+ * A gRPC (or gRPC-Web) refusal before the stream started, Trailers-Only: the status travels in
+ * the only header block, with the stream's head.
+ */
+export function trailersOnly(
+  head: { readonly headers: Record<string, string> },
+  err: ConnectError,
+): { status: number; headers: Record<string, string> } {
+  return { status: 200, headers: { ...head.headers, ...grpcStatus(err) } };
+}

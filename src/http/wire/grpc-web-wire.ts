@@ -3,10 +3,10 @@ import type { DescMessage } from "@bufbuild/protobuf";
 import type { ConnectError } from "@connectrpc/connect";
 import { grpcWebProtocol } from "../connect-protocol.js";
 import { envelope } from "./envelope.js";
-import { grpcStatus } from "./grpc-status.js";
+import { grpcStatus, trailersOnly } from "./grpc-status.js";
 import type { MethodCodec } from "./method-codec.js";
 import { grpcTimeoutMs } from "./timeouts.js";
-import { ACCEPTED_NAMES, lower, STREAM_HEADERS, type StreamWire } from "./wire.js";
+import { lower, type StreamWire, streamHead } from "./wire.js";
 
 const ENCODING = lower(grpcWebProtocol.headerEncoding);
 const ACCEPT_ENCODING = lower(grpcWebProtocol.headerAcceptEncoding);
@@ -28,14 +28,10 @@ export function createGrpcWebWire<I extends DescMessage, O extends DescMessage, 
   codec: MethodCodec<I, O, T>,
   json: boolean,
 ): StreamWire<I, T> {
-  const head = {
-    status: 200,
-    headers: {
-      "content-type": json ? grpcWebProtocol.contentTypeJson : grpcWebProtocol.contentTypeProto,
-      [ACCEPT_ENCODING]: ACCEPTED_NAMES,
-      ...STREAM_HEADERS,
-    },
-  };
+  const head = streamHead(
+    json ? grpcWebProtocol.contentTypeJson : grpcWebProtocol.contentTypeProto,
+    ACCEPT_ENCODING,
+  );
   return {
     name: "grpcweb",
     serves(headers: IncomingHttpHeaders) {
@@ -49,7 +45,7 @@ export function createGrpcWebWire<I extends DescMessage, O extends DescMessage, 
     head,
     trailers: false,
     end: () => ({ body: trailer(undefined) }),
-    refuse: (err) => ({ status: 200, headers: { ...head.headers, ...grpcStatus(err) } }),
+    refuse: (err) => trailersOnly(head, err),
     fail: (err) => ({ body: trailer(err) }),
   };
 }

@@ -1,10 +1,10 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { grpcProtocol } from "../connect-protocol.js";
-import { grpcStatus } from "./grpc-status.js";
+import { grpcStatus, trailersOnly } from "./grpc-status.js";
 import type { MethodCodec } from "./method-codec.js";
 import { grpcTimeoutMs } from "./timeouts.js";
-import { ACCEPTED_NAMES, lower, STREAM_HEADERS, type StreamWire } from "./wire.js";
+import { lower, type StreamWire, streamHead } from "./wire.js";
 
 const ENCODING = lower(grpcProtocol.headerEncoding);
 const ACCEPT_ENCODING = lower(grpcProtocol.headerAcceptEncoding);
@@ -17,14 +17,10 @@ export function createGrpcWire<I extends DescMessage, O extends DescMessage, T e
   codec: MethodCodec<I, O, T>,
   json: boolean,
 ): StreamWire<I, T> {
-  const head = {
-    status: 200,
-    headers: {
-      "content-type": json ? grpcProtocol.contentTypeJson : grpcProtocol.contentTypeProto,
-      [ACCEPT_ENCODING]: ACCEPTED_NAMES,
-      ...STREAM_HEADERS,
-    },
-  };
+  const head = streamHead(
+    json ? grpcProtocol.contentTypeJson : grpcProtocol.contentTypeProto,
+    ACCEPT_ENCODING,
+  );
   return {
     name: "grpc",
     serves(headers: IncomingHttpHeaders) {
@@ -38,8 +34,7 @@ export function createGrpcWire<I extends DescMessage, O extends DescMessage, T e
     head,
     trailers: true,
     end: () => ({ trailers: grpcStatus(undefined) }),
-    // Trailers-Only: the status travels in the only header block.
-    refuse: (err) => ({ status: 200, headers: { ...head.headers, ...grpcStatus(err) } }),
+    refuse: (err) => trailersOnly(head, err),
     fail: (err) => ({ trailers: grpcStatus(err) }),
   };
 }

@@ -80,6 +80,21 @@ export interface StreamWire<I extends DescMessage, T extends object> {
   fail(err: ConnectError): ResponseEnd | Abort;
 }
 
+/** The head of an enveloped stream's response: its content type, and the compressions accepted. */
+export function streamHead(
+  contentType: string,
+  acceptEncodingHeader: string,
+): { readonly status: number; readonly headers: Record<string, string> } {
+  return {
+    status: 200,
+    headers: {
+      "content-type": contentType,
+      [acceptEncodingHeader]: ACCEPTED_NAMES,
+      ...STREAM_HEADERS,
+    },
+  };
+}
+
 /** Header names as Node presents them (lower case); connect-es spells them capitalized. */
 export function lower(name: string): string {
   return name.toLowerCase();

@@ -143,7 +143,6 @@ export async function createApp(deps: AppDeps): Promise<App> {
   });
   const cors = new CorsPolicy(config.corsOrigins);
   const edge = new StreamEdge({
-    cors,
     auth,
     funnel,
     scheduler: new FlushScheduler(),
@@ -187,6 +186,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     publishPaths: new Set(PREFIXES.map((p) => `${p}/${IngestService.typeName}/Publish`)),
     publish: { auth, publish, funnel, requestMaxBytes: config.requestMaxBytes },
     web: web.handler,
+    cors,
   });
   const listener = new Listener({
     onRequest: routing.onRequest,

@@ -8,7 +8,6 @@ import type { AnyStreamMethod, StreamMethod } from "../rpc/stream-method.js";
 import { IDLE_TICKS, type IdleTarget, IdleTicker } from "../session/idle-ticker.js";
 import type { StreamSession } from "../session/stream-session.js";
 import { readBody } from "./body.js";
-import type { CorsPolicy } from "./cors.js";
 import { Deadline } from "./deadline.js";
 import type { Exchange } from "./exchange.js";
 import type { FlushScheduler } from "./flush-scheduler.js";
@@ -37,8 +36,6 @@ export interface StreamEdgeOptions {
    * 0: none.
    */
   readonly keepAliveMs: number;
-  /** Headers for browsers of other origins, on every answer. */
-  readonly cors?: CorsPolicy;
   /** Counts each keep-alive written (metrics). */
   readonly onKeepAlive?: () => void;
 }
@@ -99,8 +96,6 @@ export class StreamEdge {
    */
   serve(path: string, exchange: Exchange, head: RequestHead, body: Readable): Promise<void> {
     const route = this.routes.get(path) as Route;
-    const cors = this.options.cors?.responseHeaders(head.headers.origin);
-    if (cors !== undefined) exchange = withHeaders(exchange, cors);
     if (head.method !== "POST") {
       return refuseWhole(exchange, {
         status: 405,
@@ -118,18 +113,6 @@ export class StreamEdge {
       negotiated.compression,
     );
   }
-}
-
-/** `exchange`, adding `extra` to the head of whatever it answers. */
-function withHeaders(exchange: Exchange, extra: Record<string, string>): Exchange {
-  const start = exchange.start.bind(exchange);
-  const respond = exchange.respond.bind(exchange);
-  return Object.assign(exchange, {
-    start: (status: number, headers: Record<string, string>, trailers: boolean) =>
-      start(status, { ...headers, ...extra }, trailers),
-    respond: (status: number, headers: Record<string, string>, body?: Buffer) =>
-      respond(status, { ...headers, ...extra }, body),
-  });
 }
 
 async function refuseWhole(exchange: Exchange, refusal: Refusal): Promise<void> {

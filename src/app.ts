@@ -84,6 +84,41 @@ function addReflection(
 }
 
 /**
+ * The shutdown after `drain`: open calls are told why, health watchers see NOT_SERVING before
+ * their stream ends, the bus ends every subscription, the port lingers `drainMs` (within
+ * `timeoutMs`), then the listener gets what is left of `timeoutMs` (counted from `startedMs`,
+ * performance.now() when the close began) to drain its connections.
+ */
+async function closeInOrder(
+  parts: {
+    readonly shutdown: AbortController;
+    readonly health: HealthMonitor;
+    readonly bus: EventBus;
+    readonly listener: Listener;
+    readonly web: { close(): Promise<void> };
+    readonly authenticator: Authenticator;
+  },
+  startedMs: number,
+  timeoutMs: number,
+  drainMs: number,
+): Promise<void> {
+  const { shutdown, health, bus, listener, web, authenticator } = parts;
+  const reason = toConnectError(shuttingDown());
+  shutdown.abort(reason);
+  // Health watchers see NOT_SERVING before their stream ends: the status is flushed in the
+  // next turn of the event loop, before `close` cuts what is still pending.
+  await health.refresh();
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  health.close(reason);
+  await bus.close(reason);
+  const lingerMs = Math.min(drainMs, timeoutMs);
+  if (lingerMs > 0) await new Promise<void>((resolve) => setTimeout(resolve, lingerMs));
+  await listener.close(Math.max(0, timeoutMs - (performance.now() - startedMs)));
+  await web.close();
+  authenticator.close();
+}
+
+/**
  * Builds the server: every RPC on every protocol on one port (see README "Architecture"), and
  * the health endpoints. Never listens by itself.
  */
@@ -227,19 +262,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
       closing = true;
       const started = performance.now();
       drain();
-      const reason = toConnectError(shuttingDown());
-      shutdown.abort(reason);
-      // Health watchers see NOT_SERVING before their stream ends: the status is flushed in the
-      // next turn of the event loop, before `close` cuts what is still pending.
-      await health.refresh();
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      health.close(reason);
-      await bus.close(reason);
-      const lingerMs = Math.min(drainMs, timeoutMs);
-      if (lingerMs > 0) await new Promise<void>((resolve) => setTimeout(resolve, lingerMs));
-      await listener.close(Math.max(0, timeoutMs - (performance.now() - started)));
-      await web.close();
-      authenticator.close();
+      await closeInOrder(
+        { shutdown, health, bus, listener, web, authenticator },
+        started,
+        timeoutMs,
+        drainMs,
+      );
     },
   };
 }

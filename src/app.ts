@@ -1,9 +1,11 @@
 import type { AddressInfo } from "node:net";
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "./auth/authenticator.js";
 import type { EventBus } from "./bus/event-bus.js";
 import type { Config } from "./config.js";
+import { shuttingDown, toConnectError } from "./errors.js";
 import { FeedService } from "./gen/eventservice/feed/v1/feed_pb.js";
 import { IngestService } from "./gen/eventservice/ingest/v1/ingest_pb.js";
 import { EventService } from "./gen/gitpod/v1/event_pb.js";
@@ -17,8 +19,8 @@ import { FlushScheduler } from "./http/flush-scheduler.js";
 import { Listener } from "./http/listener.js";
 import { createRouting } from "./http/routing.js";
 import { StreamEdge } from "./http/stream-edge.js";
-import { respellGrpcMessage } from "./http/stream-wire.js";
 import { createWebApp } from "./http/web-app.js";
+import { respellGrpcMessage } from "./http/wire/grpc-status.js";
 import { Metrics } from "./metrics.js";
 import { createAuditService } from "./rpc/audit-service.js";
 import { createCallAuthentication } from "./rpc/authenticate.js";
@@ -66,6 +68,56 @@ export interface App {
 /** Each RPC is served at its path and under /api (the official SDKs' base URL). */
 const PREFIXES = ["", "/api"] as const;
 
+/** The services this server implements: health reports them, reflection describes them. */
+const SERVICES = [EventService, IngestService, FeedService, Health] as const;
+
+/** Reflection over the services and itself (v1 and v1alpha), when it is on. */
+function addReflection(
+  router: ConnectRouter,
+  reflection: readonly DescService[],
+  config: Config,
+): void {
+  const index = new DescriptorIndex([...SERVICES, ...reflection]);
+  const impl = createReflectionServices(index, config.reflectionMaxRequestsPerStream);
+  router.service(reflectionV1.ServerReflection, impl.v1);
+  router.service(reflectionV1alpha.ServerReflection, impl.v1alpha);
+}
+
+/**
+ * The shutdown after `drain`: open calls are told why, health watchers see NOT_SERVING before
+ * their stream ends, the bus ends every subscription, the port lingers `drainMs` (within
+ * `timeoutMs`), then the listener gets what is left of `timeoutMs` (counted from `startedMs`,
+ * performance.now() when the close began) to drain its connections.
+ */
+async function closeInOrder(
+  parts: {
+    readonly shutdown: AbortController;
+    readonly health: HealthMonitor;
+    readonly bus: EventBus;
+    readonly listener: Listener;
+    readonly web: { close(): Promise<void> };
+    readonly authenticator: Authenticator;
+  },
+  startedMs: number,
+  timeoutMs: number,
+  drainMs: number,
+): Promise<void> {
+  const { shutdown, health, bus, listener, web, authenticator } = parts;
+  const reason = toConnectError(shuttingDown());
+  shutdown.abort(reason);
+  // Health watchers see NOT_SERVING before their stream ends: the status is flushed in the
+  // next turn of the event loop, before `close` cuts what is still pending.
+  await health.refresh();
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  health.close(reason);
+  await bus.close(reason);
+  const lingerMs = Math.min(drainMs, timeoutMs);
+  if (lingerMs > 0) await new Promise<void>((resolve) => setTimeout(resolve, lingerMs));
+  await listener.close(Math.max(0, timeoutMs - (performance.now() - startedMs)));
+  await web.close();
+  authenticator.close();
+}
+
 /**
  * Builds the server: every RPC on every protocol on one port (see README "Architecture"), and
  * the health endpoints. Never listens by itself.
@@ -85,12 +137,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
   const readiness = new Readiness({ ping: () => store.ping(), logger });
   const health = new HealthMonitor({
     readiness,
-    services: [
-      EventService.typeName,
-      IngestService.typeName,
-      FeedService.typeName,
-      Health.typeName,
-    ],
+    services: SERVICES.map((s) => s.typeName),
     maxWatches: config.healthMaxWatches,
   });
   const metrics = new Metrics(() => bus.subscriberCount, {
@@ -108,10 +155,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
     now: deps.now ?? Date.now,
     monotonicNow: () => performance.now(),
   });
-  const limiter = new RateLimiter(
-    config.publishMaxEventsPerSecond,
-    Math.max(config.publishMaxEventsPerSecond, 1000),
-    () => performance.now(),
+  const limiter = new RateLimiter(config.publishMaxEventsPerSecond, config.publishBurstEvents, () =>
+    performance.now(),
   );
   const publish = createPublishCall({
     bus,
@@ -123,9 +168,16 @@ export async function createApp(deps: AppDeps): Promise<App> {
     maxClockSkewMs: config.publishMaxClockSkewMs,
   });
 
+  const feed = new FeedSessions({
+    bus,
+    sessions,
+    maxBacklog: config.watchMaxBacklog,
+    checkpointMs: config.feedCheckpointMs,
+    maxReplaysPerSubject: config.feedMaxReplaysPerSubject,
+    maxReplays: config.feedMaxReplays,
+  });
   const cors = new CorsPolicy(config.corsOrigins);
   const edge = new StreamEdge({
-    cors,
     auth,
     funnel,
     scheduler: new FlushScheduler(),
@@ -136,15 +188,8 @@ export async function createApp(deps: AppDeps): Promise<App> {
       metrics.keepAlives++;
     },
   });
+  // The server-streaming methods, on the streaming edge; the unary ones below, on fastify.
   edge.add(watchEventsMethod(sessions));
-  const feed = new FeedSessions({
-    bus,
-    sessions,
-    maxBacklog: config.watchMaxBacklog,
-    checkpointMs: config.feedCheckpointMs,
-    maxReplaysPerSubject: config.feedMaxReplaysPerSubject,
-    maxReplays: config.feedMaxReplays,
-  });
   edge.add(feedWatchMethod(feed));
   edge.add(healthWatchMethod(health));
 
@@ -156,18 +201,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       router.rpc(EventService.method.getAuditLog, audit.getAuditLog);
       router.service(IngestService, createIngestService(publish, funnel));
       router.rpc(Health.method.check, createHealthCheck(health, funnel).check);
-      if (config.grpcReflection) {
-        const index = new DescriptorIndex([
-          EventService,
-          IngestService,
-          FeedService,
-          Health,
-          ...reflection,
-        ]);
-        const impl = createReflectionServices(index, config.reflectionMaxRequestsPerStream);
-        router.service(reflectionV1.ServerReflection, impl.v1);
-        router.service(reflectionV1alpha.ServerReflection, impl.v1alpha);
-      }
+      if (reflection.length > 0) addReflection(router, reflection, config);
     },
     prefixes: PREFIXES,
     requestGate: auth.requestGate,
@@ -187,6 +221,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     publishPaths: new Set(PREFIXES.map((p) => `${p}/${IngestService.typeName}/Publish`)),
     publish: { auth, publish, funnel, requestMaxBytes: config.requestMaxBytes },
     web: web.handler,
+    cors,
   });
   const listener = new Listener({
     onRequest: routing.onRequest,
@@ -227,19 +262,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
       closing = true;
       const started = performance.now();
       drain();
-      const reason = new ConnectError("the server is shutting down", Code.Unavailable);
-      shutdown.abort(reason);
-      // Health watchers see NOT_SERVING before their stream ends: the status is flushed in the
-      // next turn of the event loop, before `close` cuts what is still pending.
-      await health.refresh();
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      health.close(reason);
-      await bus.close(reason);
-      const lingerMs = Math.min(drainMs, timeoutMs);
-      if (lingerMs > 0) await new Promise<void>((resolve) => setTimeout(resolve, lingerMs));
-      await listener.close(Math.max(0, timeoutMs - (performance.now() - started)));
-      await web.close();
-      authenticator.close();
+      await closeInOrder(
+        { shutdown, health, bus, listener, web, authenticator },
+        started,
+        timeoutMs,
+        drainMs,
+      );
     },
   };
 }

@@ -1,3 +1,5 @@
+import { MAX_PUBLISH_BATCH } from "./watch/validate.js";
+
 /** Every setting of the server, parsed once from the environment and frozen. */
 export interface Config {
   /** TCP port for every protocol; 0 picks a free one. */
@@ -49,8 +51,14 @@ export interface Config {
   readonly reflectionMaxRequestsPerStream: number;
   /** Interval of the 64-space keep-alive on idle JSONL streams, in ms (0: off). */
   readonly jsonlKeepAliveMs: number;
-  /** Events per second one publisher may publish, sustained (0: no limit); bursts up to one second's worth. */
+  /** Events per second one publisher may publish, sustained (0: no limit); bursts: see below. */
   readonly publishMaxEventsPerSecond: number;
+  /**
+   * Events one publisher may publish at once before the rate applies (derived, not set): one
+   * second's worth, and never fewer than a whole publish batch (MAX_PUBLISH_BATCH), so that
+   * every valid batch can pass however low the rate.
+   */
+  readonly publishBurstEvents: number;
   /** How far a published event's `occurred_at` may be ahead of the server's clock, in ms. */
   readonly publishMaxClockSkewMs: number;
   /** Time a connection has to send its first request's headers (and each HTTP/1.1 request's). */
@@ -207,6 +215,7 @@ export function loadConfig(env: Env): Config {
     );
   }
 
+  const publishMaxEventsPerSecond = int("PUBLISH_MAX_EVENTS_PER_SECOND", 100_000, 0, 100_000_000);
   const config: Config = {
     port: int("PORT", 8080, 0, 65535),
     host,
@@ -232,7 +241,8 @@ export function loadConfig(env: Env): Config {
     healthMaxWatches: int("HEALTH_MAX_WATCHES", 100, 1, 1_000_000),
     h2IdleTimeoutMs: int("H2_IDLE_TIMEOUT_MS", 300_000, 0, 24 * 3600_000),
     reflectionMaxRequestsPerStream: int("REFLECTION_MAX_REQUESTS", 100, 1, 1_000_000),
-    publishMaxEventsPerSecond: int("PUBLISH_MAX_EVENTS_PER_SECOND", 100_000, 0, 100_000_000),
+    publishMaxEventsPerSecond,
+    publishBurstEvents: Math.max(publishMaxEventsPerSecond, MAX_PUBLISH_BATCH),
     publishMaxClockSkewMs: int("PUBLISH_MAX_CLOCK_SKEW_MS", 300_000, 0, 24 * 3600_000),
     headersTimeoutMs: int("HEADERS_TIMEOUT_MS", 10_000, 100, 600_000),
     requestTimeoutMs: int("REQUEST_TIMEOUT_MS", 30_000, 100, 600_000),

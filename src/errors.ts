@@ -29,6 +29,14 @@ export class ServiceError extends Error {
   }
 }
 
+/**
+ * What every call hears when it arrives, or is still open, while the server drains: one message
+ * for every path (watch, feed, publish, the shutdown reason of open streams).
+ */
+export function shuttingDown(): ServiceError {
+  return new ServiceError("unavailable", "the server is shutting down");
+}
+
 function codeOf(kind: ErrorKind): Code {
   switch (kind) {
     case "invalid_argument":
@@ -74,4 +82,16 @@ export function toConnectError(err: unknown): ConnectError {
 /** True when the error is ours to explain, i.e. not a bug worth logging with a stack. */
 export function isExpected(err: unknown): boolean {
   return err instanceof ServiceError || (err instanceof ConnectError && err.code !== Code.Internal);
+}
+
+/**
+ * A code's name as the Connect protocol spells it (`invalid_argument`, `ok` for none): for logs
+ * and metric labels, so that a session need not reach into connect-es' protocol modules (whose
+ * `codeToString` does the same; a test holds the two together).
+ */
+export function codeName(code: Code | undefined): string {
+  if (code === undefined) return "ok";
+  const name = Code[code];
+  if (name === undefined) return String(code);
+  return name[0]?.toLowerCase() + name.slice(1).replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }

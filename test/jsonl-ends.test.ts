@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import * as http2 from "node:http2";
 import Gitpod from "@gitpod/sdk";
 import { afterEach, describe, expect, it } from "vitest";
-import { JSONL_MAX_UNTERMINATED_BYTES } from "../src/http/stream-wire.js";
+import { JSONL_MAX_UNTERMINATED_BYTES } from "../src/http/wire/jsonl-wire.js";
 import { publish } from "./helpers/clients.js";
 import { ORG_A, TOKEN_ENTRIES, TOKENS, uuid } from "./helpers/fixtures.js";
 import {

@@ -8,7 +8,7 @@ import {
 import { coalesce, deliveredOperation } from "../watch/coalesce.js";
 import { ResourceType } from "../watch/model.js";
 import { endsStream, matches, type WatchPlan } from "../watch/plan.js";
-import { isEnvironmentOwned } from "../watch/validate.js";
+import { isEnvironmentOwned } from "../watch/visibility.js";
 import type { PublishedEvent, SubscribeOptions, Subscription } from "./event-bus.js";
 
 /**

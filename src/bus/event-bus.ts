@@ -1,4 +1,5 @@
 import type { BatchKey, EventLog, LogScope, ScopedPage } from "../store/store.js";
+import type { PullSource } from "../stream/pull-source.js";
 import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
 import type { WatchPlan } from "../watch/plan.js";
 
@@ -16,18 +17,10 @@ export interface PublishedEvent {
 }
 
 /** A subscription's events, in order; `poll` takes what is already pending without waiting. */
-export interface Subscription extends AsyncIterableIterator<PublishedEvent> {
-  poll(): PublishedEvent | undefined;
-  /**
-   * Push mode: `listener` runs when an event arrives while none is pending, and when the
-   * subscription ends or fails (`next()` then tells which). A writer that drains with `poll`
-   * then needs no promise per event.
-   */
-  onReadable(listener: () => void): void;
-  /** True once no more events will arrive (pending ones may still be polled). */
-  readonly isClosed: boolean;
-  /** Ends the subscription with `reason`: pending events are dropped, the reader gets `reason`. */
-  cancel(reason: unknown): void;
+export interface Subscription
+  extends PullSource<PublishedEvent>,
+    AsyncIterableIterator<PublishedEvent> {
+  next(): Promise<IteratorResult<PublishedEvent>>;
 }
 
 export interface PublishResult {
@@ -65,6 +58,12 @@ export interface SubscribeOptions {
   /** Called once when the subscription ends, however it ends, with what it did. */
   readonly onClose?: (stats: SubscriptionStats) => void;
 }
+
+/**
+ * Events read from the log per query, at most: a replica catching up with other replicas'
+ * appends, and a feed stream replaying from a cursor (which may read fewer when pages are slow).
+ */
+export const LOG_PAGE_EVENTS = 500;
 
 /**
  * The event bus port. `publish` accepts a validated batch whole and hands its events, in batch

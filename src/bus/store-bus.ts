@@ -1,20 +1,18 @@
 import type { Logger } from "pino";
-import { ServiceError } from "../errors.js";
+import { shuttingDown } from "../errors.js";
 import type { EventLog, LogScope, ScopedPage, Store, StoredEvent } from "../store/store.js";
 import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
 import type { WatchPlan } from "../watch/plan.js";
 import { Dispatcher } from "./dispatcher.js";
-import type {
-  EventBus,
-  PublishedEvent,
-  PublishOptions,
-  PublishResult,
-  SubscribeOptions,
-  Subscription,
+import {
+  type EventBus,
+  LOG_PAGE_EVENTS,
+  type PublishedEvent,
+  type PublishOptions,
+  type PublishResult,
+  type SubscribeOptions,
+  type Subscription,
 } from "./event-bus.js";
-
-/** Events read from the log per query when catching up. */
-const READ_BATCH = 1000;
 
 export interface StoreBusOptions {
   readonly store: Store;
@@ -106,7 +104,7 @@ export class StoreBus implements EventBus {
     events: readonly ResourceEvent[],
     options: PublishOptions = {},
   ): Promise<PublishResult> {
-    if (this.closed) throw new ServiceError("unavailable", "the server is shutting down");
+    if (this.closed) throw shuttingDown();
     const publishedAtMs = performance.now();
     const appendOptions = options.signal === undefined ? undefined : { signal: options.signal };
     let stored: StoredEvent[];
@@ -207,9 +205,9 @@ export class StoreBus implements EventBus {
       if (!this.replicated) return;
       if (this.dispatched >= this.known && this.readsDone === this.readsAsked) return;
       const asked = this.readsAsked;
-      const rows = await this.store.readAfter(this.dispatched, READ_BATCH);
+      const rows = await this.store.readAfter(this.dispatched, LOG_PAGE_EVENTS);
       // A full batch may not be all: the next round reads on.
-      this.readsDone = rows.length === READ_BATCH ? asked - 1 : asked;
+      this.readsDone = rows.length === LOG_PAGE_EVENTS ? asked - 1 : asked;
       if (rows.length === 0) return;
       const at = performance.now();
       for (const r of rows) {

@@ -96,11 +96,26 @@ function cutAfter(sink: Writable, tail: Buffer | undefined, cut: () => void): vo
   sink.write(tail, once);
 }
 
+/**
+ * Headers every answer of one exchange carries, on top of its own (`extra`, the CORS headers
+ * the policy chose for the request's origin, decided once when the exchange is built).
+ */
+function withExtra(
+  headers: Record<string, string>,
+  extra: Record<string, string> | undefined,
+): Record<string, string> {
+  return extra === undefined ? headers : { ...headers, ...extra };
+}
+
 /** An exchange on a raw HTTP/2 stream (the server's 'stream' event). */
 export class Http2Exchange implements Exchange {
   private withTrailers = false;
 
-  constructor(readonly stream: http2.ServerHttp2Stream) {
+  /** `extra`: headers of every answer (CORS), decided when the exchange is built. */
+  constructor(
+    readonly stream: http2.ServerHttp2Stream,
+    private readonly extra?: Record<string, string>,
+  ) {
     stream.on("error", ignoreErrors);
   }
 
@@ -114,7 +129,10 @@ export class Http2Exchange implements Exchange {
 
   start(status: number, headers: Record<string, string>, trailers: boolean): void {
     this.withTrailers = trailers;
-    this.stream.respond({ ...headers, ":status": status }, { waitForTrailers: trailers });
+    this.stream.respond(
+      { ...withExtra(headers, this.extra), ":status": status },
+      { waitForTrailers: trailers },
+    );
   }
 
   finish(end: ResponseEnd): void {
@@ -126,7 +144,7 @@ export class Http2Exchange implements Exchange {
   }
 
   respond(status: number, headers: Record<string, string>, body?: Buffer): void {
-    respondWhole(this.stream, { ...headers, ":status": status }, body);
+    respondWhole(this.stream, { ...withExtra(headers, this.extra), ":status": status }, body);
   }
 
   abort(tail?: Buffer): void {
@@ -148,7 +166,11 @@ export class Http2Exchange implements Exchange {
 
 /** An exchange on HTTP/1.1. */
 export class Http1Exchange implements Exchange {
-  constructor(readonly res: http.ServerResponse) {}
+  /** `extra`: headers of every answer (CORS), decided when the exchange is built. */
+  constructor(
+    readonly res: http.ServerResponse,
+    private readonly extra?: Record<string, string>,
+  ) {}
 
   get sink(): Writable {
     return this.res;
@@ -159,7 +181,7 @@ export class Http1Exchange implements Exchange {
   }
 
   start(status: number, headers: Record<string, string>): void {
-    this.res.writeHead(status, headers);
+    this.res.writeHead(status, withExtra(headers, this.extra));
     // Headers go out now, before any item: clients see the stream open at once.
     this.res.flushHeaders();
   }
@@ -170,7 +192,7 @@ export class Http1Exchange implements Exchange {
   }
 
   respond(status: number, headers: Record<string, string>, body?: Buffer): void {
-    this.res.writeHead(status, headers);
+    this.res.writeHead(status, withExtra(headers, this.extra));
     this.res.end(body);
   }
 

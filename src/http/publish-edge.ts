@@ -1,7 +1,6 @@
 import type * as http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { ServiceError } from "../errors.js";
 import {
   type PublishRequest,
@@ -12,9 +11,12 @@ import type { CallAuthentication } from "../rpc/authenticate.js";
 import type { ErrorFunnel } from "../rpc/error-funnel.js";
 import type { PublishCall } from "../rpc/ingest-service.js";
 import { readBody } from "./body.js";
+import { encodeEnvelope } from "./connect-protocol.js";
 import { Deadline } from "./deadline.js";
 import { ignoreErrors, respondWhole } from "./exchange.js";
-import { grpcStatus, grpcTimeoutMs, unwrap } from "./stream-wire.js";
+import { unwrap } from "./wire/envelope.js";
+import { grpcStatus } from "./wire/grpc-status.js";
+import { grpcTimeoutMs } from "./wire/timeouts.js";
 
 export interface PublishEdgeDeps {
   readonly auth: CallAuthentication;

@@ -5,10 +5,9 @@ import { ServiceError } from "../errors.js";
 import type { CallAuthentication } from "../rpc/authenticate.js";
 import type { ErrorFunnel } from "../rpc/error-funnel.js";
 import type { AnyStreamMethod, StreamMethod } from "../rpc/stream-method.js";
-import { type IdleTarget, IdleTicker } from "../session/idle-ticker.js";
+import { IDLE_TICKS, type IdleTarget, IdleTicker } from "../session/idle-ticker.js";
 import type { StreamSession } from "../session/stream-session.js";
 import { readBody } from "./body.js";
-import type { CorsPolicy } from "./cors.js";
 import { Deadline } from "./deadline.js";
 import type { Exchange } from "./exchange.js";
 import type { FlushScheduler } from "./flush-scheduler.js";
@@ -37,8 +36,6 @@ export interface StreamEdgeOptions {
    * 0: none.
    */
   readonly keepAliveMs: number;
-  /** Headers for browsers of other origins, on every answer. */
-  readonly cors?: CorsPolicy;
   /** Counts each keep-alive written (metrics). */
   readonly onKeepAlive?: () => void;
 }
@@ -99,8 +96,6 @@ export class StreamEdge {
    */
   serve(path: string, exchange: Exchange, head: RequestHead, body: Readable): Promise<void> {
     const route = this.routes.get(path) as Route;
-    const cors = this.options.cors?.responseHeaders(head.headers.origin);
-    if (cors !== undefined) exchange = withHeaders(exchange, cors);
     if (head.method !== "POST") {
       return refuseWhole(exchange, {
         status: 405,
@@ -112,24 +107,12 @@ export class StreamEdge {
     if (negotiated === undefined) return refuseWhole(exchange, UNSUPPORTED_MEDIA_TYPE);
     if (isRefusal(negotiated)) return refuseWhole(exchange, negotiated);
     const keepAlives = negotiated.wire.keepAlive === undefined ? undefined : this.keepAlives;
-    return new StreamCall(exchange, route.impl, negotiated.wire, this.options, keepAlives).start(
+    return new EdgeCall(exchange, route.impl, negotiated.wire, this.options, keepAlives).start(
       head,
       body,
       negotiated.compression,
     );
   }
-}
-
-/** `exchange`, adding `extra` to the head of whatever it answers. */
-function withHeaders(exchange: Exchange, extra: Record<string, string>): Exchange {
-  const start = exchange.start.bind(exchange);
-  const respond = exchange.respond.bind(exchange);
-  return Object.assign(exchange, {
-    start: (status: number, headers: Record<string, string>, trailers: boolean) =>
-      start(status, { ...headers, ...extra }, trailers),
-    respond: (status: number, headers: Record<string, string>, body?: Buffer) =>
-      respond(status, { ...headers, ...extra }, body),
-  });
 }
 
 async function refuseWhole(exchange: Exchange, refusal: Refusal): Promise<void> {
@@ -148,7 +131,7 @@ function isClientGone(reason: unknown): boolean {
  * Thousands of calls stay open for hours, so an open call is this one object, its session, and
  * two functions: `wake`, which the session and the transport call back, and `onClose`.
  */
-class StreamCall implements IdleTarget {
+class EdgeCall implements IdleTarget {
   private session: StreamSession<object> | undefined;
   /** Why the call is being ended early (client gone, deadline), once it is. */
   private cancelled: unknown;
@@ -302,11 +285,11 @@ class StreamCall implements IdleTarget {
   }
 
   /**
-   * A keep-alive tick: an idle stream writes the wire's keep-alive every second tick; once it has
+   * A keep-alive tick: an idle stream writes the wire's keep-alive every IDLE_TICKS ticks; once it has
    * written as many in a row as the wire allows, it ends with `unavailable` instead.
    */
   tick(): void {
-    if (++this.idleTicks < 2) return;
+    if (++this.idleTicks < IDLE_TICKS) return;
     this.idleTicks = 0;
     if (this.blocked || this.ending || this.cancelled !== undefined || this.exchange.gone) return;
     if (++this.keepAliveRun > this.wire.keepAliveRunMax) {

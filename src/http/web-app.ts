@@ -9,9 +9,9 @@ import fastifyStatic from "@fastify/static";
 import { type FastifyReply, fastify, LogController } from "fastify";
 import type { Logger } from "pino";
 import type { Readiness } from "../health/readiness.js";
+import { MAX_TIMER_MS } from "../long-timer.js";
 import type { CorsPolicy } from "./cors.js";
-import { MAX_TIMER_MS } from "./deadline.js";
-import { connectTimeoutMs, grpcTimeoutMs } from "./stream-wire.js";
+import { connectTimeoutMs, grpcTimeoutMs } from "./wire/timeouts.js";
 
 /** What serves the requests the streaming edges decline, HTTP/1.1 or HTTP/2 compatibility. */
 export type RequestHandler = (

@@ -8,7 +8,7 @@ import {
 } from "../gen/eventservice/feed/v1/feed_pb.js";
 import type { FeedItem, FeedSessions } from "../session/feed-sessions.js";
 import { fromWatchRequest } from "./convert.js";
-import type { StreamMethod } from "./stream-method.js";
+import { callerOf, type StreamMethod } from "./stream-method.js";
 
 /** The response of one feed item (the edge asks once per item per wire form). */
 function toFeedResponse(item: FeedItem): WatchResponse {
@@ -38,13 +38,12 @@ export function feedWatchMethod(
 ): StreamMethod<typeof WatchRequestSchema, typeof WatchResponseSchema, FeedItem> {
   return {
     method: FeedService.method.watch,
-    open: ({ principal, request, protocol }) =>
+    open: (call) =>
       feed.open({
-        // The edge authenticates every call of a non-public method.
-        principal: principal as NonNullable<typeof principal>,
-        request: fromWatchRequest(request),
-        after: request.after,
-        protocol,
+        principal: callerOf(call),
+        request: fromWatchRequest(call.request),
+        after: call.request.after,
+        protocol: call.protocol,
       }),
     toResponse: toFeedResponse,
   };

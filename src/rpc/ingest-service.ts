@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { EventBus } from "../bus/event-bus.js";
-import { ServiceError } from "../errors.js";
+import { ServiceError, shuttingDown } from "../errors.js";
 import type {
   IngestService,
   PublishRequest,
@@ -52,7 +52,7 @@ export function createPublishCall(deps: PublishDeps): PublishCall {
     if (isViolation(events)) throw new ServiceError(events.kind, events.message);
     const badKey = checkIdempotencyKey(req.idempotencyKey);
     if (badKey) throw new ServiceError(badKey.kind, badKey.message);
-    if (isDraining()) throw new ServiceError("unavailable", "the server is shutting down");
+    if (isDraining()) throw shuttingDown();
     if (!limiter.take(principal.subject, events.length)) {
       throw new ServiceError(
         "resource_exhausted",

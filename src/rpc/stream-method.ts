@@ -12,6 +12,14 @@ export interface StreamCall<I extends DescMessage> {
 }
 
 /**
+ * The caller of a method that is not `public`: the edge authenticates every such call before it
+ * opens the stream, so the principal is there.
+ */
+export function callerOf<I extends DescMessage>(call: StreamCall<I>): Principal {
+  return call.principal as Principal;
+}
+
+/**
  * A server-streaming RPC as the streaming edge serves it, on every protocol of the port: the
  * method's descriptor, how to open a stream for a call, and how an item becomes a response
  * message. Items are shared objects (one per event, say): the edge encodes each item once per

@@ -6,7 +6,7 @@ import {
 } from "../gen/gitpod/v1/event_pb.js";
 import type { WatchSessions } from "../session/watch-sessions.js";
 import { fromWatchRequest, toWatchResponse } from "./convert.js";
-import type { StreamMethod } from "./stream-method.js";
+import { callerOf, type StreamMethod } from "./stream-method.js";
 
 /** gitpod.v1.EventService/WatchEvents, as the streaming edge serves it: a thin handler. */
 export function watchEventsMethod(
@@ -14,12 +14,11 @@ export function watchEventsMethod(
 ): StreamMethod<typeof WatchEventsRequestSchema, typeof WatchEventsResponseSchema, PublishedEvent> {
   return {
     method: EventService.method.watchEvents,
-    open: ({ principal, request, protocol }) =>
-      // The edge authenticates every call of a non-public method.
+    open: (call) =>
       sessions.open({
-        principal: principal as NonNullable<typeof principal>,
-        request: fromWatchRequest(request),
-        protocol,
+        principal: callerOf(call),
+        request: fromWatchRequest(call.request),
+        protocol: call.protocol,
       }),
     toResponse: toWatchResponse,
   };

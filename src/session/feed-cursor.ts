@@ -1,4 +1,5 @@
 import { ServiceError } from "../errors.js";
+import { isUuid } from "../watch/uuid.js";
 
 /** A position in one event log: everything up to `sequence` is behind the reader. */
 export interface FeedPosition {
@@ -10,7 +11,6 @@ export interface FeedPosition {
 const VERSION = 1;
 /** Version byte, the log id's 16 bytes, the sequence as 8 bytes big-endian. */
 const BYTES = 1 + 16 + 8;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * A cursor as clients see it: an opaque, 34-character base64url string of the log's id and a
@@ -37,6 +37,6 @@ export function decodeCursor(cursor: string): FeedPosition {
   const hex = bytes.toString("hex", 1, 17);
   const logId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   const sequence = bytes.readBigUInt64BE(17);
-  if (!UUID.test(logId) || sequence > BigInt(Number.MAX_SAFE_INTEGER)) throw notACursor();
+  if (!isUuid(logId) || sequence > BigInt(Number.MAX_SAFE_INTEGER)) throw notACursor();
   return { logId, sequence: Number(sequence) };
 }

@@ -1,10 +1,12 @@
-import type { EventBus, PublishedEvent } from "../bus/event-bus.js";
+import { type EventBus, LOG_PAGE_EVENTS, type PublishedEvent } from "../bus/event-bus.js";
 import { ServiceError } from "../errors.js";
+import { shouldCompact } from "../stream/compaction.js";
+import type { PullSource } from "../stream/pull-source.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { endsStream, matches } from "../watch/plan.js";
 import { decodeCursor, encodeCursor } from "./feed-cursor.js";
-import { type IdleTarget, IdleTicker } from "./idle-ticker.js";
-import type { PullSource, StreamSession } from "./stream-session.js";
+import { IDLE_TICKS, type IdleTarget, IdleTicker } from "./idle-ticker.js";
+import type { StreamSession } from "./stream-session.js";
 import type { WatchSessions, WatchStream } from "./watch-sessions.js";
 
 /** One message of a feed stream. Event items of live events are shared by every stream. */
@@ -35,8 +37,8 @@ export interface OpenFeedOptions {
   readonly protocol: string;
 }
 
-/** Events read from the log per query while replaying, at most. */
-const PAGE = 500;
+/** Events read from the log per query while replaying, at most: the bus's page. */
+const PAGE = LOG_PAGE_EVENTS;
 /** ... and at least, however slow a page was. */
 const MIN_PAGE = 25;
 /**
@@ -44,8 +46,6 @@ const MIN_PAGE = 25;
  * matching), in ms: a page that took longer halves the next one, a quick one doubles it back.
  */
 const PAGE_BUDGET_MS = 5;
-/** Handed-on slots at the front of a stream's queue before it is compacted. */
-const COMPACT_AFTER = 1024;
 
 function refetch(why: string): ServiceError {
   return new ServiceError(
@@ -57,6 +57,23 @@ function refetch(why: string): ServiceError {
 /** Lets the event loop run (I/O, timers, other streams) before a replay reads its next page. */
 function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * What a feed stream needs of the FeedSessions that opened it, and nothing else: the log's
+ * bounds and pages, the live items every stream shares, cursors, and its idle ticker.
+ */
+interface FeedContext {
+  /** Items a stream holds for its reader. */
+  readonly maxBacklog: number;
+  /** The last sequence the bus handed to subscriptions. */
+  dispatchedSequence(): number;
+  readScoped: EventBus["readScoped"];
+  /** The shared item of a live event. */
+  itemOf(p: PublishedEvent): FeedItem;
+  cursor(sequence: number): string;
+  /** The stream ended: no more checkpoint ticks. */
+  forget(stream: FeedStream): void;
 }
 
 /**
@@ -77,9 +94,27 @@ export class FeedSessions {
   /** Streams replaying from a cursor, per subject and in all, until they catch up or end. */
   private readonly replaysBySubject = new Map<string, number>();
   private replays = 0;
+  /** What every stream of this feed is given. */
+  private readonly context: FeedContext;
 
-  constructor(readonly options: FeedSessionsOptions) {
+  constructor(private readonly options: FeedSessionsOptions) {
     if (options.checkpointMs > 0) this.ticker = new IdleTicker(options.checkpointMs);
+    const { bus } = options;
+    this.context = {
+      maxBacklog: options.maxBacklog,
+      dispatchedSequence: () => bus.dispatchedSequence,
+      readScoped: (sequence, limit, scope) => bus.readScoped(sequence, limit, scope),
+      itemOf: (p) => {
+        let item = this.liveItems.get(p);
+        if (item === undefined) {
+          item = { kind: "event", event: p, cursor: this.cursor(p.sequence) };
+          this.liveItems.set(p, item);
+        }
+        return item;
+      },
+      cursor: (sequence) => this.cursor(sequence),
+      forget: (stream) => this.ticker?.delete(stream),
+    };
   }
 
   /** Opens a stream; throws ServiceError before anything is streamed when it may not open. */
@@ -116,7 +151,13 @@ export class FeedSessions {
     }
     // The subscription exists now: it gets every event after this sequence.
     const head = this.options.bus.dispatchedSequence;
-    const stream = new FeedStream(this, live, this.logId, after?.sequence ?? head, release);
+    const stream = new FeedStream({
+      context: this.context,
+      live,
+      logId: this.logId,
+      start: after?.sequence ?? head,
+      replaySlot: release,
+    });
     this.ticker?.add(stream);
     return stream;
   }
@@ -158,70 +199,90 @@ export class FeedSessions {
     return this.replays;
   }
 
-  /** @internal The shared item of a live event. */
-  itemOf(p: PublishedEvent): FeedItem {
-    let item = this.liveItems.get(p);
-    if (item === undefined) {
-      item = { kind: "event", event: p, cursor: this.cursor(p.sequence) };
-      this.liveItems.set(p, item);
-    }
-    return item;
-  }
-
-  /** @internal */
-  cursor(sequence: number): string {
+  private cursor(sequence: number): string {
     return encodeCursor({ logId: this.logId as string, sequence });
-  }
-
-  /** @internal A stream ended. */
-  forget(stream: FeedStream): void {
-    this.ticker?.delete(stream);
   }
 }
 
+/** What a feed stream is opened with. */
+interface FeedStreamOptions {
+  readonly context: FeedContext;
+  /** The watch stream whose subscription is the live source. */
+  readonly live: WatchStream;
+  readonly logId: string;
+  /** The sequence the stream starts after: its cursor's, or the head's ("from now"). */
+  readonly start: number;
+  /** The replay slot of a stream opened with a cursor (it replays first); undefined: live. */
+  readonly replaySlot: (() => void) | undefined;
+}
+
 /**
- * One feed stream, in one of two modes. Live: each event of the subscription is handed on as it
- * comes. Replay: the log is read in pages after `position` while the subscription's events are
- * buffered; once a read reaches the end of the log with the buffer intact since before that
- * read began, every event after `position` is in the buffer (an event is in the log before it
- * is dispatched), so the stream hands on the buffer and goes live. A full backlog (the reader is
- * slow) or a full buffer sends it back to replay, so memory stays bounded.
+ * Where a feed stream is. Live: each event of the subscription is handed on as it comes.
+ * Replay: the log is read in pages after `position` while the subscription's events are
+ * buffered. The last three are ends: nothing is handed on after them but what was pending
+ * (finished), or nothing at all (failed, ended).
+ */
+type FeedPhase =
+  | { readonly name: "live" }
+  | {
+      readonly name: "replay";
+      /** Events of the subscription since the current page began (at most maxBacklog). */
+      buffer: PublishedEvent[];
+      /** The buffer overflowed (or the reader fell behind), and the replay must read on. */
+      overflowed: boolean;
+    }
+  /** Ended cleanly (the environment's DELETE was handed on): what is pending is the rest. */
+  | { readonly name: "finished" }
+  | { readonly name: "failed"; readonly error: unknown }
+  /** The edge is done with the stream; everything is released. */
+  | { readonly name: "ended" };
+
+const LIVE: FeedPhase = { name: "live" };
+const FINISHED: FeedPhase = { name: "finished" };
+const ENDED: FeedPhase = { name: "ended" };
+
+function replaying(overflowed: boolean): FeedPhase {
+  return { name: "replay", buffer: [], overflowed };
+}
+
+/**
+ * One feed stream, live or replaying (see FeedPhase). Once a read reaches the end of the log
+ * with the buffer intact since before that read began, every event after `position` is in the
+ * buffer (an event is in the log before it is dispatched), so the stream hands on the buffer
+ * and goes live. A full backlog (the reader is slow) or a full buffer sends it back to replay,
+ * so memory stays bounded.
  */
 class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleTarget {
+  private readonly context: FeedContext;
+  private readonly live: WatchStream;
+  private phase: FeedPhase;
   /** Items for the reader from `outHead` on; slots before it are handed on (and cleared). */
   private readonly out: (FeedItem | undefined)[] = [];
   private outHead = 0;
-  private mode: "replay" | "live";
   /** The last sequence accounted for: handed on, or read and not for this stream. */
   private position: number;
-  private buffer: PublishedEvent[] = [];
-  /** The buffer overflowed, and the replay must read on. */
-  private overflowed = false;
+  /**
+   * The subscription finished cleanly (the environment was deleted): end after the rest. A fact
+   * of the live source, kept across phases: a replay that sees it ends once caught up.
+   */
+  private liveDone = false;
+  /** A read loop is running; at most one, whatever phases it goes through. */
   private reading = false;
-  /** The subscription finished cleanly (the environment was deleted): end after the rest. */
-  private finishing = false;
-  private finished = false;
-  private error: unknown;
-  private failed = false;
   private readable: (() => void) | undefined;
   private idleTicks = 0;
-  private ended = false;
   /** Rows of the next page: halved after a slow page, doubled back after quick ones. */
   private pageRows = PAGE;
   /** Gives back the replay slot of a stream opened with a cursor: once it is live, or ends. */
   private replaySlot: (() => void) | undefined;
 
-  constructor(
-    private readonly feed: FeedSessions,
-    private readonly live: WatchStream,
-    logId: string,
-    start: number,
-    replaySlot: (() => void) | undefined,
-  ) {
-    const replay = replaySlot !== undefined;
+  constructor(options: FeedStreamOptions) {
+    const { context, live, logId, start, replaySlot } = options;
+    this.context = context;
+    this.live = live;
     this.replaySlot = replaySlot;
     this.position = start;
-    this.mode = replay ? "replay" : "live";
+    const replay = replaySlot !== undefined;
+    this.phase = replay ? replaying(false) : LIVE;
     this.push({ kind: "checkpoint", cursor: encodeCursor({ logId, sequence: start }) });
     live.items.onReadable(() => this.onLive());
     this.onLive();
@@ -235,11 +296,12 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   // ---- PullSource, for the edge ---------------------------------------------------------------
 
   get isClosed(): boolean {
-    return this.failed || this.finished;
+    const { name } = this.phase;
+    return name !== "live" && name !== "replay";
   }
 
   poll(): FeedItem | undefined {
-    if (this.failed || this.outHead === this.out.length) return undefined;
+    if (this.phase.name === "failed" || this.outHead === this.out.length) return undefined;
     const item = this.out[this.outHead] as FeedItem;
     // Let go of what was handed on: a replay keeps appending pages, so `out` may not empty for
     // a long time, and it must not hold every event sent meanwhile.
@@ -247,12 +309,12 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     if (this.outHead === this.out.length) {
       this.out.length = 0;
       this.outHead = 0;
-    } else if (this.outHead >= COMPACT_AFTER && this.outHead * 2 >= this.out.length) {
+    } else if (shouldCompact(this.outHead, this.out.length)) {
       this.out.splice(0, this.outHead);
       this.outHead = 0;
     }
     // The reader made room: a replay reads on.
-    if (this.mode === "replay" && this.pending < this.feed.options.maxBacklog / 2) {
+    if (this.phase.name === "replay" && this.pending < this.context.maxBacklog / 2) {
       void this.read();
     }
     return item;
@@ -263,7 +325,7 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   }
 
   next(): Promise<IteratorResult<FeedItem>> {
-    if (this.failed) return Promise.reject(this.error);
+    if (this.phase.name === "failed") return Promise.reject(this.phase.error);
     const item = this.poll();
     if (item !== undefined) return Promise.resolve({ value: item, done: false });
     return Promise.resolve({ value: undefined, done: true });
@@ -280,24 +342,24 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   }
 
   end(error: unknown): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.feed.forget(this);
+    if (this.phase.name === "ended") return;
+    this.phase = ENDED;
+    this.context.forget(this);
     this.replaySlot?.();
-    this.buffer = [];
+    this.replaySlot = undefined;
     this.live.end(error);
   }
 
-  /** A checkpoint tick: a stream that sent nothing for two ticks and has nothing pending sends one. */
+  /** A checkpoint tick: a stream that sent nothing for IDLE_TICKS ticks and has nothing pending sends one. */
   tick(): void {
-    if (++this.idleTicks < 2) return;
+    if (++this.idleTicks < IDLE_TICKS) return;
     if (this.pending > 0 || this.isClosed) return;
     // Live and drained: every event up to what the bus dispatched was handed on or is not ours.
     const at =
-      this.mode === "live"
-        ? Math.max(this.position, this.feed.options.bus.dispatchedSequence)
+      this.phase.name === "live"
+        ? Math.max(this.position, this.context.dispatchedSequence())
         : this.position;
-    this.push({ kind: "checkpoint", cursor: this.feed.cursor(at) });
+    this.push({ kind: "checkpoint", cursor: this.context.cursor(at) });
   }
 
   // ---- internals ------------------------------------------------------------------------------
@@ -313,20 +375,21 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     if (wasEmpty) this.readable?.();
   }
 
-  /** Events of the subscription: handed on (live) or buffered (replay). */
+  /** Events of the subscription: handed on (live), buffered (replay), or dropped (ended). */
   private onLive(): void {
     const sub = this.live.items;
     for (let p = sub.poll(); p !== undefined; p = sub.poll()) {
-      if (this.mode === "live") this.handLive(p);
-      else if (!this.overflowed) {
-        if (this.buffer.length < this.feed.options.maxBacklog) this.buffer.push(p);
+      const phase = this.phase;
+      if (phase.name === "live") this.handLive(p);
+      else if (phase.name === "replay" && !phase.overflowed) {
+        if (phase.buffer.length < this.context.maxBacklog) phase.buffer.push(p);
         else {
-          this.buffer = [];
-          this.overflowed = true;
+          phase.buffer = [];
+          phase.overflowed = true;
         }
       }
     }
-    if (sub.isClosed && !this.failed && !this.finishing) {
+    if (sub.isClosed && this.phase.name !== "failed" && !this.liveDone) {
       sub.next().then(
         () => this.finishWhenDone(),
         (err: unknown) => this.fail(err),
@@ -337,38 +400,40 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   /** Hands a live event on; false when it was not (already handed on, or the reader is behind). */
   private handLive(p: PublishedEvent): boolean {
     if (p.sequence <= this.position) return false;
-    if (this.mode === "replay" || this.pending >= this.feed.options.maxBacklog) {
+    const phase = this.phase;
+    if (phase.name === "replay") {
+      phase.buffer = [];
+      phase.overflowed = true;
+      return false;
+    }
+    if (this.pending >= this.context.maxBacklog) {
       // The reader is behind: stop buffering, read the log from here once it has room.
-      this.mode = "replay";
-      this.buffer = [];
-      this.overflowed = true;
+      this.phase = replaying(true);
       return false;
     }
     this.position = p.sequence;
-    this.push(this.feed.itemOf(p));
+    this.push(this.context.itemOf(p));
     return true;
   }
 
   /** The subscription is over cleanly: after the environment's DELETE. */
   private finishWhenDone(): void {
-    this.finishing = true;
+    this.liveDone = true;
     // In replay, the DELETE is in the log (and in the buffer): the replay ends at it.
-    if (this.mode === "live") this.finish();
+    if (this.phase.name === "live") this.finish();
   }
 
   private finish(): void {
-    if (this.finished || this.failed) return;
-    this.finished = true;
+    if (this.isClosed) return;
+    this.phase = FINISHED;
     this.readable?.();
   }
 
   private fail(err: unknown): void {
-    if (this.failed || this.finished) return;
-    this.failed = true;
-    this.error = err;
+    if (this.isClosed) return;
+    this.phase = { name: "failed", error: err };
     this.out.length = 0;
     this.outHead = 0;
-    this.buffer = [];
     this.live.items.cancel(err);
     this.readable?.();
   }
@@ -383,34 +448,37 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     if (this.reading) return;
     this.reading = true;
     try {
-      const { bus, maxBacklog } = this.feed.options;
+      const { context } = this;
       const plan = this.live.plan;
       const scope = {
         organizationId: plan.organizationId,
         ...(plan.environmentId !== undefined && { environmentId: plan.environmentId }),
       };
       let firstPage = true;
-      while (this.mode === "replay" && !this.isClosed && !this.ended) {
+      for (;;) {
         if (!firstPage) {
+          if (this.phase.name !== "replay") return;
           await nextTurn();
-          if (this.mode !== "replay" || this.isClosed || this.ended) return;
         }
         firstPage = false;
-        const room = maxBacklog - this.pending;
+        const phase = this.phase;
+        if (phase.name !== "replay") return;
+        const room = context.maxBacklog - this.pending;
         if (room <= 0) return;
         // Events dispatched from now on are buffered; earlier ones are in the log.
-        if (this.overflowed) {
-          this.overflowed = false;
-          this.buffer = [];
+        if (phase.overflowed) {
+          phase.overflowed = false;
+          phase.buffer = [];
         }
         const limit = Math.min(this.pageRows, room);
         // What the page holds the event loop for: the store's synchronous part (SQLite runs its
         // query in the call), then the matching below.
         let started = performance.now();
-        const reading = bus.readScoped(this.position, limit, scope);
+        const reading = context.readScoped(this.position, limit, scope);
         let busyMs = performance.now() - started;
         const page = await reading;
-        if (this.isClosed || this.ended) return;
+        // Still replaying, in the same phase: only this loop leaves a replay for live.
+        if (this.isClosed) return;
         started = performance.now();
         if (page.firstSequence > this.position + 1) {
           throw refetch("events after the cursor were pruned before they were read");
@@ -422,7 +490,7 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
           this.push({
             kind: "event",
             event: { ...row, publishedAtMs: at },
-            cursor: this.feed.cursor(row.sequence),
+            cursor: context.cursor(row.sequence),
           });
           if (endsStream(plan, row.event)) {
             this.finish();
@@ -435,20 +503,18 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
         busyMs += performance.now() - started;
         if (busyMs > PAGE_BUDGET_MS) this.pageRows = Math.max(MIN_PAGE, this.pageRows >> 1);
         else if (busyMs < PAGE_BUDGET_MS / 4) this.pageRows = Math.min(PAGE, this.pageRows * 2);
-        if (full || this.overflowed) continue;
+        if (full || phase.overflowed) continue;
         // Caught up: the buffer holds every event after `position`.
-        const buffered = this.buffer;
-        this.buffer = [];
-        this.mode = "live";
+        this.phase = LIVE;
         this.replaySlot?.();
         this.replaySlot = undefined;
-        for (const p of buffered) {
+        for (const p of phase.buffer) {
           if (this.handLive(p) && endsStream(plan, p.event)) {
             this.finish();
             return;
           }
         }
-        if (this.finishing && this.mode === "live") this.finish();
+        if (this.liveDone && this.phase.name === "live") this.finish();
       }
     } catch (err) {
       this.fail(err);

@@ -1,3 +1,9 @@
+/**
+ * Ticks a stream must have been idle for before it sends a keep-alive or a checkpoint: the
+ * ticker ticks every half interval, so two ticks are at least one interval of silence.
+ */
+export const IDLE_TICKS = 2;
+
 /** A stream that may send something (a keep-alive, a checkpoint) when it has been idle. */
 export interface IdleTarget {
   /** Called on every tick; the target counts idle ticks itself (cheaper than timestamps). */

@@ -1,4 +1,3 @@
-import { codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "pino";
 import type { Authenticator } from "../auth/authenticator.js";
 import type {
@@ -7,15 +6,14 @@ import type {
   Subscription,
   SubscriptionStats,
 } from "../bus/event-bus.js";
-import { ServiceError, toConnectError } from "../errors.js";
+import { codeName, ServiceError, shuttingDown, toConnectError } from "../errors.js";
+import { LongTimer } from "../long-timer.js";
 import type { Metrics } from "../metrics.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { planWatch, type WatchPlan } from "../watch/plan.js";
 import { isViolation, validateWatchRequest } from "../watch/validate.js";
 import type { StreamSession } from "./stream-session.js";
 
-// setTimeout's longest delay; longer credential lifetimes re-arm the timer.
-const MAX_TIMER_MS = 2_147_483_647;
 // One delivery in this many feeds the publish-to-write latency histogram.
 const LATENCY_SAMPLE_EVERY = 8;
 
@@ -88,7 +86,7 @@ export class WatchSessions {
    */
   async open(options: OpenWatchOptions): Promise<WatchStream> {
     const { principal, request: raw, protocol } = options;
-    if (this.draining) throw new ServiceError("unavailable", "the server is shutting down");
+    if (this.draining) throw shuttingDown();
     const request = validateWatchRequest(raw);
     if (isViolation(request)) throw new ServiceError(request.kind, request.message);
     const environment =
@@ -153,7 +151,7 @@ class OpenStream implements WatchStream {
   private readonly subject: string;
   private readonly credentialId: string;
   private readonly startedAt: number;
-  private expiry: NodeJS.Timeout | undefined;
+  private expiry: LongTimer | undefined;
   private lifetime: NodeJS.Timeout | undefined;
   private delivered = 0;
   private coalesced = 0;
@@ -175,13 +173,12 @@ class OpenStream implements WatchStream {
 
   /** Ends the stream with `unauthenticated` once the credential expires. */
   expireAt(expiresAtMs: number): void {
-    const left = expiresAtMs - this.sessions.deps.now();
-    if (left <= 0) {
-      this.items.cancel(new ServiceError("unauthenticated", "token expired"));
-      return;
-    }
-    this.expiry = setTimeout(() => this.expireAt(expiresAtMs), Math.min(left, MAX_TIMER_MS));
-    this.expiry.unref();
+    // Credentials may live longer than a timer can wait: the timer re-arms until they expire.
+    const { now } = this.sessions.deps;
+    this.expiry = new LongTimer(
+      () => expiresAtMs - now(),
+      () => this.items.cancel(new ServiceError("unauthenticated", "token expired")),
+    );
   }
 
   /** Ends the stream with `unavailable` after `ms`. */
@@ -197,7 +194,7 @@ class OpenStream implements WatchStream {
   /** The subscription closed (however it ended): forget it. */
   released(stats: SubscriptionStats): void {
     this.coalesced = stats.coalesced;
-    clearTimeout(this.expiry);
+    this.expiry?.clear();
     clearTimeout(this.lifetime);
     const { byCredential, perSubject } = this.sessions;
     const set = byCredential.get(this.credentialId);
@@ -232,7 +229,7 @@ class OpenStream implements WatchStream {
     void this.items.return?.();
     const { metrics, logger, monotonicNow } = this.sessions.deps;
     metrics.coalesced += this.coalesced;
-    const reason = error === undefined ? "ok" : codeToString(toConnectError(error).code);
+    const reason = codeName(error === undefined ? undefined : toConnectError(error).code);
     metrics.streamEnded(this.protocol, this.scope, reason);
     logger.info(
       {

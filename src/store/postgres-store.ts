@@ -1,6 +1,7 @@
 import pg from "pg";
 import { ServiceError } from "../errors.js";
 import { type EnvironmentRecord, type ResourceEvent, ResourceType } from "../watch/model.js";
+import { isUuid } from "../watch/uuid.js";
 import { batchDigest, keyConflict, outcomeUnknown } from "./batch-digest.js";
 import {
   appendGroup,
@@ -88,8 +89,6 @@ export function scopedReadSql(environment: boolean): string {
               creator_id, created_at_ms
        FROM events WHERE ${where} AND sequence > $2 ORDER BY sequence LIMIT $3) AS e ON true`;
 }
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * The store on PostgreSQL, shared by every replica.
@@ -240,10 +239,10 @@ export class PostgresStore implements Store {
 
   async listAudit(query: AuditPageQuery): Promise<AuditEntry[]> {
     const f = query.filter;
-    if (!UUID_RE.test(f.organizationId)) return [];
+    if (!isUuid(f.organizationId)) return [];
     // Ids that are not UUIDs match nothing (and would not cast); duplicates would repeat rows.
     const uuids = (ids: readonly string[]) =>
-      [...new Set(ids.map((id) => id.toLowerCase()))].filter((id) => UUID_RE.test(id));
+      [...new Set(ids.map((id) => id.toLowerCase()))].filter((id) => isUuid(id));
     const actors = uuids(f.actorIds);
     const subjects = uuids(f.subjectIds);
     if (
@@ -252,7 +251,7 @@ export class PostgresStore implements Store {
     ) {
       return [];
     }
-    if (query.after !== undefined && !UUID_RE.test(query.after.id)) return [];
+    if (query.after !== undefined && !isUuid(query.after.id)) return [];
 
     const params: unknown[] = [f.organizationId];
     const param = (value: unknown): string => {
@@ -313,7 +312,7 @@ export class PostgresStore implements Store {
   }
 
   async getAudit(organizationId: string, id: string): Promise<AuditEntry | undefined> {
-    if (!UUID_RE.test(organizationId) || !UUID_RE.test(id)) return undefined;
+    if (!isUuid(organizationId) || !isUuid(id)) return undefined;
     const res = await this.query<AuditRow>(
       `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE id = $1::uuid AND organization_id = $2::uuid`,
       [id, organizationId],

@@ -1,3 +1,6 @@
+import { shouldCompact } from "./compaction.js";
+import type { PullSource } from "./pull-source.js";
+
 /**
  * How a full queue makes room: items with the same key may be merged into one. The queue calls
  * these only while it is coalescing (see BoundedQueue), never while it has room.
@@ -54,7 +57,7 @@ const HOLE: unique symbol = Symbol("hole");
  * `onClose` runs exactly once, whichever of these comes first, so the producer can forget the
  * queue.
  */
-export class BoundedQueue<T> implements AsyncIterableIterator<T> {
+export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> {
   private items: (T | typeof HOLE | undefined)[] = [];
   private head = 0;
   /** Set only while coalescing: the key of each pending item -> its position in `items`. */
@@ -265,7 +268,7 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
       if (this.head === 1) items.pop();
       else items.length = 0;
       this.head = 0;
-    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+    } else if (shouldCompact(this.head, this.items.length)) {
       this.items = this.items.slice(this.head);
       this.head = 0;
     }
@@ -371,7 +374,7 @@ export class BoundedQueue<T> implements AsyncIterableIterator<T> {
    */
   private tidy(): void {
     if (this.size === 0) this.clear();
-    else if (this.holes > this.size || (this.head >= 1024 && this.head * 2 >= this.items.length)) {
+    else if (this.holes > this.size || shouldCompact(this.head, this.items.length)) {
       this.compact();
     }
   }

@@ -18,14 +18,21 @@ export const SortOrder = { UNSPECIFIED: 0, ASC: 1, DESC: 2 } as const;
 const MIN_TIMESTAMP_MS = -62_135_596_800_000;
 const MAX_TIMESTAMP_MS = 253_402_300_799_999;
 
-/** A ListAuditLogs request as it arrived, before validation; the edge fills it without judging. */
-export interface AuditQueryInput {
+/**
+ * The lists of an audit filter (CONTRACT §9), one shape from the request as it arrived, through
+ * the valid query, to the store's filter: a list added here is added everywhere.
+ */
+export interface AuditFilterLists {
   readonly actorIds: readonly string[];
   /** `gitpod.v1.Principal` numbers. */
   readonly actorPrincipals: readonly number[];
   readonly subjectIds: readonly string[];
   /** `gitpod.v1.ResourceType` numbers. */
   readonly subjectTypes: readonly number[];
+}
+
+/** A ListAuditLogs request as it arrived, before validation; the edge fills it without judging. */
+export interface AuditQueryInput extends AuditFilterLists {
   /**
    * Inclusive lower bound, whole ms since the epoch (a sub-ms bound rounded up, which selects
    * the same whole-ms entries); undefined when absent; NaN when the timestamp is malformed.
@@ -46,11 +53,7 @@ export interface AuditQueryInput {
  * list is a set: its order means nothing, so two requests that differ only in order are one
  * query, see `auditQueryKey`), the order resolved and the page size in 1..100.
  */
-export interface AuditQuery {
-  readonly actorIds: readonly string[];
-  readonly actorPrincipals: readonly number[];
-  readonly subjectIds: readonly string[];
-  readonly subjectTypes: readonly number[];
+export interface AuditQuery extends AuditFilterLists {
   readonly fromMs: number | undefined;
   readonly toMs: number | undefined;
   /** Newest first; the default. */

@@ -7,7 +7,7 @@ import {
   type WatchRequest,
 } from "./model.js";
 import { type Violation, violation } from "./violation.js";
-import { visibilityOf } from "./visibility.js";
+import { isEnvironmentOwned, visibilityOf } from "./visibility.js";
 
 /** One filter entry, compiled for matching: `undefined` means "any". */
 export interface CompiledFilter {
@@ -125,9 +125,7 @@ function addAll(set: Set<string> | undefined, ids: readonly string[]): Set<strin
 /** True when the event belongs to the given environment's scope. */
 export function inEnvironment(event: ResourceEvent, environmentId: string): boolean {
   if (event.resourceType === ResourceType.ENVIRONMENT) return event.resourceId === environmentId;
-  return (
-    visibilityOf(event.resourceType) === "environment" && event.environmentId === environmentId
-  );
+  return isEnvironmentOwned(event.resourceType) && event.environmentId === environmentId;
 }
 
 function filterPasses(f: CompiledFilter, event: ResourceEvent, creatorId: string): boolean {

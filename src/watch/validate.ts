@@ -9,6 +9,7 @@ import {
 } from "./model.js";
 import { isUuid } from "./uuid.js";
 import { type Violation, violation } from "./violation.js";
+import { isEnvironmentOwned } from "./visibility.js";
 
 /** Upstream limits of WatchEventsRequest (buf.validate rules of gitpod.v1). */
 export const MAX_FILTERS = 50;
@@ -98,15 +99,6 @@ export function validateWatchRequest(req: WatchRequest): WatchRequest | Violatio
 
 function lower(s: string): string {
   return s.toLowerCase();
-}
-
-/** Types whose events belong to an environment and carry its id. */
-export function isEnvironmentOwned(resourceType: number): boolean {
-  return (
-    resourceType === ResourceType.TASK ||
-    resourceType === ResourceType.TASK_EXECUTION ||
-    resourceType === ResourceType.SERVICE
-  );
 }
 
 function checkEvent(

@@ -49,3 +49,11 @@ for (const t of ENVIRONMENT) table[t] = "environment";
 export function visibilityOf(resourceType: number): Visibility {
   return table[resourceType] ?? "admins";
 }
+
+/**
+ * Types whose events belong to an environment and carry its id: the `environment` row of the
+ * table above, the one list that validation, dispatch and matching all read.
+ */
+export function isEnvironmentOwned(resourceType: number): boolean {
+  return table[resourceType] === "environment";
+}

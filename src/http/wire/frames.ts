@@ -1,0 +1,53 @@
+/**
+ * An item's bytes in one wire form, made once and shared. A publish's event is written by every
+ * stream in turn, so the last item asked for answers almost every lookup; the WeakMap keeps the
+ * rest (for streams that are behind) until the item is gone.
+ */
+export class FrameCache<T extends object> {
+  private readonly frames = new WeakMap<T, Buffer>();
+  private lastItem: T | undefined;
+  private lastFrame: Buffer | undefined;
+
+  constructor(private readonly encode: (item: T) => Buffer) {}
+
+  get(item: T): Buffer {
+    if (item === this.lastItem) return this.lastFrame as Buffer;
+    let frame = this.frames.get(item);
+    if (frame === undefined) {
+      frame = this.encode(item);
+      this.frames.set(item, frame);
+    }
+    this.lastItem = item;
+    this.lastFrame = frame;
+    return frame;
+  }
+}
+
+/**
+ * Joins the frames of several items with `join`, remembering the last batch: asked again for
+ * the same items (the same objects, in the same order), it gives the same bytes.
+ */
+export function batchOf<T>(
+  frame: (item: T) => Buffer,
+  join: (parts: readonly Buffer[], length: number) => Buffer,
+): (items: readonly T[]) => Buffer {
+  let lastItems: readonly T[] = [];
+  let lastBytes: Buffer | undefined;
+  return (items) => {
+    if (lastBytes !== undefined && items.length === lastItems.length) {
+      let same = true;
+      for (let i = 0; i < items.length && same; i++) same = items[i] === lastItems[i];
+      if (same) return lastBytes;
+    }
+    const parts: Buffer[] = new Array(items.length);
+    let length = 0;
+    for (let i = 0; i < items.length; i++) {
+      const f = frame(items[i] as T);
+      parts[i] = f;
+      length += f.length;
+    }
+    lastItems = items.slice();
+    lastBytes = join(parts, length);
+    return lastBytes;
+  };
+}

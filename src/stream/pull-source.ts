@@ -1,0 +1,22 @@
+/**
+ * The pending items of an open stream, in push mode: `onReadable` wakes the writer, which takes
+ * what is pending with `poll` (no promise per item); once `isClosed` and nothing is pending,
+ * `next()` settles with how the stream ended (done: cleanly; rejected: with that error). The
+ * one contract of a bus subscription (`Subscription`), of a session's items and of the bounded
+ * queue behind them.
+ */
+export interface PullSource<T> {
+  /** The next pending item, without waiting; undefined when none is pending. */
+  poll(): T | undefined;
+  /**
+   * Push mode: `listener` runs when an item arrives while none is pending, and when the source
+   * ends or fails (`next()` then tells which). A writer that drains with `poll` then needs no
+   * promise per item.
+   */
+  onReadable(listener: () => void): void;
+  /** True once no more items will arrive (pending ones may still be polled). */
+  readonly isClosed: boolean;
+  next(): Promise<IteratorResult<T>>;
+  /** Ends the source early with `reason`: pending items are dropped, `next()` rejects with it. */
+  cancel(reason: unknown): void;
+}

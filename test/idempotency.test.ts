@@ -10,6 +10,7 @@ import { bearer, collectUntil, type EventInit, project } from "./helpers/clients
 import { random, TOKENS } from "./helpers/fixtures.js";
 import { scratchDatabase } from "./helpers/postgres.js";
 import { createReplicas, type Replicas } from "./helpers/replicas.js";
+import { GoStyleReader, sdkStyleWatch } from "./helpers/sdk-readers.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 import { PROTO_DIR, rawJsonlClient } from "./helpers/watchers.js";
 
@@ -203,7 +204,10 @@ describe.each([
   });
 
   it("writes each batch once when a publisher abandons attempts after 1-4 ms and retries with its key", async () => {
-    const watch = await rawJsonlClient.open(server.url, TOKENS.adminA);
+    // Read as the Go SDK reads (node:http): fetch's body, read here while four publishers
+    // abandon calls around it, ended now and then with no error and no event in this test.
+    const watch = sdkStyleWatch(server.url, TOKENS.adminA, new GoStyleReader());
+    expect(await watch.status).toBe(200);
     const next = random(18);
     const transports = [
       createGrpcTransport({ baseUrl: server.url }),
@@ -243,7 +247,8 @@ describe.each([
     );
     const last = project();
     await edges.clients["connect-node gRPC (raw stream)"]?.([last], newKey());
-    const got = await collectUntil(watch.events, (e) => e.resourceId === last.resourceId);
+    await watch.reader.until(ids.length + 1);
+    const got = watch.reader.events;
     watch.close();
     const delivered = got.map((e) => e.resourceId);
     expect(abandoned).toBeGreaterThan(0);

@@ -1,4 +1,5 @@
 import * as http from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { SeenEvent } from "./clients.js";
 import { bearer } from "./clients.js";
 
@@ -9,7 +10,12 @@ import { bearer } from "./clients.js";
 
 /** How a stream ended for the caller of an SDK. */
 export type SdkEnd =
-  | { readonly kind: "clean"; readonly detail: string }
+  | {
+      readonly kind: "clean";
+      readonly detail: string;
+      /** The transport error the SDK dropped, when that is what ended its loop (Go). */
+      readonly dropped?: string;
+    }
   | { readonly kind: "error"; readonly detail: string };
 
 /** A JSONL body reader with the end-of-stream rules of one SDK. */
@@ -124,13 +130,15 @@ export class GoStyleReader extends LoopReader implements SdkReader {
       this.pending = Buffer.alloc(0);
       if (!this.token(rest)) return this.stopped as unknown as SdkEnd;
     }
-    this.stop({
-      kind: "clean",
-      detail:
-        transportError === undefined
-          ? "end of body"
-          : `read error dropped by the SDK (${transportError.message})`,
-    });
+    this.stop(
+      transportError === undefined
+        ? { kind: "clean", detail: "end of body" }
+        : {
+            kind: "clean",
+            detail: `read error dropped by the SDK (${transportError.message})`,
+            dropped: transportError.message,
+          },
+    );
     return this.stopped as unknown as SdkEnd;
   }
 
@@ -218,7 +226,21 @@ export function sdkStyleWatch<R extends SdkReader>(
   token: string,
   reader: R,
   body: object = {},
+  options: { readonly delayMs?: number } = {},
 ): SdkStyleWatch<R> {
+  // A slow caller: each chunk is handed on `delayMs` after the one before, all of them, in
+  // order, and the end only after the last (a socket reader sees a cut only after the data).
+  const delayMs = options.delayMs ?? 0;
+  let handed: Promise<void> = Promise.resolve();
+  const feed =
+    delayMs > 0
+      ? (chunk: Buffer) => {
+          handed = handed.then(async () => {
+            reader.feed(chunk);
+            await sleep(delayMs);
+          });
+        }
+      : (chunk: Buffer) => reader.feed(chunk);
   const req = http.request(`${url}/api/gitpod.v1.EventService/WatchEvents`, {
     method: "POST",
     agent: false,
@@ -233,7 +255,7 @@ export function sdkStyleWatch<R extends SdkReader>(
     const finish = (err: Error | undefined) => {
       if (settled) return;
       settled = true;
-      resolve(reader.end(err));
+      void handed.then(() => resolve(reader.end(err)));
     };
     req.on("error", (err) => {
       gotStatus(0);
@@ -246,7 +268,7 @@ export function sdkStyleWatch<R extends SdkReader>(
         res.on("end", () => finish(new Error(`HTTP ${res.statusCode}`)));
         return;
       }
-      res.on("data", (chunk: Buffer) => reader.feed(chunk));
+      res.on("data", feed);
       res.on("end", () => finish(undefined));
       res.on("aborted", () => finish(new Error("connection cut before the end of the body")));
       res.on("error", (err) => finish(err));

@@ -19,6 +19,7 @@ import { EventService } from "../../src/gen/gitpod/v1/event_pb.js";
 import { Operation, ResourceType } from "../../src/watch/model.js";
 import { bearer } from "../helpers/clients.js";
 import { ORG_A, ORG_B, random, TOKEN_ENTRIES, TOKENS, USERS } from "../helpers/fixtures.js";
+import { GoStyleReader, PythonStyleReader, sdkStyleWatch } from "../helpers/sdk-readers.js";
 import {
   type AttemptOutcome,
   check,
@@ -177,90 +178,45 @@ interface WatcherSpec {
   readonly open: Opener;
 }
 
-/** JSONL as the Python SDK reads it: whole 64-byte chunks, then lines, the rest parsed at the end. */
-async function jsonlPython(
+/**
+ * JSONL as the official Python and Go SDKs read it (test/helpers/sdk-readers.ts), over
+ * node:http: every byte that arrived before a cut is read before the cut is seen, as a socket
+ * reader sees it. (fetch's body stream drops the chunks still queued in it when the connection
+ * fails, so a slow reader on fetch could lose the error tail that the server did send.) A slow
+ * reader takes `slowMs` per chunk and still reads them all, in order.
+ */
+async function jsonlAsSdk(
+  reader: GoStyleReader | PythonStyleReader,
   url: string,
   p: Principal,
   record: StreamRecord,
   signal: AbortSignal,
   slowMs: number,
 ) {
-  const res = await fetch(`${url}/api/gitpod.v1.EventService/WatchEvents`, {
-    method: "POST",
-    headers: {
-      ...bearer(TOKEN_OF.get(p.subject) ?? ""),
-      "content-type": "application/json",
-      accept: "application/jsonl",
-    },
-    body: "{}",
-    signal,
-  });
-  if (res.status !== 200 || res.body === null) throw new Error(`HTTP ${res.status}`);
-  let pending = Buffer.alloc(0);
-  let text = "";
-  const lines = (final: boolean) => {
-    for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n")) {
-      const line = text.slice(0, i);
-      text = text.slice(i + 1);
-      if (line.trim() === "") continue;
-      record.ids.push((JSON.parse(line) as { resourceId: string }).resourceId);
+  const watch = sdkStyleWatch(url, TOKEN_OF.get(p.subject) ?? "", reader, {}, { delayMs: slowMs });
+  const close = () => watch.close();
+  signal.addEventListener("abort", close, { once: true });
+  try {
+    const status = await watch.status;
+    const end = await watch.ended;
+    for (const e of reader.events) record.ids.push(e.resourceId);
+    if (status !== 200) throw new Error(`HTTP ${status}`);
+    if (end.kind === "error") throw new Error(end.detail);
+    if (end.dropped !== undefined) {
+      // Scanner.Err() is dropped by the Go SDK: the loop just ends. Noted for the report.
+      record.detail = `the transport failed (${end.dropped.slice(0, 80)}), the SDK drops that`;
+      record.transportFailed = true;
     }
-    if (final && text !== "")
-      record.ids.push((JSON.parse(text) as { resourceId: string }).resourceId);
-  };
-  for await (const chunk of res.body) {
-    pending = Buffer.concat([pending, chunk as Uint8Array]);
-    const whole = pending.length - (pending.length % 64);
-    text += pending.subarray(0, whole).toString("utf8");
-    pending = pending.subarray(whole);
-    lines(false);
-    if (slowMs > 0) await sleep(slowMs);
+  } finally {
+    signal.removeEventListener("abort", close);
   }
-  text += pending.toString("utf8");
-  lines(true); // throws on the unterminated tail of an aborted stream, as json.loads does
 }
 
-/**
- * JSONL as the Go SDK reads it: bufio.Scanner tokens at `\n`, the unterminated rest one last
- * token, each json.Unmarshal-ed; the transport's error is dropped (a clean end to the reader).
- */
-async function jsonlGo(
-  url: string,
-  p: Principal,
-  record: StreamRecord,
-  signal: AbortSignal,
-  slowMs: number,
-) {
-  const res = await fetch(`${url}/api/gitpod.v1.EventService/WatchEvents`, {
-    method: "POST",
-    headers: {
-      ...bearer(TOKEN_OF.get(p.subject) ?? ""),
-      "content-type": "application/json",
-      accept: "application/jsonl",
-    },
-    body: "{}",
-    signal,
-  });
-  if (res.status !== 200 || res.body === null) throw new Error(`HTTP ${res.status}`);
-  let text = "";
-  try {
-    for await (const chunk of res.body) {
-      text += Buffer.from(chunk as Uint8Array).toString("utf8");
-      for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n")) {
-        const token = text.slice(0, i);
-        text = text.slice(i + 1);
-        record.ids.push((JSON.parse(token) as { resourceId: string }).resourceId);
-      }
-      if (slowMs > 0) await sleep(slowMs);
-    }
-  } catch (err) {
-    if (signal.aborted) throw err;
-    // Scanner.Err() is dropped by the SDK: the loop just ends. Noted for the report.
-    record.detail = `the transport failed (${String(err).slice(0, 80)}), the SDK drops that`;
-    record.transportFailed = true;
-  }
-  if (text !== "") record.ids.push((JSON.parse(text) as { resourceId: string }).resourceId);
-}
+const jsonlPython = (url: string, p: Principal, r: StreamRecord, s: AbortSignal, slow: number) =>
+  jsonlAsSdk(new PythonStyleReader(), url, p, r, s, slow);
+
+const jsonlGo = (url: string, p: Principal, r: StreamRecord, s: AbortSignal, slow: number) =>
+  jsonlAsSdk(new GoStyleReader(), url, p, r, s, slow);
 
 function connectWatcher(transport: Transport) {
   return async (p: Principal, record: StreamRecord, signal: AbortSignal, slowMs: number) => {
@@ -315,7 +271,7 @@ async function watcher(spec: WatcherSpec, out: StreamRecord[]) {
       await spec.open(spec.principal, record, abort.signal, slowMs);
       record.end = abort.signal.aborted ? "closed" : "clean";
       record.endedAtS = seconds();
-      record.detail = `at ${at()}${record.detail === "" ? "" : `: ${record.detail}`}`;
+      record.detail = `at ${at()}${slowMs > 0 ? ` (reading slowly, ${slowMs} ms a chunk)` : ""}${record.detail === "" ? "" : `: ${record.detail}`}`;
     } catch (err) {
       record.end = abort.signal.aborted ? "closed" : "error";
       record.detail = `at ${at()}: ${String(err).slice(0, 200)}`;

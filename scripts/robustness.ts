@@ -8,6 +8,8 @@
  *   npm run robustness                              # a fresh seed, 60 s
  *   npm run robustness -- --seed 42 --duration 10m  # reproduce, or run longer
  *
+ * `--reporter…` and `--outputFile…` options are passed on to vitest (CI writes a JSON report).
+ *
  * Prints the seed first; each violation is printed with the command that reproduces it (the
  * schedule of faults and the clients' choices follow from the seed; timing does not). Exits
  * non-zero on any violation. Needs haproxy and PostgreSQL's server binaries (initdb, pg_ctl).
@@ -25,9 +27,16 @@ function durationMs(text: string): number {
 
 let seed = randomInt(1, 2_147_483_646);
 let duration = 60_000;
+/** vitest's reporter options, passed on as given (CI asks for a JSON report). */
+const reporting: string[] = [];
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i++) {
-  const [flag, inline] = (args[i] as string).split("=", 2);
+  const arg = args[i] as string;
+  if (arg.startsWith("--reporter") || arg.startsWith("--outputFile")) {
+    reporting.push(arg);
+    continue;
+  }
+  const [flag, inline] = arg.split("=", 2);
   const value = inline ?? args[++i];
   if (value === undefined) throw new Error(`${flag}: a value is required`);
   if (flag === "--seed") seed = Number(value);
@@ -40,7 +49,13 @@ process.stdout.write(`robustness: seed ${seed}, duration ${duration / 1000} s\n`
 const root = fileURLToPath(new URL("..", import.meta.url));
 const result = spawnSync(
   process.execPath,
-  ["node_modules/vitest/vitest.mjs", "run", "--config", "test/robustness/vitest.config.ts"],
+  [
+    "node_modules/vitest/vitest.mjs",
+    "run",
+    "--config",
+    "test/robustness/vitest.config.ts",
+    ...reporting,
+  ],
   {
     cwd: root,
     stdio: "inherit",

@@ -6,19 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import { freePort } from "../../scripts/cluster.js";
 
 const run = promisify(execFile);
-
-/** A free TCP port on 127.0.0.1 (released before use: fine on a machine of our own). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as { port: number };
-  server.close();
-  await once(server, "close");
-  return port;
-}
 
 /**
  * A PostgreSQL cluster of the suite's own (initdb into a temporary folder), so that it may be

@@ -214,6 +214,11 @@ export interface SdkStyleWatch<R extends SdkReader> {
   readonly status: Promise<number>;
   /** What the SDK's caller sees at the end; never rejects. */
   readonly ended: Promise<SdkEnd>;
+  /**
+   * When the body ended or was cut (performance.now()), as the connection saw it: a slow caller
+   * (`delayMs`) sees the end only later, once it has read what came before.
+   */
+  readonly endedOnWireAt: Promise<number>;
   close(): void;
 }
 
@@ -250,11 +255,16 @@ export function sdkStyleWatch<R extends SdkReader>(
   const status = new Promise<number>((resolve) => {
     gotStatus = resolve;
   });
+  let onWire: (at: number) => void = () => {};
+  const endedOnWireAt = new Promise<number>((resolve) => {
+    onWire = resolve;
+  });
   const ended = new Promise<SdkEnd>((resolve) => {
     let settled = false;
     const finish = (err: Error | undefined) => {
       if (settled) return;
       settled = true;
+      onWire(performance.now());
       void handed.then(() => resolve(reader.end(err)));
     };
     req.on("error", (err) => {
@@ -276,5 +286,5 @@ export function sdkStyleWatch<R extends SdkReader>(
     });
   });
   req.end(JSON.stringify(body));
-  return { reader, status, ended, close: () => req.destroy() };
+  return { reader, status, ended, endedOnWireAt, close: () => req.destroy() };
 }

@@ -203,6 +203,9 @@ async function jsonlAsSdk(
     if (status !== 200) throw new Error(`HTTP ${status}`);
     if (end.kind === "error") throw new Error(end.detail);
     if (end.dropped !== undefined) {
+      // When the connection was cut, not when a slow reader got there: what the checker
+      // compares with the faults' times.
+      record.endedAtS = ((await watch.endedOnWireAt) - startedAt) / 1000;
       // Scanner.Err() is dropped by the Go SDK: the loop just ends. Noted for the report.
       record.detail = `the transport failed (${end.dropped.slice(0, 80)}), the SDK drops that`;
       record.transportFailed = true;
@@ -270,7 +273,7 @@ async function watcher(spec: WatcherSpec, out: StreamRecord[]) {
     try {
       await spec.open(spec.principal, record, abort.signal, slowMs);
       record.end = abort.signal.aborted ? "closed" : "clean";
-      record.endedAtS = seconds();
+      record.endedAtS ??= seconds();
       record.detail = `at ${at()}${slowMs > 0 ? ` (reading slowly, ${slowMs} ms a chunk)` : ""}${record.detail === "" ? "" : `: ${record.detail}`}`;
     } catch (err) {
       record.end = abort.signal.aborted ? "closed" : "error";

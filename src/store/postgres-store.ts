@@ -485,17 +485,8 @@ export class PostgresStore implements Store {
     batches: readonly GroupBatch[],
     uncertain: () => void,
   ): Promise<readonly BatchOutcome[]> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw mapError(err);
-    }
+    const { client, release } = await this.checkout();
     let broken: Error | undefined;
-    const onError = (err: Error) => {
-      broken = err;
-    };
-    client.on("error", onError);
     let write: GroupWrite | undefined;
     try {
       await client.query("BEGIN");
@@ -507,11 +498,11 @@ export class PostgresStore implements Store {
         try {
           await client.query("ROLLBACK");
         } catch (rollbackErr) {
-          broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+          broken = asError(rollbackErr);
         }
         throw err;
       }
-      broken = err instanceof Error ? err : new Error(String(err));
+      broken = asError(err);
       // Nothing written (every batch replayed or refused): nothing to find out.
       if (write.commit === undefined) return write.outcomes;
       // The server answered (a check at commit failed): it rolled back.
@@ -530,8 +521,7 @@ export class PostgresStore implements Store {
       }
       throw outcomeUnknown(err);
     } finally {
-      client.off("error", onError);
-      client.release(broken);
+      release(broken);
     }
   }
 
@@ -581,19 +571,8 @@ export class PostgresStore implements Store {
 
   /** Runs `fn` in one transaction: committed when it resolves, rolled back when anything throws. */
   private async transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw mapError(err);
-    }
+    const { client, release } = await this.checkout();
     let broken: Error | undefined;
-    // A checked-out client emits connection loss as an 'error' event (pg-pool listens only to
-    // idle ones): without a listener that would crash the process. The failing query rejects.
-    const onError = (err: Error) => {
-      broken = err;
-    };
-    client.on("error", onError);
     try {
       await client.query("BEGIN");
       const result = await fn(client);
@@ -604,12 +583,44 @@ export class PostgresStore implements Store {
         await client.query("ROLLBACK");
       } catch (rollbackErr) {
         // The connection is gone (the server rolls back by itself) or unusable: do not reuse it.
-        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+        broken = asError(rollbackErr);
       }
       throw mapError(err);
     } finally {
-      client.off("error", onError);
-      client.release(broken);
+      release(broken);
     }
   }
+
+  /**
+   * A pooled client for one transaction. `release` hands it back, or has the pool discard it
+   * when its connection broke: `broken` (a failed ROLLBACK, say), or a connection loss the
+   * client reported meanwhile (its 'error' event; the failing query rejects as well).
+   */
+  private async checkout(): Promise<{
+    client: pg.PoolClient;
+    release: (broken: Error | undefined) => void;
+  }> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw mapError(err);
+    }
+    let lost: Error | undefined;
+    const onError = (err: Error) => {
+      lost = err;
+    };
+    client.on("error", onError);
+    return {
+      client,
+      release(broken) {
+        client.off("error", onError);
+        client.release(broken ?? lost);
+      },
+    };
+  }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }

@@ -10,9 +10,10 @@ import {
 import type { CallAuthentication } from "../rpc/authenticate.js";
 import type { ErrorFunnel } from "../rpc/error-funnel.js";
 import type { PublishCall } from "../rpc/ingest-service.js";
+import type { Principal } from "../watch/model.js";
 import { readBody } from "./body.js";
 import { encodeEnvelope } from "./connect-protocol.js";
-import { Deadline } from "./deadline.js";
+import { type Deadline, startCall } from "./call-start.js";
 import { ignoreErrors, respondWhole } from "./exchange.js";
 import { unwrap } from "./wire/envelope.js";
 import { grpcStatus } from "./wire/grpc-status.js";
@@ -102,15 +103,16 @@ export async function handleGrpcPublish(
     respondWhole(stream, { ":status": 200, "content-type": CONTENT_TYPE, ...status });
   };
   try {
-    const timeoutMs = grpcTimeoutMs(headers);
-    if (timeoutMs !== undefined) {
-      deadline = new Deadline(timeoutMs, () => {
-        const timedOut = new ServiceError("deadline_exceeded", "the operation timed out");
+    const call = startCall(headers, {
+      timeoutMs: grpcTimeoutMs,
+      onDeadline: (timedOut) => {
         gone.abort(timedOut);
         fail(timedOut);
-      });
-    }
-    const principal = await deps.auth.principal(headers.authorization);
+      },
+      auth: deps.auth,
+    });
+    deadline = call.deadline;
+    const principal = (await call.principal) as Principal;
     const message = await readMessage(stream, deps.requestMaxBytes);
     let request: PublishRequest;
     try {

@@ -8,7 +8,7 @@ import type { AnyStreamMethod, StreamMethod } from "../rpc/stream-method.js";
 import { IDLE_TICKS, type IdleTarget, IdleTicker } from "../session/idle-ticker.js";
 import type { StreamSession } from "../session/stream-session.js";
 import { readBody } from "./body.js";
-import { Deadline } from "./deadline.js";
+import { type Deadline, startCall } from "./call-start.js";
 import type { Exchange } from "./exchange.js";
 import type { FlushScheduler } from "./flush-scheduler.js";
 import {
@@ -168,14 +168,13 @@ class EdgeCall implements IdleTarget {
   ): Promise<void> {
     const { exchange, wire, options, impl } = this;
     try {
-      const timeoutMs = wire.timeoutMs(head.headers);
-      if (timeoutMs !== undefined) {
-        this.deadline = new Deadline(timeoutMs, () =>
-          this.cancel(new ServiceError("deadline_exceeded", "the operation timed out")),
-        );
-      }
-      const principal =
-        impl.public === true ? undefined : await options.auth.principal(head.headers.authorization);
+      const call = startCall(head.headers, {
+        timeoutMs: (headers) => wire.timeoutMs(headers),
+        onDeadline: (reason) => this.cancel(reason),
+        auth: impl.public === true ? undefined : options.auth,
+      });
+      this.deadline = call.deadline;
+      const principal = await call.principal;
       if (Number(head.headers["content-length"]) > options.requestMaxBytes) {
         throw new ServiceError(
           "invalid_argument",

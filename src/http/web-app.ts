@@ -9,9 +9,8 @@ import fastifyStatic from "@fastify/static";
 import { type FastifyReply, fastify, LogController } from "fastify";
 import type { Logger } from "pino";
 import type { Readiness } from "../health/readiness.js";
-import { MAX_TIMER_MS } from "../long-timer.js";
+import { clampDeadlineHeaders } from "./call-start.js";
 import type { CorsPolicy } from "./cors.js";
-import { connectTimeoutMs, grpcTimeoutMs } from "./wire/timeouts.js";
 
 /** What serves the requests the streaming edges decline, HTTP/1.1 or HTTP/2 compatibility. */
 export type RequestHandler = (
@@ -46,26 +45,6 @@ export interface WebApp {
   close(): Promise<void>;
 }
 
-/**
- * connect-es arms one timer for a unary call's deadline, and one longer than a timer can hold
- * fires at once (TimeoutOverflowWarning): a deadline header beyond MAX_TIMER_MS (about 24.8 days,
- * longer than any unary call) is clamped to it, in a form the header allows. Headers are read
- * as the streaming edge reads them; malformed ones are left for connect-es to refuse.
- */
-function clampDeadlines(headers: http.IncomingHttpHeaders): void {
-  const ms = (read: (h: http.IncomingHttpHeaders) => number | undefined) => {
-    try {
-      return read(headers) ?? 0;
-    } catch {
-      return 0;
-    }
-  };
-  if (ms(connectTimeoutMs) > MAX_TIMER_MS) headers["connect-timeout-ms"] = String(MAX_TIMER_MS);
-  if (ms(grpcTimeoutMs) > MAX_TIMER_MS) {
-    headers["grpc-timeout"] = `${Math.floor(MAX_TIMER_MS / 60_000)}M`;
-  }
-}
-
 function text(reply: FastifyReply, status: number, body: string): FastifyReply {
   return reply
     .code(status)
@@ -77,21 +56,15 @@ function text(reply: FastifyReply, status: number, body: string): FastifyReply {
 /**
  * fastify, the application framework for everything that is not a hot streaming path: the
  * unary RPCs through connect-fastify, `/healthz`, `/readyz`, `/metrics`. It runs behind the
- * one-port listener: fastify's `serverFactory` hands us its request handler and a server
- * object that never listens, and fastify serves HTTP/1.1 and HTTP/2 requests alike (it checks
- * the HTTP version per request).
+ * one-port listener, which hands each request to `fastify.routing` (fastify's own entry for a
+ * request); fastify serves HTTP/1.1 and HTTP/2 requests alike (it checks the HTTP version per
+ * request).
  */
 export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
-  let handler: RequestHandler | undefined;
   const app = fastify({
     loggerInstance: options.logger,
     // One line per stream or per problem, never per request.
     logController: new LogController({ disableRequestLogging: true }),
-    serverFactory: (h) => {
-      handler = h as RequestHandler;
-      // Never listens: fastify only needs an object to own.
-      return { on() {}, close: (cb?: () => void) => cb?.() } as unknown as http.Server;
-    },
   });
 
   if (!options.cors.disabled) await app.register(fastifyCors, options.cors.fastifyOptions);
@@ -126,7 +99,7 @@ export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
   for (const prefix of options.prefixes) {
     await app.register(
       async (scope) => {
-        scope.addHook("onRequest", async (req) => clampDeadlines(req.raw.headers));
+        scope.addHook("onRequest", async (req) => clampDeadlineHeaders(req.raw.headers));
         await scope.register(fastifyConnectPlugin, {
           routes: options.routes,
           requestGate: options.requestGate,
@@ -140,7 +113,9 @@ export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
   app.setNotFoundHandler(async (_req, reply) => text(reply, 404, "not found\n"));
   await app.ready();
   return {
-    handler: handler as RequestHandler,
+    // fastify's own entry for a request (what its server would call): the listener hands
+    // requests over, so fastify's server is made but never listens.
+    handler: (req, res) => app.routing(req as http.IncomingMessage, res as http.ServerResponse),
     close: () => app.close(),
   };
 }

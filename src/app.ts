@@ -24,10 +24,10 @@ import { respellGrpcMessage } from "./http/wire/grpc-status.js";
 import { Metrics } from "./metrics.js";
 import { createAuditService } from "./rpc/audit-service.js";
 import { createCallAuthentication } from "./rpc/authenticate.js";
-import { createErrorFunnel } from "./rpc/error-funnel.js";
+import { createErrorFunnel, type ErrorFunnel } from "./rpc/error-funnel.js";
 import { feedWatchMethod } from "./rpc/feed-service.js";
 import { createHealthCheck, healthWatchMethod } from "./rpc/health-service.js";
-import { createIngestService, createPublishCall } from "./rpc/ingest-service.js";
+import { createIngestService, createPublishCall, type PublishCall } from "./rpc/ingest-service.js";
 import { RateLimiter } from "./rpc/rate-limiter.js";
 import { createReflectionServices, DescriptorIndex } from "./rpc/reflection-service.js";
 import { watchEventsMethod } from "./rpc/watch-events.js";
@@ -81,6 +81,55 @@ function addReflection(
   const impl = createReflectionServices(index, config.reflectionMaxRequestsPerStream);
   router.service(reflectionV1.ServerReflection, impl.v1);
   router.service(reflectionV1alpha.ServerReflection, impl.v1alpha);
+}
+
+/** Publish, as both the publish edge and the Connect runtime serve it. */
+function publishCall(deps: AppDeps, readiness: Readiness, metrics: Metrics): PublishCall {
+  const { config, bus, authenticator } = deps;
+  return createPublishCall({
+    bus,
+    isDraining: () => readiness.isDraining,
+    limiter: new RateLimiter(config.publishMaxEventsPerSecond, config.publishBurstEvents, () =>
+      performance.now(),
+    ),
+    metrics,
+    isValid: (principal) => authenticator.isValid(principal),
+    now: deps.now ?? Date.now,
+    maxClockSkewMs: config.publishMaxClockSkewMs,
+  });
+}
+
+/** The unary RPCs, on fastify through the Connect runtime (the streaming ones are the edge's). */
+function unaryRoutes(parts: {
+  readonly store: AppDeps["store"];
+  readonly funnel: ErrorFunnel;
+  readonly publish: PublishCall;
+  readonly health: HealthMonitor;
+  readonly reflection: readonly DescService[];
+  readonly config: Config;
+}): (router: ConnectRouter) => void {
+  const { store, funnel, publish, health, reflection, config } = parts;
+  const audit = createAuditService({ store, funnel });
+  return (router) => {
+    router.rpc(EventService.method.listAuditLogs, audit.listAuditLogs);
+    router.rpc(EventService.method.getAuditLog, audit.getAuditLog);
+    router.service(IngestService, createIngestService(publish, funnel));
+    router.rpc(Health.method.check, createHealthCheck(health, funnel).check);
+    if (reflection.length > 0) addReflection(router, reflection, config);
+  };
+}
+
+/** The connection limits of the one port, from the configuration. */
+function listenerLimits(config: Config) {
+  return {
+    headersTimeoutMs: config.headersTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
+    keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    maxConcurrentStreams: config.h2MaxConcurrentStreams,
+    h2PingIntervalMs: config.h2PingIntervalMs,
+    h2IdleTimeoutMs: config.h2IdleTimeoutMs,
+    maxHeaderBytes: 16 * 1024,
+  } as const;
 }
 
 /**
@@ -155,18 +204,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     now: deps.now ?? Date.now,
     monotonicNow: () => performance.now(),
   });
-  const limiter = new RateLimiter(config.publishMaxEventsPerSecond, config.publishBurstEvents, () =>
-    performance.now(),
-  );
-  const publish = createPublishCall({
-    bus,
-    isDraining: () => readiness.isDraining,
-    limiter,
-    metrics,
-    isValid: (principal) => authenticator.isValid(principal),
-    now: deps.now ?? Date.now,
-    maxClockSkewMs: config.publishMaxClockSkewMs,
-  });
+  const publish = publishCall(deps, readiness, metrics);
 
   const feed = new FeedSessions({
     bus,
@@ -177,6 +215,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
     maxReplays: config.feedMaxReplays,
   });
   const cors = new CorsPolicy(config.corsOrigins);
+  // The server-streaming methods, on the streaming edge; the unary ones, on fastify.
   const edge = new StreamEdge({
     auth,
     funnel,
@@ -188,21 +227,12 @@ export async function createApp(deps: AppDeps): Promise<App> {
       metrics.keepAlives++;
     },
   });
-  // The server-streaming methods, on the streaming edge; the unary ones below, on fastify.
   edge.add(watchEventsMethod(sessions));
   edge.add(feedWatchMethod(feed));
   edge.add(healthWatchMethod(health));
-
-  const audit = createAuditService({ store, funnel });
   const web = await createWebApp({
     logger,
-    routes: (router: ConnectRouter) => {
-      router.rpc(EventService.method.listAuditLogs, audit.listAuditLogs);
-      router.rpc(EventService.method.getAuditLog, audit.getAuditLog);
-      router.service(IngestService, createIngestService(publish, funnel));
-      router.rpc(Health.method.check, createHealthCheck(health, funnel).check);
-      if (reflection.length > 0) addReflection(router, reflection, config);
-    },
+    routes: unaryRoutes({ store, funnel, publish, health, reflection, config }),
     prefixes: PREFIXES,
     requestGate: auth.requestGate,
     readMaxBytes: config.requestMaxBytes,
@@ -230,13 +260,7 @@ export async function createApp(deps: AppDeps): Promise<App> {
       respellGrpcMessage(res);
       web.handler(req, res);
     },
-    headersTimeoutMs: config.headersTimeoutMs,
-    requestTimeoutMs: config.requestTimeoutMs,
-    keepAliveTimeoutMs: config.keepAliveTimeoutMs,
-    maxConcurrentStreams: config.h2MaxConcurrentStreams,
-    h2PingIntervalMs: config.h2PingIntervalMs,
-    h2IdleTimeoutMs: config.h2IdleTimeoutMs,
-    maxHeaderBytes: 16 * 1024,
+    ...listenerLimits(config),
   });
 
   let closing = false;

@@ -75,11 +75,11 @@ export class StreamEdge {
   ): void {
     const route: Route = {
       impl,
-      wires: new StreamWires(impl.method, (item: T) => impl.toResponse(item)) as StreamWires<
-        DescMessage,
-        DescMessage,
-        object
-      >,
+      wires: new StreamWires(
+        impl.method,
+        (item: T) => impl.toResponse(item),
+        impl.toBinary?.bind(impl),
+      ) as StreamWires<DescMessage, DescMessage, object>,
     };
     const path = `/${impl.method.parent.typeName}/${impl.method.name}`;
     for (const prefix of this.options.prefixes) this.routes.set(prefix + path, route);

@@ -36,8 +36,13 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
   /** In the order they are asked: JSONL first (it also takes `application/json`). */
   private readonly wires: readonly StreamWire<I, T>[];
 
-  constructor(method: DescMethodServerStreaming<I, O>, toResponse: (item: T) => MessageShape<O>) {
-    const codec = new MethodCodec<I, O, T>(method, toResponse);
+  /** `toBinary`: the method's own binary encoder, if it has one (see StreamMethod). */
+  constructor(
+    method: DescMethodServerStreaming<I, O>,
+    toResponse: (item: T) => MessageShape<O>,
+    toBinary?: (item: T) => Uint8Array | undefined,
+  ) {
+    const codec = new MethodCodec<I, O, T>(method, toResponse, toBinary);
     this.wires = [
       createJsonlWire(codec),
       createConnectWire(codec, false),

@@ -8,10 +8,11 @@ import {
 } from "../gen/eventservice/feed/v1/feed_pb.js";
 import type { FeedItem, FeedSessions } from "../session/feed-sessions.js";
 import { fromWatchRequest } from "./convert.js";
+import { encodeFeedResponse } from "./feed-encoding.js";
 import { callerOf, type StreamMethod } from "./stream-method.js";
 
 /** The response of one feed item (the edge asks once per item per wire form). */
-function toFeedResponse(item: FeedItem): WatchResponse {
+export function toFeedResponse(item: FeedItem): WatchResponse {
   if (item.kind === "checkpoint") {
     return create(WatchResponseSchema, {
       kind: { case: "checkpoint", value: { cursor: item.cursor } },
@@ -46,5 +47,6 @@ export function feedWatchMethod(
         protocol: call.protocol,
       }),
     toResponse: toFeedResponse,
+    toBinary: encodeFeedResponse,
   };
 }

@@ -23,9 +23,11 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
   private readonly binaryFrames: FrameCache<T>;
   private readonly jsonFrames: FrameCache<T>;
 
+  /** `toBinary`: the method's own binary encoder, tried before the reflective one. */
   constructor(
     method: DescMethodServerStreaming<I, O>,
     private readonly toResponse: (item: T) => MessageShape<O>,
+    private readonly toBinary?: (item: T) => Uint8Array | undefined,
   ) {
     const limits = { readMaxBytes: 0xffffffff, writeMaxBytes: 0xffffffff };
     this.serialization = createMethodSerializationLookup(
@@ -59,8 +61,9 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
   /** An item's response message, serialized. */
   encoder(json: boolean): (item: T) => Uint8Array {
     const serializer = this.serialization.getO(!json);
-    const toResponse = this.toResponse;
-    return (item) => serializer.serialize(toResponse(item));
+    const { toResponse, toBinary } = this;
+    if (json || toBinary === undefined) return (item) => serializer.serialize(toResponse(item));
+    return (item) => toBinary(item) ?? serializer.serialize(toResponse(item));
   }
 
   /**

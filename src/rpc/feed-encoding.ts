@@ -1,0 +1,120 @@
+import type { FeedItem } from "../session/feed-sessions.js";
+
+// FeedService.Watch's response (eventservice.feed.v1.WatchResponse) in the protobuf binary
+// format, written by hand. A replay encodes one message per event for each stream (replayed
+// items are the stream's own, so nothing is shared), and protobuf-es' reflective `toBinary`,
+// with the message it needs built first, was half of a replay's CPU. The bytes are exactly those
+// of `toBinary(WatchResponseSchema, toFeedResponse(item))` (a test compares them); anything this
+// encoder does not cover (a negative number, a fraction of a millisecond) returns undefined and
+// is encoded the reflective way.
+//
+//   WatchResponse { oneof kind { FeedEvent event = 1; Checkpoint checkpoint = 2; } }
+//   FeedEvent { operation = 1; resource_type = 2; string resource_id = 3; string cursor = 4;
+//               google.protobuf.Timestamp published_at = 5 }
+//   Checkpoint { string cursor = 1 }
+//   Timestamp { int64 seconds = 1; int32 nanos = 2 }
+
+/** Field keys: field number << 3 | wire type (0 varint, 2 length-delimited). */
+const KEY = {
+  event: (1 << 3) | 2,
+  checkpoint: (2 << 3) | 2,
+  operation: (1 << 3) | 0,
+  resourceType: (2 << 3) | 0,
+  resourceId: (3 << 3) | 2,
+  cursor: (4 << 3) | 2,
+  publishedAt: (5 << 3) | 2,
+  checkpointCursor: (1 << 3) | 2,
+  seconds: (1 << 3) | 0,
+  nanos: (2 << 3) | 0,
+} as const;
+
+/** Bytes of a varint of `n`, a non-negative safe integer. */
+function varintSize(n: number): number {
+  let size = 1;
+  while (n >= 128) {
+    n = Math.floor(n / 128);
+    size++;
+  }
+  return size;
+}
+
+function writeVarint(buf: Buffer, at: number, n: number): number {
+  while (n >= 128) {
+    buf[at++] = (n % 128) | 128;
+    n = Math.floor(n / 128);
+  }
+  buf[at++] = n;
+  return at;
+}
+
+/** A length-delimited field's size: key, length, content. */
+function delimitedSize(length: number): number {
+  return 1 + varintSize(length) + length;
+}
+
+function isVarint(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= 0;
+}
+
+/** The binary WatchResponse of `item`; undefined when only the reflective encoder can write it. */
+export function encodeFeedResponse(item: FeedItem): Buffer | undefined {
+  const cursorBytes = Buffer.byteLength(item.cursor);
+  if (item.kind === "checkpoint") {
+    const inner = cursorBytes === 0 ? 0 : delimitedSize(cursorBytes);
+    const buf = Buffer.allocUnsafe(delimitedSize(inner));
+    let at = writeVarint(buf, 0, KEY.checkpoint);
+    at = writeVarint(buf, at, inner);
+    if (cursorBytes > 0) {
+      buf[at++] = KEY.checkpointCursor;
+      at = writeVarint(buf, at, cursorBytes);
+      buf.write(item.cursor, at, "utf8");
+    }
+    return buf;
+  }
+  const { event, acceptedAtMs } = item.event;
+  const { operation, resourceType, resourceId } = event;
+  if (!isVarint(operation) || !isVarint(resourceType) || !isVarint(acceptedAtMs)) return undefined;
+  const seconds = Math.floor(acceptedAtMs / 1000);
+  const nanos = (acceptedAtMs - seconds * 1000) * 1_000_000;
+  const timestamp =
+    (seconds === 0 ? 0 : 1 + varintSize(seconds)) + (nanos === 0 ? 0 : 1 + varintSize(nanos));
+  const idBytes = Buffer.byteLength(resourceId);
+  const inner =
+    (operation === 0 ? 0 : 1 + varintSize(operation)) +
+    (resourceType === 0 ? 0 : 1 + varintSize(resourceType)) +
+    (idBytes === 0 ? 0 : delimitedSize(idBytes)) +
+    (cursorBytes === 0 ? 0 : delimitedSize(cursorBytes)) +
+    delimitedSize(timestamp);
+  const buf = Buffer.allocUnsafe(delimitedSize(inner));
+  let at = writeVarint(buf, 0, KEY.event);
+  at = writeVarint(buf, at, inner);
+  if (operation !== 0) {
+    buf[at++] = KEY.operation;
+    at = writeVarint(buf, at, operation);
+  }
+  if (resourceType !== 0) {
+    buf[at++] = KEY.resourceType;
+    at = writeVarint(buf, at, resourceType);
+  }
+  if (idBytes > 0) {
+    buf[at++] = KEY.resourceId;
+    at = writeVarint(buf, at, idBytes);
+    at += buf.write(resourceId, at, "utf8");
+  }
+  if (cursorBytes > 0) {
+    buf[at++] = KEY.cursor;
+    at = writeVarint(buf, at, cursorBytes);
+    at += buf.write(item.cursor, at, "utf8");
+  }
+  buf[at++] = KEY.publishedAt;
+  at = writeVarint(buf, at, timestamp);
+  if (seconds !== 0) {
+    buf[at++] = KEY.seconds;
+    at = writeVarint(buf, at, seconds);
+  }
+  if (nanos !== 0) {
+    buf[at++] = KEY.nanos;
+    writeVarint(buf, at, nanos);
+  }
+  return buf;
+}

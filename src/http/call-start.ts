@@ -2,7 +2,6 @@ import type { IncomingHttpHeaders } from "node:http";
 import { ServiceError } from "../errors.js";
 import { LongTimer, MAX_TIMER_MS } from "../long-timer.js";
 import type { CallAuthentication } from "../rpc/authenticate.js";
-import type { Principal } from "../watch/model.js";
 import { connectTimeoutMs, grpcTimeoutMs } from "./wire/timeouts.js";
 
 // How every call starts, on every edge: the client's deadline is armed first (so that a slow
@@ -10,6 +9,9 @@ import { connectTimeoutMs, grpcTimeoutMs } from "./wire/timeouts.js";
 // streaming RPC, the binary gRPC Publish) call `startCall`; the Connect runtime behind fastify
 // reads the deadline itself and authenticates in its request gate, and gets its deadline
 // headers through `clampDeadlineHeaders`.
+
+/** An authenticated caller, as the one authentication step gives it. */
+export type Caller = Awaited<ReturnType<CallAuthentication["principal"]>>;
 
 /**
  * A client's deadline, of any length its header allows (Connect-Timeout-Ms: up to 10 digits of
@@ -48,7 +50,7 @@ export interface CallStartOptions {
 export interface StartedCall {
   readonly deadline: Deadline | undefined;
   /** Rejects with `unauthenticated` when the caller cannot be authenticated. */
-  readonly principal: Promise<Principal | undefined>;
+  readonly principal: Promise<Caller | undefined>;
 }
 
 /**
@@ -61,7 +63,7 @@ export function startCall(headers: IncomingHttpHeaders, options: CallStartOption
     timeoutMs === undefined
       ? undefined
       : new Deadline(timeoutMs, () => options.onDeadline(deadlineExceeded()));
-  let principal: Promise<Principal | undefined>;
+  let principal: Promise<Caller | undefined>;
   try {
     principal =
       options.auth === undefined

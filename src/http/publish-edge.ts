@@ -10,9 +10,8 @@ import {
 import type { CallAuthentication } from "../rpc/authenticate.js";
 import type { ErrorFunnel } from "../rpc/error-funnel.js";
 import type { PublishCall } from "../rpc/ingest-service.js";
-import type { Principal } from "../watch/model.js";
 import { readBody } from "./body.js";
-import { type Deadline, startCall } from "./call-start.js";
+import { type Caller, type Deadline, startCall } from "./call-start.js";
 import { encodeEnvelope } from "./connect-protocol.js";
 import { ignoreErrors, respondWhole } from "./exchange.js";
 import { unwrap } from "./wire/envelope.js";
@@ -112,7 +111,7 @@ export async function handleGrpcPublish(
       auth: deps.auth,
     });
     deadline = call.deadline;
-    const principal = (await call.principal) as Principal;
+    const principal = (await call.principal) as Caller;
     const message = await readMessage(stream, deps.requestMaxBytes);
     let request: PublishRequest;
     try {

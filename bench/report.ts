@@ -21,9 +21,12 @@ export interface Row {
   readonly peer: Value;
   /** limit writing each stream's events of a publish with one write (scenario 1 only). */
   readonly limitBatched?: Value;
+  /** limit appending and fdatasyncing each publish before it delivers it (scenarios 1 and 2). */
+  readonly limitDurable?: Value;
   readonly oursToLimit: number | null;
   readonly oursToPeer: number | null;
   readonly oursToLimitBatched?: number | null;
+  readonly oursToLimitDurable?: number | null;
   readonly target?: string;
   /** Against the target; null when there is no figure to judge. */
   readonly pass?: boolean | null;
@@ -75,6 +78,16 @@ export interface FeedRow {
   readonly pass?: boolean | null;
 }
 
+/** The targets against the durable limit (scenario 2) and the batched limit (scenario 1). */
+const DURABLE_TARGETS = {
+  /** latency p50 at most this times limit-durable's */
+  p50: 1.3,
+  /** latency p99 at most this times limit-durable's */
+  p99: 1.5,
+  /** fan-out server CPU per delivery at most this times limit-batched's */
+  fanoutCpuToBatched: 2,
+};
+
 /** Scenario 8's targets. */
 const FEED_TARGETS = {
   /** events/s replayed to one stream from SQLite, request to last event */
@@ -93,8 +106,13 @@ export interface Report {
   readonly notes: Record<string, string[]>;
 }
 
-const KINDS = ["ours", "limit", "peer", "limit-batched"] as const;
-type Values = Record<"ours" | "limit" | "peer", Value> & { "limit-batched"?: Value };
+const KINDS = ["ours", "limit", "peer", "limit-batched", "limit-durable"] as const;
+/** Kinds that only some scenarios run: a column only where they ran. */
+const OPTIONAL_KINDS: readonly string[] = ["limit-batched", "limit-durable"];
+type Values = Record<"ours" | "limit" | "peer", Value> & {
+  "limit-batched"?: Value;
+  "limit-durable"?: Value;
+};
 
 function get(o: unknown, path: string): unknown {
   let v: unknown = o;
@@ -117,6 +135,7 @@ function row(
   target?: { text: string; pass: (r: Row) => boolean | null },
 ): Row {
   const batched = values["limit-batched"];
+  const durable = values["limit-durable"];
   const r: Row = {
     scenario,
     metric,
@@ -128,6 +147,10 @@ function row(
     ...(batched !== undefined && {
       limitBatched: batched,
       oursToLimitBatched: ratio(values.ours, batched),
+    }),
+    ...(durable !== undefined && {
+      limitDurable: durable,
+      oursToLimitDurable: ratio(values.ours, durable),
     }),
   };
   return target === undefined ? r : { ...r, target: target.text, pass: target.pass(r) };
@@ -148,7 +171,7 @@ export function buildReport(
   const pick = (s: string, part: string, path: string, scale = 1): Values => {
     const out: Values = { ours: null, limit: null, peer: null };
     for (const k of KINDS) {
-      if (k === "limit-batched" && results[s]?.[k] === undefined) continue;
+      if (OPTIONAL_KINDS.includes(k) && results[s]?.[k] === undefined) continue;
       const n = num(get(results[s]?.[k]?.[part]?.result, path));
       out[k] = n === null ? (results[s]?.[k]?.[part] === undefined ? "n/a" : null) : n * scale;
     }
@@ -157,7 +180,7 @@ export function buildReport(
   const yesNo = (s: string, part: string, path: string): Values => {
     const out: Values = { ours: null, limit: null, peer: null };
     for (const k of KINDS) {
-      if (k === "limit-batched" && results[s]?.[k] === undefined) continue;
+      if (OPTIONAL_KINDS.includes(k) && results[s]?.[k] === undefined) continue;
       const v = get(results[s]?.[k]?.[part]?.result, path);
       out[k] = typeof v === "boolean" ? (v ? "yes" : "NO") : null;
     }
@@ -257,7 +280,21 @@ export function buildReport(
           : undefined,
       ),
       row(s, "events/s", pick(s, "fanout", "eventsPerSec")),
-      row(s, "server CPU s per 1M deliveries", pick(s, "fanout", "serverCpuSecPerMillion")),
+      row(
+        s,
+        "server CPU s per 1M deliveries",
+        pick(s, "fanout", "serverCpuSecPerMillion"),
+        s === "fanout"
+          ? {
+              text: `<= ${DURABLE_TARGETS.fanoutCpuToBatched}x limit-batched`,
+              pass: judged(s, (r) =>
+                typeof r.oursToLimitBatched === "number"
+                  ? r.oursToLimitBatched <= DURABLE_TARGETS.fanoutCpuToBatched
+                  : null,
+              ),
+            }
+          : undefined,
+      ),
       row(s, "server CPU (cores)", pick(s, "fanout", "serverCores")),
       row(s, "load generator CPU (cores)", pick(s, "fanout", "loadgenCores")),
       row(s, "other load on the machine (cores)", pick(s, "fanout", "otherCores")),
@@ -269,12 +306,42 @@ export function buildReport(
 
   if (results.latency !== undefined) {
     const s = "latency";
-    rows.push(
-      row(s, "p50 ms", pick(s, "latency", "p50Ms")),
-      row(s, "p99 ms", pick(s, "latency", "p99Ms"), {
-        text: "<= 25 ms",
-        pass: judged(s, (r) => (typeof r.ours === "number" ? r.ours <= 25 : null)),
+    // Against limit-durable where it ran (--kinds may leave it out): p50 and p99 ratios.
+    const durable = results[s]?.["limit-durable"] !== undefined;
+    const toDurable = (r: Row, most: number) =>
+      typeof r.oursToLimitDurable === "number" ? r.oursToLimitDurable <= most : null;
+    const p50 = row(
+      s,
+      "p50 ms",
+      pick(s, "latency", "p50Ms"),
+      durable
+        ? {
+            text: `<= ${DURABLE_TARGETS.p50}x durable`,
+            pass: judged(s, (r) => toDurable(r, DURABLE_TARGETS.p50)),
+          }
+        : undefined,
+    );
+    const p99 = row(s, "p99 ms", pick(s, "latency", "p99Ms"), {
+      text: durable ? `<= 25 ms, <= ${DURABLE_TARGETS.p99}x durable` : "<= 25 ms",
+      pass: judged(s, (r) => {
+        if (typeof r.ours !== "number") return null;
+        if (!durable) return r.ours <= 25;
+        const d = toDurable(r, DURABLE_TARGETS.p99);
+        return d === null ? null : r.ours <= 25 && d;
       }),
+    });
+    if (durable) {
+      const f = (v: number | null | undefined) => (typeof v === "number" ? fmtRatio(v) : "-");
+      const met = (ok: boolean | null) => (ok === null ? "not judged" : ok ? "met" : "missed");
+      const p99Ms = typeof p99.ours === "number" ? p99.ours : null;
+      note(
+        s,
+        `targets against limit-durable: p50 ${f(p50.oursToLimitDurable)} (<= ${DURABLE_TARGETS.p50}x: ${met(toDurable(p50, DURABLE_TARGETS.p50))}), p99 ${f(p99.oursToLimitDurable)} (<= ${DURABLE_TARGETS.p99}x: ${met(toDurable(p99, DURABLE_TARGETS.p99))}); p99 <= 25 ms: ${met(p99Ms === null ? null : p99Ms <= 25)}`,
+      );
+    }
+    rows.push(
+      p50,
+      p99,
       row(s, "p999 ms", pick(s, "latency", "p999Ms")),
       row(s, "max ms", pick(s, "latency", "maxMs")),
       row(s, "Publish round trip p50 ms", pick(s, "latency", "publishP50Ms")),
@@ -949,11 +1016,13 @@ export function printTables(
     const rows = report.rows.filter((r) => r.scenario === sc.key);
     if (rows.length === 0 && report.notes[sc.key] === undefined) continue;
     const batched = rows.some((r) => r.limitBatched !== undefined);
+    const durable = rows.some((r) => r.limitDurable !== undefined);
     // A scenario that peer did not run (scenario 7, or --kinds without it) has no peer columns.
     const peer = rows.some((r) => r.peer !== "n/a");
     const header = ["metric", "ours", "limit", ...(peer ? ["peer"] : []), "ours/limit"];
     if (peer) header.push("ours/peer");
     if (batched) header.push("limit-batched", "ours/batched");
+    if (durable) header.push("limit-durable", "ours/durable");
     header.push("target", "result");
     const cells = rows.map((r) => {
       const c = [r.metric, fmt(r.ours), fmt(r.limit)];
@@ -961,6 +1030,7 @@ export function printTables(
       c.push(fmtRatio(r.oursToLimit));
       if (peer) c.push(fmtRatio(r.oursToPeer));
       if (batched) c.push(fmt(r.limitBatched), fmtRatio(r.oursToLimitBatched ?? null));
+      if (durable) c.push(fmt(r.limitDurable), fmtRatio(r.oursToLimitDurable ?? null));
       c.push(
         r.target ?? "",
         r.pass === undefined ? "" : r.pass === null ? "n/a" : r.pass ? "PASS" : "FAIL",

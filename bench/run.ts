@@ -30,8 +30,12 @@ const HOST = "127.0.0.1";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url)); // dist-bench/bench -> repo
 const HERE = new URL("./", import.meta.url);
 const KINDS = ["ours", "limit", "peer"] as const;
-/** limit with one write per stream per publish: the ceiling, run in scenario 1 only. */
-type Kind = (typeof KINDS)[number] | "limit-batched";
+/**
+ * limit-batched: limit with one write per stream per publish, the ceiling (scenarios 1 and 7).
+ * limit-durable: limit that appends and fdatasyncs each publish before it fans it out and
+ * answers, the anchor for a server that acknowledges only what is on disk (scenarios 1 and 2).
+ */
+type Kind = (typeof KINDS)[number] | "limit-batched" | "limit-durable";
 
 const clkTck = (() => {
   try {
@@ -94,6 +98,7 @@ function freePort(): Promise<number> {
 }
 
 let oursRuns = 0;
+let durableRuns = 0;
 
 /**
  * The node options ours runs with in production: those of `npm start` (package.json), which
@@ -147,6 +152,18 @@ function serverCommand(
         env: {
           AUTH_TOKENS_FILE: tokensFile,
           LIMIT_WRITES: kind === "limit-batched" ? "batch" : "event",
+        },
+      };
+    case "limit-durable":
+      if (jsonl) throw new Error("limit-durable speaks gRPC only");
+      return {
+        script: fileURLToPath(new URL("servers/limit.js", HERE)),
+        nodeOptions: [],
+        env: {
+          AUTH_TOKENS_FILE: tokensFile,
+          LIMIT_WRITES: "event",
+          // A fresh log for every run, on the same file system as ours' DATA_DIR.
+          LIMIT_DURABLE_FILE: join(tmp, `limit-durable-${++durableRuns}.log`),
         },
       };
     case "peer":
@@ -553,7 +570,7 @@ const SCENARIOS: readonly Scenario[] = [
     parts: [
       {
         name: "fanout",
-        kinds: [...KINDS, "limit-batched"],
+        kinds: [...KINDS, "limit-batched", "limit-durable"],
         params: { mode: "fanout", streams: 1000, connections: 10, filters: false, ...loop },
         repeat: { rounds: 3, median: "deliveriesPerSec" },
       },
@@ -565,7 +582,7 @@ const SCENARIOS: readonly Scenario[] = [
     parts: [
       {
         name: "latency",
-        kinds: KINDS,
+        kinds: [...KINDS, "limit-durable"],
         params: { mode: "latency", streams: 1000, connections: 10, ratePerSec: 200, ...timing },
         repeat: { rounds: 3, median: "p99Ms" },
       },

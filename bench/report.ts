@@ -452,6 +452,7 @@ export function buildReport(
   }
 
   if (results.jsonl !== undefined) jsonlRows(results, rows, note);
+  if (results.scale !== undefined) scaleRows(results, rows, note);
   const feedRows = results.feed === undefined ? [] : feedRowsOf(results, note);
 
   // Scenario 6: the parts of a row differ in publishes in flight; the row shows the best.
@@ -904,6 +905,145 @@ function jsonlRows(
       }
     }
   }
+}
+
+/**
+ * Scenario 11: ours and limit with many idle streams on one process, over HTTP/2 (gRPC) and
+ * JSONL over HTTP/1.1. No targets: the figures say where the time and the memory go.
+ */
+function scaleRows(
+  results: Record<string, ScenarioResults>,
+  rows: Row[],
+  note: (s: string, text: string) => void,
+): void {
+  const s = "scale";
+  const byKind = results[s] ?? {};
+  const kinds = ["ours", "limit"] as const;
+  const pick = (part: string, path: string, scale = 1): Values => {
+    const out: Values = { ours: null, limit: null, peer: "n/a" };
+    for (const k of kinds) {
+      const o = byKind[k]?.[part];
+      const n = num(get(o?.result, path));
+      out[k] = n === null ? (o === undefined ? "n/a" : null) : n * scale;
+    }
+    return out;
+  };
+  const yesNo = (part: string, path: string): Values => {
+    const out: Values = { ours: null, limit: null, peer: "n/a" };
+    for (const k of kinds) {
+      const o = byKind[k]?.[part];
+      const v = get(o?.result, path);
+      out[k] = o === undefined ? "n/a" : typeof v === "boolean" ? (v ? "yes" : "NO") : null;
+    }
+    return out;
+  };
+  for (const [part, label] of [
+    ["h2", "HTTP/2"],
+    ["jsonl", "JSONL/1.1"],
+  ] as const) {
+    const any = kinds.map((k) => byKind[k]?.[part]?.result).find((r) => r !== undefined);
+    // Nothing measured (the failures are in the notes already).
+    if (any === undefined) continue;
+    const streams = num(any?.streams);
+    const n = streams === null ? "?" : streams.toLocaleString("en-US");
+    const rounds = num(get(any, "fanout.rounds")) ?? 0;
+    const one = `${label}: one event to all (median of ${rounds}):`;
+    rows.push(
+      row(s, `${label}: streams delivering (of ${n})`, pick(part, "streamsConfirmed")),
+      row(s, `${label}: connections`, pick(part, "connections")),
+      row(
+        s,
+        `${label}: RSS KiB per stream (after GC)`,
+        pick(part, "memory.rssBytesPerStream", 1 / 1024),
+      ),
+      row(
+        s,
+        `${label}: heap KiB per stream (after GC)`,
+        pick(part, "memory.heapBytesPerStream", 1 / 1024),
+      ),
+      row(
+        s,
+        `${label}: RSS MiB with the streams (after GC)`,
+        pick(part, "memory.after.rssBytes", 1 / 2 ** 20),
+      ),
+      row(s, `${label}: peak RSS MiB`, pick(part, "peakRssBytes", 1 / 2 ** 20)),
+      row(s, `${label}: seconds until every response head`, pick(part, "openSeconds")),
+      row(s, `${label}: seconds until an event on every stream`, pick(part, "setupSeconds")),
+      row(s, `${label}: server CPU s for that`, pick(part, "setupCpu.totalMs", 1 / 1000)),
+      row(s, `${label}: server CPU (cores) idle, streams open`, pick(part, "idle.serverCores")),
+      row(s, `${one} ms until the first stream has it`, pick(part, "fanout.firstMs")),
+      row(s, `${one} ms until the last stream has it`, pick(part, "fanout.lastMs")),
+      row(
+        s,
+        `${label}: the slowest round: ms until the last stream has it`,
+        pick(part, "fanout.lastMsMax"),
+      ),
+      row(s, `${one} ms until Publish is answered`, pick(part, "fanout.publishMs")),
+      row(s, `${one} server CPU ms`, pick(part, "fanout.cpuMs")),
+      row(s, `${one} server CPU ms, user`, pick(part, "fanout.userMs")),
+      row(s, `${one} server CPU ms, system`, pick(part, "fanout.systemMs")),
+      row(s, `${one} server CPU ms, main thread`, pick(part, "fanout.mainThreadMs")),
+      row(s, `${one} server CPU ms, other threads`, pick(part, "fanout.otherThreadsMs")),
+      row(s, `${one} server CPU us per delivery`, pick(part, "fanout.cpuUsPerDelivery")),
+      row(s, `${one} load generator CPU ms`, pick(part, "fanout.loadgenCpuMs")),
+      row(s, `${one} its busiest process, CPU ms`, pick(part, "fanout.loadgenBusiestCpuMs")),
+      row(s, `${one} other load on the machine (cores)`, pick(part, "fanout.otherCores")),
+      row(
+        s,
+        `${label}: every round reached every stream`,
+        yesNo(part, "fanout.everyRoundComplete"),
+      ),
+    );
+    for (const k of kinds) {
+      const r = byKind[k]?.[part]?.result;
+      if (r === undefined) continue;
+      const where = `${k} (${part})`;
+      const asked = num(r.streamsRequested);
+      const files = r.serverOpenFiles as { limit?: number; open?: number } | null | undefined;
+      if (asked !== null && streams !== null && num(r.streams) !== asked) {
+        note(
+          s,
+          `${where}: ${num(r.streams)?.toLocaleString("en-US")} streams instead of ${asked.toLocaleString("en-US")}: the server may open ${files?.limit?.toLocaleString("en-US") ?? "?"} files (ulimit -n), one per JSONL connection; raise the hard limit (the harness tries prlimit, which needs root with CAP_SYS_RESOURCE) for all of them`,
+        );
+      }
+      const list = (r.rounds as { lastMs: number; totalMs: number }[] | undefined) ?? [];
+      if (list.length > 0) {
+        note(
+          s,
+          `${where}: rounds, ms until the last stream / server CPU ms: ${list.map((x) => `${fmt(x.lastMs)}/${fmt(x.totalMs)}`).join(", ")}${num(r.helperProcesses) ? `; JSONL watchers in ${num(r.helperProcesses)} helper processes` : ""}`,
+        );
+      }
+      // The client reads one socket chunk per JSONL stream (one JS callback each): when its
+      // busiest process was busy for most of the time to the last stream, that time is the
+      // client's as much as the server's.
+      const busiest = num(get(r, "fanout.loadgenBusiestCpuMs"));
+      const last = num(get(r, "fanout.lastMs"));
+      if (busiest !== null && last !== null && last > 0 && busiest >= 0.7 * last) {
+        note(
+          s,
+          `${where}: the load generator's busiest process used ${fmt(busiest)} ms of CPU in the ${fmt(last)} ms until the last stream had the event: that time is bound by the client as much as by the server`,
+        );
+      }
+      const other = num(get(r, "fanout.otherCores"));
+      if (other !== null && other > 0.25) {
+        note(
+          s,
+          `${where}: WARNING: other processes used ${other.toFixed(2)} cores during the rounds; figures disturbed`,
+        );
+      }
+      const profile = r.profile as { file?: string | null; error?: string } | undefined;
+      if (profile !== undefined) {
+        note(
+          s,
+          `${where}: CPU profile over the rounds: ${profile.file ?? `none (${profile.error ?? "?"})`}; its rounds' CPU includes the profiler's`,
+        );
+      }
+    }
+  }
+  note(
+    s,
+    "server CPU from /proc/<pid>/stat, counted in clock ticks (1 / CLK_TCK s, 10 ms on most Linux): a figure below about 50 ms is coarse",
+  );
 }
 
 function fmt(v: Value | undefined): string {

@@ -94,8 +94,8 @@ function windowUpdate(streamId: number, increment: number): Buffer {
 /** What a Tally reads of a stream: an HTTP/2 WatchStream, or a JSONL connection (jsonl-watch-client.ts). */
 export interface CountedStream {
   readonly state: StreamState;
-  /** Messages received. */
-  readonly received: number;
+  /** Messages received (since it opened, or since Tally.restart). */
+  received: number;
   readonly endReason: string;
 }
 
@@ -160,6 +160,16 @@ export class Tally {
       this.resolve = resolve;
       this.timer = setTimeout(() => this.settle(false), Math.max(1, timeoutMs));
     });
+  }
+
+  /**
+   * Counts each stream's messages from zero again (the group's `received` goes on), so that a
+   * wait for `min` means `min` more for every stream, whatever each had before (scenario 11:
+   * confirmation events reach the streams opened early more often). Not while a wait is armed.
+   */
+  restart(): void {
+    if (this.resolve !== undefined) throw new Error("restart while a wait is armed");
+    for (const s of this.streams) s.received = 0;
   }
 
   /** A stream has just reached `wanted` messages, or ended below it. */

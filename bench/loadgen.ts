@@ -1,8 +1,10 @@
+import { type ChildProcess, fork } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import { createHistogram } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import {
   checkpointCursor,
   confirmationFrame,
@@ -21,14 +23,20 @@ import {
 } from "./fixtures.js";
 import { grpcHeaderBlock, H2Connection, Tally } from "./h2-watch-client.js";
 import { JsonlConnection, jsonlWatchRequest } from "./jsonl-watch-client.js";
-import type {
-  FromLoadgen,
-  LoadgenParams,
-  LoopParams,
-  ProbeData,
-  Target,
-  ToLoadgen,
-  WatchApi,
+import {
+  type FromLoadgen,
+  type LoadgenParams,
+  type LoopParams,
+  type ProbeData,
+  SCALE_ROUND_TIMEOUT_MS,
+  type ShardRequest,
+  type ShardState,
+  type ShardWait,
+  scaleConfirmTimeoutMs,
+  scaleOpenTimeoutMs,
+  type Target,
+  type ToLoadgen,
+  type WatchApi,
 } from "./protocol.js";
 import { Publisher } from "./publisher.js";
 
@@ -1490,8 +1498,508 @@ async function replicas(p: Extract<LoadgenParams, { mode: "replicas" }>) {
   return result;
 }
 
+// --- scenario 11: scale on one process -------------------------------------------------------
+
+/** CLOCK_MONOTONIC in ms (process.hrtime): the same clock in the load generator and its helpers. */
+function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/** The server's CPU seconds so far: user and system time (all threads), and its main thread's. */
+interface CpuSplit {
+  readonly user: number;
+  readonly system: number;
+  readonly main: number;
+}
+
+function serverCpuSplit(): CpuSplit {
+  const fields = (path: string) => {
+    const stat = readFileSync(path, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  };
+  const all = fields(`/proc/${target.serverPid}/stat`);
+  // The main thread (its tid is the pid) runs the JS; the others are V8's GC helpers and
+  // libuv's thread pool (fdatasync, file I/O).
+  const main = fields(`/proc/${target.serverPid}/task/${target.serverPid}/stat`);
+  return {
+    user: Number(all[11]) / target.clkTck,
+    system: Number(all[12]) / target.clkTck,
+    main: (Number(main[11]) + Number(main[12])) / target.clkTck,
+  };
+}
+
+/** CPU between two readings, in ms (ticks of 1 / CLK_TCK s, 10 ms here). */
+function cpuBetween(a: CpuSplit, b: CpuSplit) {
+  const user = (b.user - a.user) * 1000;
+  const system = (b.system - a.system) * 1000;
+  const main = (b.main - a.main) * 1000;
+  return {
+    totalMs: user + system,
+    userMs: user,
+    systemMs: system,
+    mainThreadMs: main,
+    otherThreadsMs: user + system - main,
+  };
+}
+
+/** The server's open-file limit (soft; Node raises it to the hard limit) and files open now. */
+function serverOpenFiles(): { limit: number; open: number } | null {
+  try {
+    const limits = readFileSync(`/proc/${target.serverPid}/limits`, "utf8");
+    const m = /^Max open files\s+(\S+)/m.exec(limits);
+    const limit = m?.[1] === "unlimited" ? Number.POSITIVE_INFINITY : Number(m?.[1]);
+    return { limit, open: readdirSync(`/proc/${target.serverPid}/fd`).length };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A group of watchers that the scale scenario drives as one: in this process (LocalShard), or
+ * in a helper process (RemoteShard) when this one has not enough open files for them.
+ */
+interface Shard {
+  /** Opens the streams; resolves once every response head arrived (or the stream ended). */
+  open(timeoutMs: number): Promise<number>;
+  state(): Promise<ShardState>;
+  restart(): Promise<void>;
+  /** Arms a wait until every live stream has `min` messages (since the last restart). */
+  arm(min: number, timeoutMs: number): Promise<void>;
+  /** The armed wait's outcome, once it is over. */
+  result(): Promise<ShardWait>;
+  close(): Promise<void>;
+}
+
+class LocalShard implements Shard {
+  readonly tally = new Tally();
+  private watchers: Watchers | undefined;
+  private wait: Promise<ShardWait> | undefined;
+
+  constructor(private readonly openWith: (tally: Tally) => Promise<Watchers>) {}
+
+  async open(timeoutMs: number): Promise<number> {
+    const deadline = performance.now() + timeoutMs;
+    this.watchers = await this.openWith(this.tally);
+    // HTTP/2 streams are only written by now: wait for their response heads. (Ours sends the
+    // head once the stream is subscribed, limit at once: either way it is ready for events.)
+    const streams = this.tally.streams;
+    while (streams.some((s) => s.state === "opening") && performance.now() < deadline) {
+      await sleep(20);
+    }
+    return streams.length;
+  }
+
+  async state(): Promise<ShardState> {
+    const ended: Record<string, number> = {};
+    let live = 0;
+    let delivering = 0;
+    for (const s of this.tally.streams) {
+      if (s.state === "ended") ended[s.endReason] = (ended[s.endReason] ?? 0) + 1;
+      else {
+        live++;
+        if (s.received >= 1) delivering++;
+      }
+    }
+    return { received: this.tally.received, live, delivering, ended };
+  }
+
+  async restart(): Promise<void> {
+    this.tally.restart();
+  }
+
+  async arm(min: number, timeoutMs: number): Promise<void> {
+    let first: number | null = null;
+    this.tally.onChunk = () => {
+      if (first === null) first = monotonicMs();
+    };
+    const cpu0 = ownCpuSec();
+    this.wait = this.tally.waitForMin(min, timeoutMs).then((ok) => {
+      const lastAtMs = monotonicMs();
+      this.tally.onChunk = undefined;
+      return { ok, firstAtMs: first, lastAtMs, cpuMs: (ownCpuSec() - cpu0) * 1000 };
+    });
+  }
+
+  result(): Promise<ShardWait> {
+    const wait = this.wait;
+    this.wait = undefined;
+    return wait ?? Promise.reject(new Error("no wait armed"));
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.watchers?.connections ?? []) c.close();
+  }
+}
+
+/** A LocalShard of JSONL watchers in a helper process (loadgen.js forked), driven over IPC. */
+class RemoteShard implements Shard {
+  private readonly child: ChildProcess;
+  private seq = 0;
+  private readonly pending = new Map<
+    number,
+    (reply: { value?: unknown; error?: string }) => void
+  >();
+
+  constructor(
+    private readonly streams: number,
+    private readonly org: number,
+  ) {
+    // Inherits the load generator's CPU affinity (taskset), so it runs on the load generator's CPU.
+    this.child = fork(fileURLToPath(import.meta.url), [], {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    this.child.on("message", (m: FromLoadgen) => {
+      if (m.type !== "shard-reply") return;
+      this.pending.get(m.id)?.(m.reply as { value?: unknown; error?: string });
+      this.pending.delete(m.id);
+    });
+    this.child.on("exit", (code) => {
+      for (const reply of this.pending.values()) reply({ error: `helper exited (${code})` });
+      this.pending.clear();
+    });
+  }
+
+  private ask<T>(request: ShardRequest): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (!this.child.connected) {
+        reject(new Error("helper gone"));
+        return;
+      }
+      const id = ++this.seq;
+      this.pending.set(id, (reply) => {
+        if (reply.error !== undefined) reject(new Error(`helper: ${reply.error}`));
+        else resolve(reply.value as T);
+      });
+      const m: ToLoadgen = { type: "shard", id, request };
+      this.child.send(m);
+    });
+  }
+
+  async open(timeoutMs: number): Promise<number> {
+    const request = { op: "open", target, streams: this.streams, org: this.org } as const;
+    const timer = new AbortController();
+    try {
+      return await Promise.race([
+        this.ask<number>(request),
+        sleep(timeoutMs, undefined, { signal: timer.signal }).then(() => {
+          throw new Error(`helper: not open within ${timeoutMs} ms`);
+        }),
+      ]);
+    } finally {
+      timer.abort();
+    }
+  }
+
+  state(): Promise<ShardState> {
+    return this.ask({ op: "state" });
+  }
+
+  restart(): Promise<void> {
+    return this.ask({ op: "restart" });
+  }
+
+  arm(min: number, timeoutMs: number): Promise<void> {
+    return this.ask({ op: "arm", min, timeoutMs });
+  }
+
+  result(): Promise<ShardWait> {
+    return this.ask({ op: "result" });
+  }
+
+  async close(): Promise<void> {
+    await this.ask({ op: "close" }).catch(() => {});
+    this.child.kill("SIGKILL");
+  }
+}
+
+/** In a helper process: its one shard, driven by the load generator that forked it. */
+let helperShard: LocalShard | undefined;
+
+function serveShard(id: number, request: ShardRequest): void {
+  const reply = (work: () => Promise<unknown>) => {
+    work().then(
+      (value) => send({ type: "shard-reply", id, reply: { value } }),
+      (err: unknown) =>
+        send({ type: "shard-reply", id, reply: { error: (err as Error).message ?? String(err) } }),
+    );
+  };
+  const shard = () => {
+    if (helperShard === undefined) throw new Error("no shard opened");
+    return helperShard;
+  };
+  switch (request.op) {
+    case "open": {
+      target = request.target;
+      // Leave with the load generator: a helper never outlives it.
+      process.once("disconnect", () => process.exit(0));
+      const { streams, org } = request;
+      const opened = new LocalShard((tally) => openJsonlWatchers(streams, () => org, tally));
+      helperShard = opened;
+      // openJsonlWatchers waits for every response head itself.
+      reply(() => opened.open(0));
+      return;
+    }
+    case "state":
+      reply(() => shard().state());
+      return;
+    case "restart":
+      reply(() => shard().restart());
+      return;
+    case "arm":
+      reply(() => shard().arm(request.min, request.timeoutMs));
+      return;
+    case "result":
+      reply(() => shard().result());
+      return;
+    case "close":
+      reply(async () => {
+        await shard().close();
+        setTimeout(() => process.exit(0), 100).unref();
+      });
+      return;
+  }
+}
+
+const profiles = new Map<number, (file: string | null, error?: string) => void>();
+let profileId = 0;
+/** Asks the orchestrator to start or stop a CPU profile of the server (scenario 11). */
+function profileServer(action: "start" | "stop"): Promise<{ file: string | null; error?: string }> {
+  const id = ++profileId;
+  return new Promise((resolve) => {
+    profiles.set(id, (file, error) => resolve({ file, ...(error !== undefined && { error }) }));
+    send({ type: "profile", id, action });
+  });
+}
+
+/** Scenario 11: after a fan-out, until no stream receives anything for 500 ms (15 s at most). */
+async function quiet(shards: readonly Shard[]): Promise<void> {
+  const total = async () =>
+    (await Promise.all(shards.map((s) => s.state()))).reduce((a, s) => a + s.received, 0);
+  const deadline = performance.now() + 15_000;
+  let last = await total();
+  let still = 0;
+  while (still < 2 && performance.now() < deadline) {
+    await sleep(250);
+    const now = await total();
+    still = now === last ? still + 1 : 0;
+    last = now;
+  }
+}
+
+/** One wait over all shards: armed on each, then their outcomes. */
+async function waitAll(shards: readonly Shard[], min: number, timeoutMs: number) {
+  await Promise.all(shards.map((s) => s.arm(min, timeoutMs)));
+  return Promise.all(shards.map((s) => s.result()));
+}
+
+/** Between rounds, so that one round's after-work (GC) is not the next one's. */
+const SCALE_ROUND_GAP_MS = 500;
+/**
+ * Files the server keeps open besides the JSONL connections (listening socket, the store's
+ * files, IPC, the publisher's connection, warm-up streams), with room to spare.
+ */
+const SCALE_FD_RESERVE = 300;
+
+/** One event published to every stream: times from the publish (ms), and the server's CPU. */
+interface ScaleRound extends ReturnType<typeof cpuBetween> {
+  /** Every live stream had it (within SCALE_ROUND_TIMEOUT_MS) and Publish succeeded. */
+  readonly complete: boolean;
+  /** Until the first socket chunk reached the load generator (null: none). */
+  readonly firstMs: number | null;
+  /** Until the last live stream had it. */
+  readonly lastMs: number;
+  /** Until Publish was answered. */
+  readonly publishMs: number;
+  /** The load generator's CPU over the round: all its processes, and its busiest one. */
+  readonly loadgenCpuMs: number;
+  readonly loadgenBusiestCpuMs: number;
+  /** The machine's CPU used by neither the server nor the load generator over the round. */
+  readonly otherCores: number;
+}
+
+function median(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)] as number;
+}
+
+/**
+ * Scenario 11: `streams` idle watchers of organization 0 (gRPC over HTTP/2 connections, or
+ * JSONL, one HTTP/1.1 connection each, in helper processes when they do not fit this one's
+ * open-file limit). Measures memory per stream (probe, after a full GC), the time to open them
+ * all (every response head) and to see a first event on every one, the server's idle CPU with
+ * them open, then `rounds` times: one event published to all, the time until the first and the
+ * last stream have it and until Publish is answered, and the server's CPU for it, split.
+ */
+async function scale(p: Extract<LoadgenParams, { mode: "scale" }>) {
+  const jsonl = p.protocol === "jsonl";
+  const files = serverOpenFiles();
+  // JSONL needs a file per stream on the server: what does not fit is not asked for.
+  let streams = p.streams;
+  if (jsonl && files !== null && streams + WARMUP_STREAMS + SCALE_FD_RESERVE > files.limit) {
+    streams = Math.max(
+      0,
+      Math.floor((files.limit - WARMUP_STREAMS - SCALE_FD_RESERVE) / 100) * 100,
+    );
+  }
+  const pub = new Publisher(target.host, target.port, PUBLISHER_TOKEN);
+  const body = watchRequestFrame(false);
+  const warm = jsonl
+    ? await openJsonlWatchers(WARMUP_STREAMS, (n) => 1 + n)
+    : await openWatchers(WARMUP_STREAMS, 1, (n) => 1 + n, body);
+  await confirm(pub, confirmationFrame(1, 1 + WARMUP_STREAMS), warm.tally);
+  await sleep(200);
+  const before = await probe();
+  const shards: Shard[] = [];
+  if (!jsonl) {
+    shards.push(
+      new LocalShard((tally) =>
+        openWatchers(streams, p.connections, () => 0, body, "watch", target.port, tally),
+      ),
+    );
+  } else if (streams <= p.jsonlPerProcess) {
+    shards.push(new LocalShard((tally) => openJsonlWatchers(streams, () => 0, tally)));
+  } else {
+    const k = Math.ceil(streams / p.jsonlPerProcess);
+    for (let i = 0; i < k; i++) {
+      shards.push(new RemoteShard(Math.floor(streams / k) + (i < streams % k ? 1 : 0), 0));
+    }
+  }
+  try {
+    const cpu0 = serverCpuSplit();
+    const t0 = performance.now();
+    await Promise.all(shards.map((s) => s.open(scaleOpenTimeoutMs(streams))));
+    const openSeconds = (performance.now() - t0) / 1000;
+    // One event to organization 0 reaches every stream open by now; again every 5 s for any
+    // the server had not set up yet (there is no replay), until the time-out.
+    const deadline = performance.now() + scaleConfirmTimeoutMs(streams);
+    const confirmFrame = confirmationFrame(0, 1);
+    let confirmPublishes = 0;
+    while (performance.now() < deadline) {
+      confirmPublishes++;
+      if (!(await pub.publish(confirmFrame))) await sleep(100);
+      const left = deadline - performance.now();
+      const waits = await waitAll(shards, 1, Math.max(1, Math.min(5000, left)));
+      if (waits.every((w) => w.ok)) break;
+    }
+    const setupSeconds = (performance.now() - t0) / 1000;
+    const setupCpu = cpuBetween(cpu0, serverCpuSplit());
+    await quiet(shards);
+    const confirmed = (await Promise.all(shards.map((s) => s.state()))).reduce(
+      (a, s) => a + s.delivering,
+      0,
+    );
+    await sleep(500);
+    const after = await probe();
+    const rss = serverRss();
+    // The server's own work with every stream open and nothing published (timers, pings).
+    const i0 = serverCpuSplit();
+    const it0 = performance.now();
+    await sleep(1000);
+    const idle = cpuBetween(i0, serverCpuSplit());
+    const idleCores = idle.totalMs / (performance.now() - it0);
+
+    await Promise.all(shards.map((s) => s.restart()));
+    const profileStart = p.profile ? await profileServer("start") : undefined;
+    const frames = publishFrames(0, 1000, 1);
+    const rounds: ScaleRound[] = [];
+    for (let r = 1; r <= p.rounds; r++) {
+      await Promise.all(shards.map((s) => s.arm(r, SCALE_ROUND_TIMEOUT_MS)));
+      const own0 = ownCpuSec();
+      const machine0 = machineBusySec();
+      const c0 = serverCpuSplit();
+      const sentAt = monotonicMs();
+      const answered = pub
+        .publish(frames[r % frames.length] as Buffer)
+        .then((ok) => ({ ok, at: monotonicMs() }));
+      const waits = await Promise.all(shards.map((s) => s.result()));
+      const ack = await answered;
+      const cpu = cpuBetween(c0, serverCpuSplit());
+      const roundMs = monotonicMs() - sentAt;
+      const machineMs = (machineBusySec() - machine0) * 1000;
+      // The load generator: this process, and the helpers (a local shard's CPU is this one's).
+      const ownMs = (ownCpuSec() - own0) * 1000;
+      const helpersMs = waits.flatMap((w, i) =>
+        shards[i] instanceof RemoteShard ? [w.cpuMs] : [],
+      );
+      const loadgenMs = helpersMs.reduce((a, b) => a + b, ownMs);
+      const firsts = waits.flatMap((w) => (w.firstAtMs === null ? [] : [w.firstAtMs]));
+      rounds.push({
+        complete: ack.ok && waits.every((w) => w.ok),
+        firstMs: firsts.length > 0 ? Math.min(...firsts) - sentAt : null,
+        lastMs: Math.max(...waits.map((w) => w.lastAtMs)) - sentAt,
+        publishMs: ack.at - sentAt,
+        ...cpu,
+        loadgenCpuMs: loadgenMs,
+        loadgenBusiestCpuMs: Math.max(ownMs, ...helpersMs),
+        otherCores: Math.max(0, machineMs - cpu.totalMs - loadgenMs) / roundMs,
+      });
+      await sleep(SCALE_ROUND_GAP_MS);
+    }
+    const profile =
+      profileStart === undefined
+        ? undefined
+        : profileStart.error !== undefined
+          ? profileStart
+          : await profileServer("stop");
+    const states = await Promise.all(shards.map((s) => s.state()));
+    const ended: Record<string, number> = {};
+    for (const s of states) {
+      for (const [reason, n] of Object.entries(s.ended)) ended[reason] = (ended[reason] ?? 0) + n;
+    }
+    const live = states.reduce((a, s) => a + s.live, 0);
+    const med = (f: (r: ScaleRound) => number | null) =>
+      median(rounds.flatMap((r) => (f(r) === null ? [] : [f(r) as number])));
+    const cpuMs = med((r) => r.totalMs);
+    return {
+      protocol: p.protocol,
+      streamsRequested: p.streams,
+      streams,
+      connections: jsonl ? streams : p.connections,
+      helperProcesses: shards.filter((s) => s instanceof RemoteShard).length,
+      serverOpenFiles: files,
+      streamsConfirmed: confirmed,
+      streamsEnded: ended,
+      openSeconds,
+      setupSeconds,
+      confirmPublishes,
+      setupCpu,
+      memory: perStream(before, after, confirmed),
+      rssNoGcBytes: rss?.rssBytes ?? null,
+      peakRssBytes: rss?.peakRssBytes ?? null,
+      idle: { ...idle, serverCores: idleCores },
+      rounds,
+      fanout: {
+        rounds: rounds.length,
+        everyRoundComplete: rounds.every((r) => r.complete) && Object.keys(ended).length === 0,
+        firstMs: med((r) => r.firstMs),
+        lastMs: med((r) => r.lastMs),
+        lastMsMax: rounds.length > 0 ? Math.max(...rounds.map((r) => r.lastMs)) : null,
+        publishMs: med((r) => r.publishMs),
+        cpuMs,
+        userMs: med((r) => r.userMs),
+        systemMs: med((r) => r.systemMs),
+        mainThreadMs: med((r) => r.mainThreadMs),
+        otherThreadsMs: med((r) => r.otherThreadsMs),
+        cpuUsPerDelivery: cpuMs !== null && live > 0 ? (cpuMs * 1000) / live : null,
+        loadgenCpuMs: med((r) => r.loadgenCpuMs),
+        loadgenBusiestCpuMs: med((r) => r.loadgenBusiestCpuMs),
+        otherCores: med((r) => r.otherCores),
+      },
+      ...(profile !== undefined && { profile }),
+      received: states.reduce((a, s) => a + s.received, 0) + warm.tally.received,
+    };
+  } finally {
+    await Promise.all(shards.map((s) => s.close()));
+    for (const c of warm.connections) c.close();
+    pub.close();
+  }
+}
+
 async function run(params: LoadgenParams): Promise<Record<string, unknown>> {
   switch (params.mode) {
+    case "scale":
+      return scale(params);
     case "replicas":
       return replicas(params);
     case "feed-replay":
@@ -1522,6 +2030,15 @@ process.on("message", (m: ToLoadgen) => {
   if (m.type === "probe-result") {
     probes.get(m.id)?.(m.data);
     probes.delete(m.id);
+    return;
+  }
+  if (m.type === "profile-result") {
+    profiles.get(m.id)?.(m.file, m.error);
+    profiles.delete(m.id);
+    return;
+  }
+  if (m.type === "shard") {
+    serveShard(m.id, m.request);
     return;
   }
   if (m.type !== "start") return;

@@ -138,7 +138,84 @@ export type LoadgenParams =
       readonly probeMemory: boolean;
     }
   /** Scenario 7: memory per idle JSONL watcher (raw connections, organizations 1..1000). */
-  | { readonly mode: "jsonl-memory"; readonly streams: number };
+  | { readonly mode: "jsonl-memory"; readonly streams: number }
+  | {
+      /**
+       * Scenario 11: `streams` idle watchers of organization 0 on one server process (gRPC over
+       * `connections` HTTP/2 connections, or JSONL with one HTTP/1.1 connection each): memory
+       * per stream, time to open them all and see an event on each, then `rounds` times one
+       * event published to all of them, timed until the last stream has it, with the server's
+       * CPU for it.
+       */
+      readonly mode: "scale";
+      readonly protocol: "h2" | "jsonl";
+      readonly streams: number;
+      /** HTTP/2 only (JSONL: one connection per stream). */
+      readonly connections: number;
+      readonly rounds: number;
+      /** JSONL: at most this many connections per load generator process (more: helpers). */
+      readonly jsonlPerProcess: number;
+      /** Ask the orchestrator for a CPU profile of the server over the rounds. */
+      readonly profile: boolean;
+    };
+
+/**
+ * Scenario 11's bounds: opening (until every response head) at most max(60 s, 5 ms per stream),
+ * confirming (an event on every stream) at most max(30 s, 1 ms per stream), and each one-event
+ * round at most 30 s. On this 2-core machine, busy with other work, ours opened about 400 JSONL
+ * and 4,000 HTTP/2 streams per second.
+ */
+export function scaleOpenTimeoutMs(streams: number): number {
+  return Math.max(60_000, 5 * streams);
+}
+export function scaleConfirmTimeoutMs(streams: number): number {
+  return Math.max(30_000, streams);
+}
+export const SCALE_ROUND_TIMEOUT_MS = 30_000;
+
+/**
+ * Scenario 11's JSONL watchers live in helper processes (each is loadgen.js, forked by the load
+ * generator) when they do not fit one process's open-file limit. What the load generator asks a
+ * helper ("shard") to do, one request at a time per op.
+ */
+export type ShardRequest =
+  | {
+      /** Open `streams` JSONL watchers of organization `org`; reply once every head arrived. */
+      readonly op: "open";
+      readonly target: Target;
+      readonly streams: number;
+      readonly org: number;
+    }
+  /** Reply with a ShardState. */
+  | { readonly op: "state" }
+  /** Count every stream's messages from zero again (rounds wait for counts from here). */
+  | { readonly op: "restart" }
+  /** Start waiting until every live stream has `min` messages; reply at once (armed). */
+  | { readonly op: "arm"; readonly min: number; readonly timeoutMs: number }
+  /** Reply with the armed wait's ShardWait once it is over. */
+  | { readonly op: "result" }
+  | { readonly op: "close" };
+
+export interface ShardState {
+  /** Messages received by all streams of the shard since they opened. */
+  readonly received: number;
+  /** Streams not ended. */
+  readonly live: number;
+  /** Streams not ended that have received at least one message (since the last restart). */
+  readonly delivering: number;
+  readonly ended: Record<string, number>;
+}
+
+/** An armed wait's outcome; times are CLOCK_MONOTONIC ms (process.hrtime), the same in every process. */
+export interface ShardWait {
+  readonly ok: boolean;
+  /** When the first socket chunk arrived after arming (null: none). */
+  readonly firstAtMs: number | null;
+  /** When the last live stream reached the count (or the wait timed out). */
+  readonly lastAtMs: number;
+  /** CPU time of the shard's process from arming to then, ms (is the client the bottleneck?). */
+  readonly cpuMs: number;
+}
 
 export interface ProbeData {
   readonly rssBytes: number;
@@ -149,9 +226,22 @@ export interface ProbeData {
 
 export type ToLoadgen =
   | { readonly type: "start"; readonly target: Target; readonly params: LoadgenParams }
-  | { readonly type: "probe-result"; readonly id: number; readonly data: ProbeData | null };
+  | { readonly type: "probe-result"; readonly id: number; readonly data: ProbeData | null }
+  /** Scenario 11: where the profile was written (null: none, `error` says why). */
+  | {
+      readonly type: "profile-result";
+      readonly id: number;
+      readonly file: string | null;
+      readonly error?: string;
+    }
+  /** To a helper (see ShardRequest). */
+  | { readonly type: "shard"; readonly id: number; readonly request: ShardRequest };
 
 export type FromLoadgen =
   | { readonly type: "probe"; readonly id: number }
+  /** Scenario 11: start or stop a CPU profile of the server (the probe writes it). */
+  | { readonly type: "profile"; readonly id: number; readonly action: "start" | "stop" }
+  /** From a helper: the reply to the shard request `id`. */
+  | { readonly type: "shard-reply"; readonly id: number; readonly reply: unknown }
   | { readonly type: "result"; readonly result: Record<string, unknown> }
   | { readonly type: "error"; readonly message: string };

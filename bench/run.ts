@@ -2,14 +2,23 @@ import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { cpus, tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import pg from "pg";
 import { type DispatchResult, runDispatch } from "./dispatch.js";
 import { tokenFileJson } from "./fixtures.js";
-import type { FromLoadgen, LoadgenParams, ProbeData, Target, ToLoadgen } from "./protocol.js";
+import {
+  type FromLoadgen,
+  type LoadgenParams,
+  type ProbeData,
+  SCALE_ROUND_TIMEOUT_MS,
+  scaleConfirmTimeoutMs,
+  scaleOpenTimeoutMs,
+  type Target,
+  type ToLoadgen,
+} from "./protocol.js";
 import {
   buildReport,
   type Outcome,
@@ -30,8 +39,12 @@ const HOST = "127.0.0.1";
 const ROOT = fileURLToPath(new URL("../../", import.meta.url)); // dist-bench/bench -> repo
 const HERE = new URL("./", import.meta.url);
 const KINDS = ["ours", "limit", "peer"] as const;
-/** limit with one write per stream per publish: the ceiling, run in scenario 1 only. */
-type Kind = (typeof KINDS)[number] | "limit-batched";
+/**
+ * limit-batched: limit with one write per stream per publish, the ceiling (scenarios 1 and 7).
+ * limit-durable: limit that appends and fdatasyncs each publish before it fans it out and
+ * answers, the anchor for a server that acknowledges only what is on disk (scenarios 1 and 2).
+ */
+type Kind = (typeof KINDS)[number] | "limit-batched" | "limit-durable";
 
 const clkTck = (() => {
   try {
@@ -70,6 +83,40 @@ function pinning(): { server: string; loadgen: string } | undefined {
 }
 const PIN = pinning();
 
+/** The hard open-file limit of this process, which its children inherit (Node raises its soft limit to it). */
+function openFileLimit(): number {
+  try {
+    const m = /^Max open files\s+\S+\s+(\S+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
+    return m?.[1] === "unlimited"
+      ? Number.POSITIVE_INFINITY
+      : Number(m?.[1]) || Number.POSITIVE_INFINITY;
+  } catch {
+    return Number.POSITIVE_INFINITY;
+  }
+}
+
+const openFilePrefixes = new Map<number, string[]>();
+/**
+ * A command prefix that starts a server with `files` open files allowed (`prlimit`), when this
+ * process's limit is lower and raising it is allowed (root with CAP_SYS_RESOURCE); [] when it
+ * is not needed or not allowed. Scenario 11 then opens as many JSONL streams as fit, and says so.
+ */
+function withOpenFiles(files: number): string[] {
+  if (files <= openFileLimit()) return [];
+  let prefix = openFilePrefixes.get(files);
+  if (prefix === undefined) {
+    const option = `--nofile=${files}:${files}`;
+    try {
+      execFileSync("prlimit", [option, "true"], { stdio: "ignore" });
+      prefix = ["prlimit", option, "--"];
+    } catch {
+      prefix = [];
+    }
+    openFilePrefixes.set(files, prefix);
+  }
+  return prefix;
+}
+
 // --- servers ---------------------------------------------------------------------------------
 
 interface Server {
@@ -94,6 +141,7 @@ function freePort(): Promise<number> {
 }
 
 let oursRuns = 0;
+let durableRuns = 0;
 
 /**
  * The node options ours runs with in production: those of `npm start` (package.json), which
@@ -149,6 +197,18 @@ function serverCommand(
           LIMIT_WRITES: kind === "limit-batched" ? "batch" : "event",
         },
       };
+    case "limit-durable":
+      if (jsonl) throw new Error("limit-durable speaks gRPC only");
+      return {
+        script: fileURLToPath(new URL("servers/limit.js", HERE)),
+        nodeOptions: [],
+        env: {
+          AUTH_TOKENS_FILE: tokensFile,
+          LIMIT_WRITES: "event",
+          // A fresh log for every run, on the same file system as ours' DATA_DIR.
+          LIMIT_DURABLE_FILE: join(tmp, `limit-durable-${++durableRuns}.log`),
+        },
+      };
     case "peer":
       return {
         script: fileURLToPath(new URL("servers/peer.js", HERE)),
@@ -167,6 +227,8 @@ async function startServer(
   kind: Kind,
   oursEnv?: Record<string, string>,
   jsonl = false,
+  /** Open files the server needs (scenario 11); raised with prlimit where needed and allowed. */
+  openFiles = 0,
 ): Promise<Server> {
   const port = await freePort();
   const { script, nodeOptions, env } = serverCommand(kind, oursEnv, jsonl);
@@ -177,15 +239,18 @@ async function startServer(
     .split(" ")
     .filter(Boolean);
   const args = ["--expose-gc", ...nodeOptions, ...extra, "--import", probeModule, script];
-  const child = spawn(
-    PIN ? "taskset" : process.execPath,
-    PIN ? ["-c", PIN.server, process.execPath, ...args] : args,
-    {
-      cwd: ROOT,
-      env: { ...process.env, ...env, PORT: String(port), HOST },
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-    },
-  );
+  // prlimit and taskset each exec the next: the server keeps the pid the load generator reads.
+  const command = [
+    ...withOpenFiles(openFiles),
+    ...(PIN ? ["taskset", "-c", PIN.server] : []),
+    process.execPath,
+    ...args,
+  ];
+  const child = spawn(command[0] as string, command.slice(1), {
+    cwd: ROOT,
+    env: { ...process.env, ...env, PORT: String(port), HOST },
+    stdio: ["ignore", "pipe", "pipe", "ipc"],
+  });
   running.add(child);
   const server: Server = {
     kind,
@@ -244,6 +309,30 @@ function stopServer(server: Server): Promise<void> {
       resolve();
     });
     server.child.kill("SIGTERM");
+  });
+}
+
+/** Scenario 11: starts or stops a CPU profile in the server (the probe writes it to `file`). */
+function profileServer(
+  server: Server,
+  action: "start" | "stop",
+  file: string,
+): Promise<{ file: string | null; error?: string }> {
+  const id = ++probeSeq;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => done({ file: null, error: "no answer within 60 s" }), 60_000);
+    const onMessage = (m: { type?: string; id?: number; file?: string | null; error?: string }) => {
+      if (m?.type === "profile-result" && m.id === id) {
+        done({ file: m.file ?? null, ...(m.error !== undefined && { error: m.error }) });
+      }
+    };
+    const done = (v: { file: string | null; error?: string }) => {
+      clearTimeout(timer);
+      server.child.off("message", onMessage);
+      resolve(v);
+    };
+    server.child.on("message", onMessage);
+    server.child.send({ type: "profile", id, action, file });
   });
 }
 
@@ -373,6 +462,8 @@ async function runLoadgen(
   timeoutMs: number,
   database?: string,
   replicaPorts?: readonly number[],
+  /** Scenario 11: where the server's CPU profile goes, when the load generator asks for one. */
+  profileFile?: string,
 ): Promise<Record<string, unknown>> {
   const child = fork(fileURLToPath(new URL("loadgen.js", HERE)), [], {
     cwd: ROOT,
@@ -402,6 +493,13 @@ async function runLoadgen(
             const reply: ToLoadgen = { type: "probe-result", id: m.id, data };
             if (child.connected) child.send(reply);
           });
+        } else if (m.type === "profile") {
+          const reply = (r: { file: string | null; error?: string }) => {
+            const message: ToLoadgen = { type: "profile-result", id: m.id, ...r };
+            if (child.connected) child.send(message);
+          };
+          if (profileFile === undefined) reply({ file: null, error: "no profile file set" });
+          else void profileServer(server, m.action, profileFile).then(reply);
         } else if (m.type === "result") {
           clearTimeout(timer);
           resolve(m.result);
@@ -455,6 +553,8 @@ interface Part {
   readonly postgres?: boolean;
   /** Scenario 9: this many ours processes on the one scratch database (implies `postgres`). */
   readonly replicas?: number;
+  /** Scenario 11: open files the server needs (raised with prlimit where needed and allowed). */
+  readonly openFiles?: number;
   /** Scenario 6: ours' store settings, and the row's labels and target. */
   readonly persist?: PersistPartInfo & {
     readonly env?: Record<string, string>;
@@ -523,6 +623,53 @@ const JSONL_10K_TIMING = quick
   ? { warmupMs: 2000, durationMs: 15_000 }
   : { warmupMs: 5000, durationMs: 60_000 };
 
+/** A positive integer option `--name=N` (scenario 11's sizes), or `fallback`. */
+function countOption(name: string, fallback: number): number {
+  const arg = process.argv.find((a) => a.startsWith(`--${name}=`));
+  if (arg === undefined) return fallback;
+  const n = Number(arg.slice(name.length + 3));
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: expected a positive integer`);
+  return n;
+}
+
+/**
+ * Scenario 11's sizes, the same in quick and full runs: --scale-streams (gRPC streams),
+ * --scale-connections (their HTTP/2 connections), --scale-jsonl (JSONL streams, one connection
+ * each), --scale-rounds (one-event fan-outs measured).
+ */
+const SCALE = {
+  streams: countOption("scale-streams", 100_000),
+  connections: countOption("scale-connections", 400),
+  jsonl: countOption("scale-jsonl", 20_000),
+  rounds: countOption("scale-rounds", 5),
+};
+/** Scenario 11: BENCH_SCALE_PROFILE=<dir> writes a CPU profile of each server over the rounds there. */
+const SCALE_PROFILE_DIR =
+  process.env.BENCH_SCALE_PROFILE === undefined || process.env.BENCH_SCALE_PROFILE === ""
+    ? undefined
+    : resolvePath(process.env.BENCH_SCALE_PROFILE);
+if (SCALE_PROFILE_DIR !== undefined) mkdirSync(SCALE_PROFILE_DIR, { recursive: true });
+/**
+ * Scenario 11: JSONL watchers per load generator process (more: helper processes, each with its
+ * share), well within a process's usual 20,000 open files. BENCH_JSONL_PER_PROCESS overrides.
+ */
+const JSONL_PER_PROCESS = (() => {
+  const n = Number(process.env.BENCH_JSONL_PER_PROCESS ?? 10_000);
+  if (!Number.isInteger(n) || n < 1) throw new Error("BENCH_JSONL_PER_PROCESS: a positive integer");
+  return n;
+})();
+/**
+ * Scenario 11's settings for ours: all streams are one member's (organization 0), so the limit
+ * per subject must let them all open (its maximum); and HTTP/2 must allow as many streams per
+ * connection as the part puts on one.
+ */
+const SCALE_ENV = {
+  WATCH_MAX_STREAMS_PER_SUBJECT: "1000000",
+  H2_MAX_CONCURRENT_STREAMS: String(
+    Math.min(100_000, Math.max(1000, Math.ceil(SCALE.streams / SCALE.connections))),
+  ),
+};
+
 /** Scenario 10: the log replayed from its start (quick runs: a fifth; BENCH_STORM_EVENTS overrides). */
 const STORM_EVENTS = Number(process.env.BENCH_STORM_EVENTS ?? (quick ? 200_000 : 1_000_000));
 
@@ -553,7 +700,7 @@ const SCENARIOS: readonly Scenario[] = [
     parts: [
       {
         name: "fanout",
-        kinds: [...KINDS, "limit-batched"],
+        kinds: [...KINDS, "limit-batched", "limit-durable"],
         params: { mode: "fanout", streams: 1000, connections: 10, filters: false, ...loop },
         repeat: { rounds: 3, median: "deliveriesPerSec" },
       },
@@ -565,7 +712,7 @@ const SCENARIOS: readonly Scenario[] = [
     parts: [
       {
         name: "latency",
-        kinds: KINDS,
+        kinds: [...KINDS, "limit-durable"],
         params: { mode: "latency", streams: 1000, connections: 10, ratePerSec: 200, ...timing },
         repeat: { rounds: 3, median: "p99Ms" },
       },
@@ -768,6 +915,28 @@ const SCENARIOS: readonly Scenario[] = [
         }),
       ),
   },
+  {
+    key: "scale",
+    title: `11. Scale on one process: ${SCALE.streams.toLocaleString("en-US")} idle gRPC streams over ${SCALE.connections.toLocaleString("en-US")} HTTP/2 connections, ${SCALE.jsonl.toLocaleString("en-US")} JSONL streams over HTTP/1.1; one event to all of them`,
+    parts: (["h2", "jsonl"] as const).map(
+      (protocol): Part => ({
+        name: protocol,
+        kinds: ["ours", "limit"],
+        jsonl: protocol === "jsonl",
+        env: SCALE_ENV,
+        openFiles: (protocol === "jsonl" ? SCALE.jsonl : SCALE.connections) + 1000,
+        params: {
+          mode: "scale",
+          protocol,
+          streams: protocol === "jsonl" ? SCALE.jsonl : SCALE.streams,
+          connections: protocol === "jsonl" ? SCALE.jsonl : SCALE.connections,
+          rounds: SCALE.rounds,
+          jsonlPerProcess: JSONL_PER_PROCESS,
+          profile: SCALE_PROFILE_DIR !== undefined,
+        },
+      }),
+    ),
+  },
 ];
 
 function partTimeoutMs(params: LoadgenParams): number {
@@ -797,6 +966,14 @@ function partTimeoutMs(params: LoadgenParams): number {
     case "feed-replay":
       // Publishing (at most 300 s), then the replay (at most max(60 s, events / 5,000 per s)).
       return 300_000 + Math.max(60_000, params.events / 5) + 60_000;
+    case "scale":
+      // Opening, confirming, each round at their bounds; two probes and the rest in 120 s.
+      return (
+        scaleOpenTimeoutMs(params.streams) +
+        scaleConfirmTimeoutMs(params.streams) +
+        params.rounds * (SCALE_ROUND_TIMEOUT_MS + 1000) +
+        120_000
+      );
     default:
       return 120_000;
   }
@@ -850,7 +1027,7 @@ async function runPart(
       ...part.env,
       ...(database !== undefined && { DATABASE_URL: database.url }),
     };
-    server = await startServer(kind, env, part.jsonl);
+    server = await startServer(kind, env, part.jsonl, part.openFiles);
     // Scenario 9: the other replicas (B, C), started after A has created the schema.
     for (let i = 1; i < (part.replicas ?? 1); i++) others.push(await startServer(kind, env));
     const result = await runLoadgen(
@@ -859,6 +1036,9 @@ async function runPart(
       partTimeoutMs(part.params),
       database?.name,
       part.replicas === undefined ? undefined : [server, ...others].map((s) => s.port),
+      SCALE_PROFILE_DIR === undefined
+        ? undefined
+        : join(SCALE_PROFILE_DIR, `${scenario.key}-${part.name}-${kind}.cpuprofile`),
     );
     const died = others.find((o) => o.exited);
     if (died !== undefined)

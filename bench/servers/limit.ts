@@ -1,7 +1,11 @@
 import { readFileSync } from "node:fs";
+import { open } from "node:fs/promises";
 import * as http2 from "node:http2";
 import { fromBinary } from "@bufbuild/protobuf";
-import { PublishRequestSchema } from "../../src/gen/eventservice/ingest/v1/ingest_pb.js";
+import {
+  type PublishRequest,
+  PublishRequestSchema,
+} from "../../src/gen/eventservice/ingest/v1/ingest_pb.js";
 import { EMPTY_PUBLISH_RESPONSE, organizationsByToken } from "../fixtures.js";
 
 /**
@@ -16,7 +20,15 @@ import { EMPTY_PUBLISH_RESPONSE, organizationsByToken } from "../fixtures.js";
  * frames of a publish once and writes them to each stream with a single write: the least work
  * per delivery that Node's http2 allows, the ceiling for batched fan-out.
  *
- * Env: PORT, HOST (default 127.0.0.1), AUTH_TOKENS_FILE, LIMIT_WRITES (event | batch).
+ * With LIMIT_DURABLE_FILE ("limit-durable" in the report) it acknowledges only what is on disk:
+ * each Publish's request message is appended to that file and fdatasync'ed (FileHandle.write,
+ * then FileHandle.datasync, both off the event loop), one sync per Publish and none shared:
+ * publishes are written and synced one after the other, in arrival order, and a publish's
+ * events are fanned out and it is answered only once its own sync has completed. This is the
+ * fair anchor for a server that persists every publish before it acknowledges it (ours).
+ *
+ * Env: PORT, HOST (default 127.0.0.1), AUTH_TOKENS_FILE, LIMIT_WRITES (event | batch),
+ * LIMIT_DURABLE_FILE (a path; absent: nothing is written).
  */
 
 const port = Number(process.env.PORT ?? "0");
@@ -24,6 +36,24 @@ const BATCHED = process.env.LIMIT_WRITES === "batch";
 const host = process.env.HOST ?? "127.0.0.1";
 const tokens = organizationsByToken(readFileSync(process.env.AUTH_TOKENS_FILE ?? "", "utf8"));
 const streamsByOrg = new Map<string, Set<http2.ServerHttp2Stream>>();
+const durableFile = process.env.LIMIT_DURABLE_FILE;
+const log = durableFile ? await open(durableFile, "a") : undefined;
+/** The previous publish's append and sync: the next one starts after it (no grouping). */
+let synced: Promise<unknown> = Promise.resolve();
+
+/** Appends `message` to the log and fdatasyncs it, after every earlier publish's sync. */
+function persist(message: Buffer): Promise<void> {
+  const file = log;
+  if (file === undefined) return Promise.resolve();
+  const done = synced.then(async () => {
+    for (let at = 0; at < message.length; ) {
+      at += (await file.write(message, at, message.length - at)).bytesWritten;
+    }
+    await file.datasync();
+  });
+  synced = done.catch(() => {});
+  return done;
+}
 
 /** gRPC frame of WatchEventsResponse{operation, resource_type, resource_id} (fields 1, 2, 3). */
 function responseFrame(operation: number, resourceType: number, resourceId: string): Buffer {
@@ -41,6 +71,43 @@ function responseFrame(operation: number, resourceType: number, resourceId: stri
   f[10] = idLen;
   f.write(resourceId, 11, "latin1");
   return f;
+}
+
+/** Writes a publish's events to the streams of their organizations (see the module comment). */
+function fanOut(events: PublishRequest["events"]): void {
+  if (BATCHED) {
+    // Each organization's frames of this batch, concatenated once, one write per stream.
+    const byOrg = new Map<string, Buffer[]>();
+    for (const e of events) {
+      let list = byOrg.get(e.organizationId);
+      if (list === undefined) {
+        list = [];
+        byOrg.set(e.organizationId, list);
+      }
+      list.push(responseFrame(e.operation, e.resourceType, e.resourceId));
+    }
+    for (const [org, frames] of byOrg) {
+      const targets = streamsByOrg.get(org);
+      if (targets === undefined || targets.size === 0) continue;
+      const bytes = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
+      for (const s of targets) s.write(bytes);
+    }
+  } else {
+    for (const e of events) {
+      const targets = streamsByOrg.get(e.organizationId);
+      if (targets === undefined || targets.size === 0) continue;
+      const frame = responseFrame(e.operation, e.resourceType, e.resourceId);
+      for (const s of targets) s.write(frame);
+    }
+  }
+}
+
+/** Answers a Publish: an empty PublishResponse and `grpc-status` (0, or 13 when the sync failed). */
+function answer(stream: http2.ServerHttp2Stream, status: string): void {
+  if (stream.destroyed) return; // the publisher went away meanwhile
+  stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+  stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": status }));
+  stream.end(status === "0" ? EMPTY_PUBLISH_RESPONSE : undefined);
 }
 
 const server = http2.createServer({
@@ -72,37 +139,18 @@ server.on("stream", (stream, headers) => {
     stream.on("end", () => {
       const body = Buffer.concat(chunks);
       const req = fromBinary(PublishRequestSchema, body.subarray(5));
-      if (BATCHED) {
-        // Each organization's frames of this batch, concatenated once, one write per stream.
-        const byOrg = new Map<string, Buffer[]>();
-        for (const e of req.events) {
-          let list = byOrg.get(e.organizationId);
-          if (list === undefined) {
-            list = [];
-            byOrg.set(e.organizationId, list);
-          }
-          list.push(responseFrame(e.operation, e.resourceType, e.resourceId));
-        }
-        for (const [org, frames] of byOrg) {
-          const targets = streamsByOrg.get(org);
-          if (targets === undefined || targets.size === 0) continue;
-          const bytes = frames.length === 1 ? (frames[0] as Buffer) : Buffer.concat(frames);
-          for (const s of targets) s.write(bytes);
-        }
-      } else {
-        for (const e of req.events) {
-          const targets = streamsByOrg.get(e.organizationId);
-          if (targets === undefined || targets.size === 0) continue;
-          const frame = responseFrame(e.operation, e.resourceType, e.resourceId);
-          for (const s of targets) s.write(frame);
-        }
+      if (log === undefined) {
+        fanOut(req.events);
+        answer(stream, "0");
+        return;
       }
-      stream.respond(
-        { ":status": 200, "content-type": "application/grpc" },
-        { waitForTrailers: true },
+      persist(body).then(
+        () => {
+          fanOut(req.events);
+          answer(stream, "0");
+        },
+        () => answer(stream, "13"), // internal: not on disk, not delivered
       );
-      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-      stream.end(EMPTY_PUBLISH_RESPONSE);
     });
     return;
   }

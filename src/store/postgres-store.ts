@@ -2,17 +2,10 @@ import pg from "pg";
 import { ServiceError } from "../errors.js";
 import { type EnvironmentRecord, type ResourceEvent, ResourceType } from "../watch/model.js";
 import { isUuid } from "../watch/uuid.js";
-import { batchDigest, keyConflict, outcomeUnknown } from "./batch-digest.js";
-import {
-  appendGroup,
-  type BatchOutcome,
-  type CommitToken,
-  type GroupBatch,
-  type GroupWrite,
-  isKeyRace,
-} from "./postgres-append.js";
+import { batchDigest, outcomeUnknown } from "./batch-digest.js";
+import { type BatchOutcome, type GroupBatch, GroupCommit } from "./group-commit.js";
+import { appendGroup, type CommitToken, type GroupWrite, isKeyRace } from "./postgres-append.js";
 import { isUnavailable, mapError } from "./postgres-errors.js";
-import { GroupCommit } from "./postgres-group-commit.js";
 import { AUDIT_COLUMNS, migrate } from "./postgres-migrations.js";
 import { NotificationListener } from "./postgres-notifications.js";
 import { type AuditRow, auditEntryOf, type EventRow, storedEventOf } from "./records.js";
@@ -67,6 +60,9 @@ export interface PostgresStoreOptions {
   readonly logger?: PostgresStoreLogger;
 }
 
+/** Events appended in one transaction at most (a group of waiting batches; see `GroupCommit`). */
+const MAX_GROUP_EVENTS = 5000;
+
 /** See `pool.on("connect")` in `PostgresStore.open`. */
 function ignoreClientError(): void {}
 
@@ -107,9 +103,16 @@ export function scopedReadSql(environment: boolean): string {
  */
 export class PostgresStore implements Store {
   private closed = false;
-  private readonly appends = new GroupCommit((batches, uncertain) =>
-    this.commitGroup(batches, uncertain),
-  );
+  /**
+   * While one transaction holds the counter's lock, the batches that arrive wait and then share
+   * the next transaction, so one lock, four round trips and one commit serve them all.
+   */
+  private readonly appends = new GroupCommit({
+    commit: (batches, uncertain) => this.commitGroup(batches, uncertain),
+    start: "at-once",
+    maxGroupEvents: MAX_GROUP_EVENTS,
+    distinctKeys: true,
+  });
   private cachedSecret: Uint8Array | undefined;
   private cachedLogId: string | undefined;
   private readonly listeners = new Set<NotificationListener>();
@@ -170,7 +173,7 @@ export class PostgresStore implements Store {
     nowMs: number,
     options?: AppendOptions,
   ): Promise<StoredEvent[]> {
-    const result = await this.appends.append({ events, nowMs }, options?.signal);
+    const result = await this.enqueue({ events, nowMs }, options?.signal);
     return result.replayed ? [] : result.events;
   }
 
@@ -185,7 +188,13 @@ export class PostgresStore implements Store {
       nowMs,
       key: { publisher: key.publisher, key: key.key, digest: batchDigest(events) },
     };
-    return this.appends.append(batch, options?.signal);
+    return this.enqueue(batch, options?.signal);
+  }
+
+  /** An empty batch is answered at once: a group's write needs events. */
+  private enqueue(batch: GroupBatch, signal: AbortSignal | undefined): Promise<AppendOnceResult> {
+    if (batch.events.length === 0) return Promise.resolve({ replayed: false, events: [] });
+    return this.appends.append(batch, signal);
   }
 
   async readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
@@ -490,7 +499,7 @@ export class PostgresStore implements Store {
     let write: GroupWrite | undefined;
     try {
       await client.query("BEGIN");
-      write = await appendGroup(client, batches, keyConflict);
+      write = await appendGroup(client, batches);
       await client.query("COMMIT");
       return write.outcomes;
     } catch (err) {

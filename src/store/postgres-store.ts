@@ -7,7 +7,7 @@ import { type BatchOutcome, type GroupBatch, GroupCommit } from "./group-commit.
 import { appendGroup, type CommitToken, type GroupWrite, isKeyRace } from "./postgres-append.js";
 import { isUnavailable, mapError } from "./postgres-errors.js";
 import { AUDIT_COLUMNS, migrate } from "./postgres-migrations.js";
-import { NotificationListener } from "./postgres-notifications.js";
+import { NotificationListener, type PostgresStoreLogger } from "./postgres-notifications.js";
 import { type AuditRow, auditEntryOf, type EventRow, storedEventOf } from "./records.js";
 import type {
   AppendOnceResult,
@@ -24,12 +24,7 @@ import type {
 
 // Still exported from here, as before the store was split into modules.
 export { isUnavailable } from "./postgres-errors.js";
-export { EVENTS_CHANNEL } from "./postgres-notifications.js";
-
-/** Where to log what happens in the background (a lost listener, an idle connection that failed). */
-export interface PostgresStoreLogger {
-  warn(obj: object, msg: string): void;
-}
+export { EVENTS_CHANNEL, type PostgresStoreLogger } from "./postgres-notifications.js";
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database?…` */

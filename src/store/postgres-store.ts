@@ -8,19 +8,15 @@ import { appendGroup, type CommitToken, type GroupWrite, isKeyRace } from "./pos
 import { isUnavailable, mapError } from "./postgres-errors.js";
 import { AUDIT_COLUMNS, migrate } from "./postgres-migrations.js";
 import { NotificationListener, type PostgresStoreLogger } from "./postgres-notifications.js";
-import { type AuditRow, auditEntryOf, type EventRow, storedEventOf } from "./records.js";
-import type {
-  AppendOnceResult,
-  AppendOptions,
-  AuditEntry,
-  AuditPageQuery,
-  BatchKey,
-  EventLog,
-  LogScope,
-  ScopedPage,
-  Store,
-  StoredEvent,
-} from "./store.js";
+import {
+  type AuditRow,
+  auditEntryOf,
+  type EventRow,
+  firstSequenceOf,
+  scopedPageOf,
+  storedEventOf,
+} from "./records.js";
+import type * as port from "./store.js";
 
 // Still exported from here, as before the store was split into modules.
 export { isUnavailable } from "./postgres-errors.js";
@@ -96,7 +92,7 @@ export function scopedReadSql(environment: boolean): string {
  *
  * Owns its pool and its listeners: `close()` ends both.
  */
-export class PostgresStore implements Store {
+export class PostgresStore implements port.Store {
   private closed = false;
   /**
    * While one transaction holds the counter's lock, the batches that arrive wait and then share
@@ -166,8 +162,8 @@ export class PostgresStore implements Store {
   async append(
     events: readonly ResourceEvent[],
     nowMs: number,
-    options?: AppendOptions,
-  ): Promise<StoredEvent[]> {
+    options?: port.AppendOptions,
+  ): Promise<port.StoredEvent[]> {
     const result = await this.enqueue({ events, nowMs }, options?.signal);
     return result.replayed ? [] : result.events;
   }
@@ -175,9 +171,9 @@ export class PostgresStore implements Store {
   appendOnce(
     events: readonly ResourceEvent[],
     nowMs: number,
-    key: BatchKey,
-    options?: AppendOptions,
-  ): Promise<AppendOnceResult> {
+    key: port.BatchKey,
+    options?: port.AppendOptions,
+  ): Promise<port.AppendOnceResult> {
     const batch: GroupBatch = {
       events,
       nowMs,
@@ -187,12 +183,15 @@ export class PostgresStore implements Store {
   }
 
   /** An empty batch is answered at once: a group's write needs events. */
-  private enqueue(batch: GroupBatch, signal: AbortSignal | undefined): Promise<AppendOnceResult> {
+  private enqueue(
+    batch: GroupBatch,
+    signal: AbortSignal | undefined,
+  ): Promise<port.AppendOnceResult> {
     if (batch.events.length === 0) return Promise.resolve({ replayed: false, events: [] });
     return this.appends.append(batch, signal);
   }
 
-  async readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
+  async readAfter(sequence: number, limit: number): Promise<port.StoredEvent[]> {
     const res = await this.query<EventRow>(
       `SELECT sequence, organization_id, resource_type, operation, resource_id, environment_id,
          creator_id, created_at_ms
@@ -202,7 +201,11 @@ export class PostgresStore implements Store {
     return res.rows.map(storedEventOf);
   }
 
-  async readScoped(sequence: number, limit: number, scope: LogScope): Promise<ScopedPage> {
+  async readScoped(
+    sequence: number,
+    limit: number,
+    scope: port.LogScope,
+  ): Promise<port.ScopedPage> {
     const env = scope.environmentId !== undefined && scope.environmentId !== "";
     const res = await this.query<EventRow & { head: string; first: string | null }>(
       scopedReadSql(env),
@@ -210,16 +213,9 @@ export class PostgresStore implements Store {
         ? [scope.organizationId, sequence, limit, scope.environmentId]
         : [scope.organizationId, sequence, limit],
     );
-    const head = Number(res.rows[0]?.head ?? 0);
-    const first = res.rows[0]?.first;
     const events = res.rows.filter((r) => r.sequence !== null).map(storedEventOf);
-    const last = events[events.length - 1];
-    return {
-      events,
-      through:
-        events.length === limit && last !== undefined ? last.sequence : Math.max(sequence, head),
-      firstSequence: first === null || first === undefined ? head + 1 : Number(first),
-    };
+    const head = Number(res.rows[0]?.head ?? 0);
+    return scopedPageOf(events, limit, sequence, head, res.rows[0]?.first);
   }
 
   async lastSequence(): Promise<number> {
@@ -241,7 +237,7 @@ export class PostgresStore implements Store {
       : { organizationId: r.organization_id, creatorId: r.creator_id };
   }
 
-  async listAudit(query: AuditPageQuery): Promise<AuditEntry[]> {
+  async listAudit(query: port.AuditPageQuery): Promise<port.AuditEntry[]> {
     const f = query.filter;
     if (!isUuid(f.organizationId)) return [];
     // Ids that are not UUIDs match nothing (and would not cast); duplicates would repeat rows.
@@ -315,7 +311,7 @@ export class PostgresStore implements Store {
     return res.rows.map(auditEntryOf);
   }
 
-  async getAudit(organizationId: string, id: string): Promise<AuditEntry | undefined> {
+  async getAudit(organizationId: string, id: string): Promise<port.AuditEntry | undefined> {
     if (!isUuid(organizationId) || !isUuid(id)) return undefined;
     const res = await this.query<AuditRow>(
       `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE id = $1::uuid AND organization_id = $2::uuid`,
@@ -381,40 +377,23 @@ export class PostgresStore implements Store {
     }
   }
 
-  async log(): Promise<EventLog> {
-    if (this.cachedLogId === undefined) {
-      const res = await this.query<{ value: Buffer }>(
-        "SELECT value FROM meta WHERE key = 'log_id'",
-        [],
-      );
-      const value = res.rows[0]?.value;
-      if (value === undefined) throw new Error("meta.log_id is missing: migration 3 did not run");
-      this.cachedLogId = value.toString("utf8");
-    }
+  async log(): Promise<port.EventLog> {
+    this.cachedLogId ??= (await this.meta("log_id", 3)).toString("utf8");
     // One snapshot for both ends: min() reads the primary key's first entry.
     const res = await this.query<{ first: string | null; last: string }>(
       "SELECT (SELECT min(sequence) FROM events) AS first, last FROM event_sequence WHERE id = 1",
       [],
     );
     const last = Number(res.rows[0]?.last ?? 0);
-    const first = res.rows[0]?.first;
     return {
       id: this.cachedLogId,
-      firstSequence: first === null || first === undefined ? last + 1 : Number(first),
+      firstSequence: firstSequenceOf(res.rows[0]?.first, last),
       lastSequence: last,
     };
   }
 
   async secret(): Promise<Uint8Array> {
-    if (this.cachedSecret === undefined) {
-      const res = await this.query<{ value: Buffer }>(
-        "SELECT value FROM meta WHERE key = 'secret'",
-        [],
-      );
-      const value = res.rows[0]?.value;
-      if (value === undefined) throw new Error("meta.secret is missing: migration 2 did not run");
-      this.cachedSecret = new Uint8Array(value);
-    }
+    this.cachedSecret ??= new Uint8Array(await this.meta("secret", 2));
     return new Uint8Array(this.cachedSecret);
   }
 
@@ -458,6 +437,15 @@ export class PostgresStore implements Store {
     } catch (err) {
       throw mapError(err);
     }
+  }
+
+  /** A value of the `meta` table, which migration `migration` wrote once per database. */
+  private async meta(key: "log_id" | "secret", migration: number): Promise<Buffer> {
+    const res = await this.query<{ value: Buffer }>("SELECT value FROM meta WHERE key = $1", [key]);
+    const value = res.rows[0]?.value;
+    if (value === undefined)
+      throw new Error(`meta.${key} is missing: migration ${migration} did not run`);
+    return value;
   }
 
   /**

@@ -16,23 +16,14 @@ import {
   type AuditRow,
   auditEntryOf,
   type EventRow,
+  firstSequenceOf,
   type Known,
   learn,
   newEntryId,
+  scopedPageOf,
   storedEventOf,
 } from "./records.js";
-import type {
-  AppendOnceResult,
-  AppendOptions,
-  AuditEntry,
-  AuditPageQuery,
-  BatchKey,
-  EventLog,
-  LogScope,
-  ScopedPage,
-  Store,
-  StoredEvent,
-} from "./store.js";
+import type * as port from "./store.js";
 
 /** Versioned schema steps; each runs once, in order, in one transaction with its version row. */
 const MIGRATIONS: readonly string[] = [
@@ -156,7 +147,7 @@ export interface SqliteStoreOptions {
  * further work (`unavailable`, and `ping` fails) until the server is restarted, and SQLite
  * recovers the log at the next open.
  */
-export class SqliteStore implements Store {
+export class SqliteStore implements port.Store {
   private last: number;
   private walFd: number | undefined;
   /**
@@ -265,8 +256,8 @@ export class SqliteStore implements Store {
   append(
     events: readonly ResourceEvent[],
     nowMs: number,
-    _options?: AppendOptions,
-  ): Promise<StoredEvent[]> {
+    _options?: port.AppendOptions,
+  ): Promise<port.StoredEvent[]> {
     // A local commit has no lost-connection case: nothing for the signal to bound.
     return this.appends.append({ events, nowMs }).then((r) => (r.replayed ? [] : r.events));
   }
@@ -274,9 +265,9 @@ export class SqliteStore implements Store {
   appendOnce(
     events: readonly ResourceEvent[],
     nowMs: number,
-    key: BatchKey,
-    _options?: AppendOptions,
-  ): Promise<AppendOnceResult> {
+    key: port.BatchKey,
+    _options?: port.AppendOptions,
+  ): Promise<port.AppendOnceResult> {
     return this.appends.append({ events, nowMs, key: { ...key, digest: batchDigest(events) } });
   }
 
@@ -353,9 +344,13 @@ export class SqliteStore implements Store {
   }
 
   /** Writes one batch inside the open transaction, numbering it after `after`. */
-  private write(events: readonly ResourceEvent[], nowMs: number, after: number): StoredEvent[] {
+  private write(
+    events: readonly ResourceEvent[],
+    nowMs: number,
+    after: number,
+  ): port.StoredEvent[] {
     const { stmt } = this;
-    const out: StoredEvent[] = new Array(events.length);
+    const out: port.StoredEvent[] = new Array(events.length);
     let sequence = after;
     for (let i = 0; i < events.length; i++) {
       const event = events[i] as ResourceEvent;
@@ -397,11 +392,15 @@ export class SqliteStore implements Store {
     return out;
   }
 
-  async readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
+  async readAfter(sequence: number, limit: number): Promise<port.StoredEvent[]> {
     return (this.stmt.readAfter.all(sequence, limit) as unknown as EventRow[]).map(storedEventOf);
   }
 
-  async readScoped(sequence: number, limit: number, scope: LogScope): Promise<ScopedPage> {
+  async readScoped(
+    sequence: number,
+    limit: number,
+    scope: port.LogScope,
+  ): Promise<port.ScopedPage> {
     // Synchronous: the rows, the head and the first sequence are one snapshot.
     const rows = (scope.environmentId !== undefined && scope.environmentId !== ""
       ? this.stmt.readEnvironment.all(scope.environmentId, scope.organizationId, sequence, limit)
@@ -410,26 +409,21 @@ export class SqliteStore implements Store {
           sequence,
           limit,
         )) as unknown as EventRow[];
-    const events = rows.map(storedEventOf);
-    const last = events[events.length - 1];
-    const first = (this.firstSequenceStmt.get() as { first: number | null }).first;
-    return {
-      events,
-      through:
-        events.length === limit && last !== undefined
-          ? last.sequence
-          : Math.max(sequence, this.last),
-      firstSequence: first ?? this.last + 1,
-    };
+    return scopedPageOf(rows.map(storedEventOf), limit, sequence, this.last, this.firstSequence());
   }
 
   async lastSequence(): Promise<number> {
     return this.last;
   }
 
-  async log(): Promise<EventLog> {
-    const first = (this.firstSequenceStmt.get() as { first: number | null }).first;
-    return { id: this.logId, firstSequence: first ?? this.last + 1, lastSequence: this.last };
+  async log(): Promise<port.EventLog> {
+    const firstSequence = firstSequenceOf(this.firstSequence(), this.last);
+    return { id: this.logId, firstSequence, lastSequence: this.last };
+  }
+
+  /** The log's `min(sequence)`: null when it holds no event. */
+  private firstSequence(): number | null {
+    return (this.firstSequenceStmt.get() as { first: number | null }).first;
   }
 
   async environment(environmentId: string): Promise<EnvironmentRecord | undefined> {
@@ -438,7 +432,7 @@ export class SqliteStore implements Store {
     return { organizationId: k.organization_id, creatorId: k.creator_id };
   }
 
-  async listAudit(query: AuditPageQuery): Promise<AuditEntry[]> {
+  async listAudit(query: port.AuditPageQuery): Promise<port.AuditEntry[]> {
     const f = query.filter;
     const where = ["organization_id = ?"];
     const args: SQLInputValue[] = [f.organizationId];
@@ -469,7 +463,7 @@ export class SqliteStore implements Store {
     return (this.db.prepare(sql).all(...args) as unknown as AuditRow[]).map(auditEntryOf);
   }
 
-  async getAudit(organizationId: string, id: string): Promise<AuditEntry | undefined> {
+  async getAudit(organizationId: string, id: string): Promise<port.AuditEntry | undefined> {
     const row = this.stmt.getAudit.get(id, organizationId) as AuditRow | undefined;
     return row === undefined ? undefined : auditEntryOf(row);
   }

@@ -1,4 +1,4 @@
-import * as net from "node:net";
+import type { Socket } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PostgresStore } from "../src/store/postgres-store.js";
@@ -7,56 +7,40 @@ import { collectUntil, type EventInit, publish, type SeenEvent } from "./helpers
 import { ORG_A, TOKENS, uuid } from "./helpers/fixtures.js";
 import { scratchDatabase } from "./helpers/postgres.js";
 import { startServer, type TestServer } from "./helpers/server.js";
+import { TcpProxy, targetOf } from "./helpers/tcp-proxy.js";
 import { connectClients, type WatchClient } from "./helpers/watchers.js";
 
-/** A TCP proxy to PostgreSQL that a test can cut (every connection reset, new ones refused). */
-function createProxy(target: URL) {
-  const sockets = new Set<net.Socket>();
-  let open = true;
-  const server = net.createServer((client) => {
-    if (!open) {
-      client.destroy();
-      return;
-    }
-    const upstream = net.connect(Number(target.port || 5432), target.hostname);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on("close", () => sockets.delete(s));
-      s.on("error", () => {});
-    }
-    client.pipe(upstream).pipe(client);
-    client.on("close", () => upstream.destroy());
-    upstream.on("close", () => client.destroy());
-  });
-  return {
-    listen: () =>
-      new Promise<number>((resolve) =>
-        server.listen(0, "127.0.0.1", () => resolve((server.address() as net.AddressInfo).port)),
-      ),
-    cut() {
-      open = false;
-      for (const s of sockets) s.destroy();
-    },
-    restore() {
-      open = true;
-    },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+/**
+ * A TCP proxy to PostgreSQL that a test can cut: every connection closed, and each new one
+ * closed as it comes, until restored.
+ */
+class OutageProxy extends TcpProxy {
+  private down = false;
+
+  override async cut(): Promise<void> {
+    this.down = true;
+    this.drop("close");
+  }
+
+  restore(): void {
+    this.down = false;
+  }
+
+  protected override accept(client: Socket): void {
+    if (this.down) client.destroy();
+    else super.accept(client);
+  }
 }
 
 let db: Awaited<ReturnType<typeof scratchDatabase>>;
-let proxy: ReturnType<typeof createProxy>;
+let proxy: OutageProxy;
 let server: TestServer;
 
 beforeAll(async () => {
   db = await scratchDatabase();
-  const target = new URL(db.url);
-  proxy = createProxy(target);
-  const port = await proxy.listen();
-  const url = new URL(db.url);
-  url.hostname = "127.0.0.1";
-  url.port = String(port);
-  const store = await PostgresStore.open({ url: url.toString() });
+  proxy = new OutageProxy(targetOf(db.url));
+  await proxy.start();
+  const store = await PostgresStore.open({ url: proxy.urlOf(db.url) });
   server = await startServer({}, { store, replicated: true });
 });
 afterAll(async () => {

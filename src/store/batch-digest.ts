@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { ServiceError } from "../errors.js";
 import type { ResourceEvent } from "../watch/model.js";
+import type { AppendOnceResult } from "./store.js";
 
 /**
  * The digest of a validated batch, recorded with its idempotency key: SHA-256 over one canonical
@@ -23,8 +24,29 @@ export function batchDigest(events: readonly ResourceEvent[]): Buffer {
   return createHash("sha256").update(JSON.stringify(canonical)).digest();
 }
 
+/**
+ * The answer to a batch whose key its publisher recorded before (CONTRACT §13): the same batch
+ * (same digest) is replayed with the first append's sequences, another is `already_exists`.
+ */
+export function recordedKeyOutcome(
+  key: { readonly key: string; readonly digest: Buffer },
+  recorded: {
+    readonly digest: Uint8Array;
+    readonly firstSequence: number;
+    readonly lastSequence: number;
+  },
+): AppendOnceResult | ServiceError {
+  return key.digest.equals(recorded.digest)
+    ? {
+        replayed: true,
+        firstSequence: recorded.firstSequence,
+        lastSequence: recorded.lastSequence,
+      }
+    : keyConflict(key.key);
+}
+
 /** The answer to a known key with another batch (CONTRACT §13). */
-export function keyConflict(key: string): ServiceError {
+function keyConflict(key: string): ServiceError {
   return new ServiceError(
     "already_exists",
     `idempotency_key ${JSON.stringify(key)} was used before by this publisher for a different batch`,

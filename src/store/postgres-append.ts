@@ -2,20 +2,12 @@ import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { AuditLogEntryKind, type ResourceEvent } from "../watch/model.js";
 import { actionOf } from "./action.js";
+import { recordedKeyOutcome } from "./batch-digest.js";
+import type { BatchOutcome, GroupBatch } from "./group-commit.js";
 import { AUDIT_COLUMNS } from "./postgres-migrations.js";
 import { EVENTS_CHANNEL } from "./postgres-notifications.js";
 import { type Known, learn, newEntryId } from "./records.js";
-import type { AppendOnceResult, BatchKey, StoredEvent } from "./store.js";
-
-/** One batch of a group commit (see `GroupCommit`), with its key and the key's digest. */
-export interface GroupBatch {
-  readonly events: readonly ResourceEvent[];
-  readonly nowMs: number;
-  readonly key?: BatchKey & { readonly digest: Buffer };
-}
-
-/** What became of one batch of a group: appended, replayed, or refused (a key conflict). */
-export type BatchOutcome = AppendOnceResult | Error;
+import type { BatchKey, StoredEvent } from "./store.js";
 
 /** What a group's transaction did before its COMMIT. */
 export interface GroupWrite {
@@ -52,7 +44,6 @@ export interface CommitToken {
 export async function appendGroup(
   client: pg.ClientBase,
   batches: readonly GroupBatch[],
-  keyConflict: (key: string) => Error,
 ): Promise<GroupWrite> {
   const outcomes: (BatchOutcome | undefined)[] = new Array(batches.length);
   const keyed = batches.filter((b) => b.key !== undefined);
@@ -73,13 +64,11 @@ export async function appendGroup(
       if (b.key === undefined) return;
       const r = known.get(`${b.key.publisher}\n${b.key.key}`);
       if (r === undefined) return;
-      outcomes[i] = r.digest.equals(b.key.digest)
-        ? {
-            replayed: true,
-            firstSequence: Number(r.first_sequence),
-            lastSequence: Number(r.last_sequence),
-          }
-        : keyConflict(b.key.key);
+      outcomes[i] = recordedKeyOutcome(b.key, {
+        digest: r.digest,
+        firstSequence: Number(r.first_sequence),
+        lastSequence: Number(r.last_sequence),
+      });
     });
   }
   const events: ResourceEvent[] = [];

@@ -1,5 +1,9 @@
 import pg from "pg";
-import type { PostgresStoreLogger } from "./postgres-store.js";
+
+/** Where to log what happens in the background (a lost listener, an idle connection that failed). */
+export interface PostgresStoreLogger {
+  warn(obj: object, msg: string): void;
+}
 
 /**
  * The NOTIFY channel; the payload is the last sequence of the append, which lets a replica skip

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
-import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { createServer, type Socket } from "node:net";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type ProxiedConnection, TcpProxy, targetOf } from "../../test/helpers/tcp-proxy.js";
 import { describeStoreContract } from "../../test/store-contract.js";
 import { ServiceError } from "../errors.js";
 import { Operation, type ResourceEvent, ResourceType } from "../watch/model.js";
@@ -128,142 +129,59 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
   return { promise, resolve };
 }
 
-/** A TCP proxy in front of PostgreSQL that a test can cut (refusing and resetting) and restore. */
-class CuttableProxy {
-  private server: Server | undefined;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
-
-  constructor(
-    private readonly targetHost: string,
-    private readonly targetPort: number,
-  ) {}
-
-  async start(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = tcpConnect(this.targetPort, this.targetHost);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on("close", () => this.sockets.delete(s));
-        s.on("error", () => {});
-      }
-      client.pipe(upstream).pipe(client);
-      client.on("close", () => upstream.destroy());
-      upstream.on("close", () => client.destroy());
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(this.port, "127.0.0.1", () => resolve());
-    });
-    const address = server.address();
-    if (address === null || typeof address === "string") throw new Error("no port");
-    this.port = address.port;
-    this.server = server;
-  }
-
-  /** Resets every open connection and refuses new ones. */
-  async cut(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    for (const s of this.sockets) s.resetAndDestroy();
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-  }
-
-  url(): string {
-    const u = new URL(SERVER_URL);
-    u.hostname = "127.0.0.1";
-    u.port = String(this.port);
-    return u.toString();
-  }
-}
-
 /**
  * A TCP proxy in front of PostgreSQL that breaks the connection of the next COMMIT: `after`
  * forwards the COMMIT and resets the client before the answer reaches it (the transaction
  * committed, the client cannot know); `before` resets the client instead of forwarding it.
  */
-class CommitBreaker {
-  private server: Server | undefined;
+class CommitBreaker extends TcpProxy {
   private armed: "before" | "after" | undefined;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
-
-  constructor(
-    private readonly targetHost: string,
-    private readonly targetPort: number,
-  ) {}
-
-  async start(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = tcpConnect(this.targetPort, this.targetHost);
-      let breakOnAnswer = false;
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on("close", () => this.sockets.delete(s));
-        s.on("error", () => {});
-      }
-      client.on("data", (chunk: Buffer) => {
-        const mode = this.armed;
-        if (mode !== undefined && chunk.includes("COMMIT\0")) {
-          this.armed = undefined;
-          if (mode === "before") {
-            client.resetAndDestroy();
-            upstream.destroy();
-            return;
-          }
-          breakOnAnswer = true;
-        }
-        upstream.write(chunk);
-      });
-      upstream.on("data", (chunk: Buffer) => {
-        if (breakOnAnswer) {
-          client.resetAndDestroy();
-          return;
-        }
-        client.write(chunk);
-      });
-      client.on("close", () => upstream.destroy());
-      upstream.on("close", () => client.destroy());
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
-    const address = server.address();
-    if (address === null || typeof address === "string") throw new Error("no port");
-    this.port = address.port;
-    this.server = server;
-  }
-
-  /** Refuses new connections; open ones stay. */
-  refuse(): void {
-    this.server?.close();
-  }
+  /** Clients whose COMMIT went through: their next answer is never delivered. */
+  private readonly committing = new WeakSet<Socket>();
 
   arm(mode: "before" | "after"): void {
     this.armed = mode;
   }
 
-  /** Closes everything, open connections too. */
-  stop(): void {
-    this.server?.close();
-    for (const s of this.sockets) s.destroy();
-  }
-
-  urlOf(database: string): string {
-    const u = new URL(database);
-    u.hostname = "127.0.0.1";
-    u.port = String(this.port);
-    return u.toString();
+  protected override relay(chunk: Buffer, to: Socket, connection: ProxiedConnection): void {
+    const { client, upstream } = connection;
+    const mode = this.armed;
+    if (to === upstream && mode !== undefined && chunk.includes("COMMIT\0")) {
+      this.armed = undefined;
+      if (mode === "before") {
+        client.resetAndDestroy();
+        upstream.destroy();
+        return;
+      }
+      this.committing.add(client);
+    } else if (to === client && this.committing.has(client)) {
+      client.resetAndDestroy();
+      return;
+    }
+    super.relay(chunk, to, connection);
   }
 }
 
 describe("PostgresStore on a shared database", () => {
   const opened: Store[] = [];
+  const breakers: CommitBreaker[] = [];
   const open = async (url: string, more: Partial<PostgresStoreOptions> = {}) => {
     const store = await openAt(url, more);
     opened.push(store);
     return store;
   };
+  /** A store of a new database (at `url`) that reaches it through `breaker`. */
+  const behindBreaker = async (more: Partial<PostgresStoreOptions> = {}) => {
+    const url = await scratchDatabase();
+    const breaker = new CommitBreaker(targetOf(SERVER_URL));
+    await breaker.start();
+    breakers.push(breaker);
+    const store = await open(breaker.urlOf(url), { commitOutcomeTimeoutMs: 5000, ...more });
+    return { url, breaker, store };
+  };
 
   afterEach(async () => {
+    for (const breaker of breakers.splice(0)) breaker.close();
     await Promise.all(opened.splice(0).map((s) => s.close()));
   });
 
@@ -344,63 +262,37 @@ describe("PostgresStore on a shared database", () => {
   });
 
   it("acknowledges a batch whose COMMIT reached the database though the connection died before the answer", async () => {
-    const url = await scratchDatabase();
+    const { url, breaker, store } = await behindBreaker();
     const direct = await open(url);
-    const target = new URL(SERVER_URL);
-    const breaker = new CommitBreaker(target.hostname, Number(target.port || 5432));
-    await breaker.start();
-    try {
-      const store = await open(breaker.urlOf(url), { commitOutcomeTimeoutMs: 5000 });
-      await store.append([ev({ resourceId: id(1) })], NOW);
-      breaker.arm("after");
-      const stored = await store.append(
-        [ev({ resourceId: id(2) }), ev({ resourceId: id(3) })],
-        NOW,
-      );
-      expect(stored.map((s) => s.sequence)).toEqual([2, 3]);
-      breaker.arm("after");
-      const keyed = await store.appendOnce([ev({ resourceId: id(4) })], NOW, {
-        publisher: ALICE,
-        key: "k",
-      });
-      expect(keyed).toMatchObject({ replayed: false });
-      expect((await direct.readAfter(0, 100)).map((s) => s.sequence)).toEqual([1, 2, 3, 4]);
-    } finally {
-      breaker.stop();
-    }
+    await store.append([ev({ resourceId: id(1) })], NOW);
+    breaker.arm("after");
+    const stored = await store.append([ev({ resourceId: id(2) }), ev({ resourceId: id(3) })], NOW);
+    expect(stored.map((s) => s.sequence)).toEqual([2, 3]);
+    breaker.arm("after");
+    const keyed = await store.appendOnce([ev({ resourceId: id(4) })], NOW, {
+      publisher: ALICE,
+      key: "k",
+    });
+    expect(keyed).toMatchObject({ replayed: false });
+    expect((await direct.readAfter(0, 100)).map((s) => s.sequence)).toEqual([1, 2, 3, 4]);
   });
 
   it("answers unavailable, nothing written, when the COMMIT never reached the database", async () => {
-    const url = await scratchDatabase();
+    const { url, breaker, store } = await behindBreaker();
     const direct = await open(url);
-    const target = new URL(SERVER_URL);
-    const breaker = new CommitBreaker(target.hostname, Number(target.port || 5432));
-    await breaker.start();
-    try {
-      const store = await open(breaker.urlOf(url), { commitOutcomeTimeoutMs: 5000 });
-      breaker.arm("before");
-      const lost = store.append([ev({ resourceId: id(1) })], NOW);
-      await expect(lost).rejects.toMatchObject({ kind: "unavailable" });
-      await expect(lost).rejects.toThrow(/nothing was written/);
-      expect(await direct.lastSequence()).toBe(0);
-      // The sequence the lost transaction took was rolled back with it: no gap.
-      expect((await store.append([ev({ resourceId: id(2) })], NOW)).map((s) => s.sequence)).toEqual(
-        [1],
-      );
-    } finally {
-      breaker.stop();
-    }
+    breaker.arm("before");
+    const lost = store.append([ev({ resourceId: id(1) })], NOW);
+    await expect(lost).rejects.toMatchObject({ kind: "unavailable" });
+    await expect(lost).rejects.toThrow(/nothing was written/);
+    expect(await direct.lastSequence()).toBe(0);
+    // The sequence the lost transaction took was rolled back with it: no gap.
+    expect((await store.append([ev({ resourceId: id(2) })], NOW)).map((s) => s.sequence)).toEqual([
+      1,
+    ]);
   });
 
   it("answers unavailable with the outcome unknown when the caller's signal ends the search", async () => {
-    const url = await scratchDatabase();
-    const target = new URL(SERVER_URL);
-    const breaker = new CommitBreaker(target.hostname, Number(target.port || 5432));
-    await breaker.start();
-    const store = await open(breaker.urlOf(url), {
-      commitOutcomeTimeoutMs: 5000,
-      connectionTimeoutMs: 500,
-    });
+    const { breaker, store } = await behindBreaker({ connectionTimeoutMs: 500 });
     await store.append([ev({ resourceId: id(9) })], NOW); // an open connection, in the pool
     breaker.arm("after");
     // New connections are refused from now on: the search cannot tell.
@@ -411,7 +303,6 @@ describe("PostgresStore on a shared database", () => {
     setTimeout(() => caller.abort(), 300);
     await expect(lost).rejects.toMatchObject({ kind: "unavailable" });
     await expect(lost).rejects.toThrow(/outcome is unknown.*same idempotency_key is safe/);
-    breaker.stop();
   });
 
   it("wakes the listeners of another replica when it appends, until they stop", async () => {
@@ -599,11 +490,10 @@ describe("PostgresStore on a shared database", () => {
   it("answers unavailable while the database is cut off, writes nothing, and recovers", async () => {
     const url = await scratchDatabase();
     const direct = await open(url);
-    const target = new URL(SERVER_URL);
-    const proxy = new CuttableProxy(target.hostname, Number(target.port || 5432));
+    const proxy = new TcpProxy(targetOf(SERVER_URL));
     await proxy.start();
     try {
-      const store = await open(proxy.url().replace(/\/[^/]*$/, new URL(url).pathname), {
+      const store = await open(proxy.urlOf(url), {
         connectionTimeoutMs: 1000,
         pingTimeoutMs: 1000,
         listenBackoffMinMs: 10,

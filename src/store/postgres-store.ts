@@ -2,41 +2,25 @@ import pg from "pg";
 import { ServiceError } from "../errors.js";
 import { type EnvironmentRecord, type ResourceEvent, ResourceType } from "../watch/model.js";
 import { isUuid } from "../watch/uuid.js";
-import { batchDigest, keyConflict, outcomeUnknown } from "./batch-digest.js";
-import {
-  appendGroup,
-  type BatchOutcome,
-  type CommitToken,
-  type GroupBatch,
-  type GroupWrite,
-  isKeyRace,
-} from "./postgres-append.js";
+import { batchDigest, outcomeUnknown } from "./batch-digest.js";
+import { type BatchOutcome, type GroupBatch, GroupCommit } from "./group-commit.js";
+import { appendGroup, type CommitToken, type GroupWrite, isKeyRace } from "./postgres-append.js";
 import { isUnavailable, mapError } from "./postgres-errors.js";
-import { GroupCommit } from "./postgres-group-commit.js";
 import { AUDIT_COLUMNS, migrate } from "./postgres-migrations.js";
-import { NotificationListener } from "./postgres-notifications.js";
-import { type AuditRow, auditEntryOf, type EventRow, storedEventOf } from "./records.js";
-import type {
-  AppendOnceResult,
-  AppendOptions,
-  AuditEntry,
-  AuditPageQuery,
-  BatchKey,
-  EventLog,
-  LogScope,
-  ScopedPage,
-  Store,
-  StoredEvent,
-} from "./store.js";
+import { NotificationListener, type PostgresStoreLogger } from "./postgres-notifications.js";
+import {
+  type AuditRow,
+  auditEntryOf,
+  type EventRow,
+  firstSequenceOf,
+  scopedPageOf,
+  storedEventOf,
+} from "./records.js";
+import type * as port from "./store.js";
 
 // Still exported from here, as before the store was split into modules.
 export { isUnavailable } from "./postgres-errors.js";
-export { EVENTS_CHANNEL } from "./postgres-notifications.js";
-
-/** Where to log what happens in the background (a lost listener, an idle connection that failed). */
-export interface PostgresStoreLogger {
-  warn(obj: object, msg: string): void;
-}
+export { EVENTS_CHANNEL, type PostgresStoreLogger } from "./postgres-notifications.js";
 
 export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database?…` */
@@ -66,6 +50,9 @@ export interface PostgresStoreOptions {
   readonly listenBackoffMaxMs?: number;
   readonly logger?: PostgresStoreLogger;
 }
+
+/** Events appended in one transaction at most (a group of waiting batches; see `GroupCommit`). */
+const MAX_GROUP_EVENTS = 5000;
 
 /** See `pool.on("connect")` in `PostgresStore.open`. */
 function ignoreClientError(): void {}
@@ -105,11 +92,18 @@ export function scopedReadSql(environment: boolean): string {
  *
  * Owns its pool and its listeners: `close()` ends both.
  */
-export class PostgresStore implements Store {
+export class PostgresStore implements port.Store {
   private closed = false;
-  private readonly appends = new GroupCommit((batches, uncertain) =>
-    this.commitGroup(batches, uncertain),
-  );
+  /**
+   * While one transaction holds the counter's lock, the batches that arrive wait and then share
+   * the next transaction, so one lock, four round trips and one commit serve them all.
+   */
+  private readonly appends = new GroupCommit({
+    commit: (batches, uncertain) => this.commitGroup(batches, uncertain),
+    start: "at-once",
+    maxGroupEvents: MAX_GROUP_EVENTS,
+    distinctKeys: true,
+  });
   private cachedSecret: Uint8Array | undefined;
   private cachedLogId: string | undefined;
   private readonly listeners = new Set<NotificationListener>();
@@ -168,27 +162,36 @@ export class PostgresStore implements Store {
   async append(
     events: readonly ResourceEvent[],
     nowMs: number,
-    options?: AppendOptions,
-  ): Promise<StoredEvent[]> {
-    const result = await this.appends.append({ events, nowMs }, options?.signal);
+    options?: port.AppendOptions,
+  ): Promise<port.StoredEvent[]> {
+    const result = await this.enqueue({ events, nowMs }, options?.signal);
     return result.replayed ? [] : result.events;
   }
 
   appendOnce(
     events: readonly ResourceEvent[],
     nowMs: number,
-    key: BatchKey,
-    options?: AppendOptions,
-  ): Promise<AppendOnceResult> {
+    key: port.BatchKey,
+    options?: port.AppendOptions,
+  ): Promise<port.AppendOnceResult> {
     const batch: GroupBatch = {
       events,
       nowMs,
       key: { publisher: key.publisher, key: key.key, digest: batchDigest(events) },
     };
-    return this.appends.append(batch, options?.signal);
+    return this.enqueue(batch, options?.signal);
   }
 
-  async readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
+  /** An empty batch is answered at once: a group's write needs events. */
+  private enqueue(
+    batch: GroupBatch,
+    signal: AbortSignal | undefined,
+  ): Promise<port.AppendOnceResult> {
+    if (batch.events.length === 0) return Promise.resolve({ replayed: false, events: [] });
+    return this.appends.append(batch, signal);
+  }
+
+  async readAfter(sequence: number, limit: number): Promise<port.StoredEvent[]> {
     const res = await this.query<EventRow>(
       `SELECT sequence, organization_id, resource_type, operation, resource_id, environment_id,
          creator_id, created_at_ms
@@ -198,7 +201,11 @@ export class PostgresStore implements Store {
     return res.rows.map(storedEventOf);
   }
 
-  async readScoped(sequence: number, limit: number, scope: LogScope): Promise<ScopedPage> {
+  async readScoped(
+    sequence: number,
+    limit: number,
+    scope: port.LogScope,
+  ): Promise<port.ScopedPage> {
     const env = scope.environmentId !== undefined && scope.environmentId !== "";
     const res = await this.query<EventRow & { head: string; first: string | null }>(
       scopedReadSql(env),
@@ -206,16 +213,9 @@ export class PostgresStore implements Store {
         ? [scope.organizationId, sequence, limit, scope.environmentId]
         : [scope.organizationId, sequence, limit],
     );
-    const head = Number(res.rows[0]?.head ?? 0);
-    const first = res.rows[0]?.first;
     const events = res.rows.filter((r) => r.sequence !== null).map(storedEventOf);
-    const last = events[events.length - 1];
-    return {
-      events,
-      through:
-        events.length === limit && last !== undefined ? last.sequence : Math.max(sequence, head),
-      firstSequence: first === null || first === undefined ? head + 1 : Number(first),
-    };
+    const head = Number(res.rows[0]?.head ?? 0);
+    return scopedPageOf(events, limit, sequence, head, res.rows[0]?.first);
   }
 
   async lastSequence(): Promise<number> {
@@ -237,7 +237,7 @@ export class PostgresStore implements Store {
       : { organizationId: r.organization_id, creatorId: r.creator_id };
   }
 
-  async listAudit(query: AuditPageQuery): Promise<AuditEntry[]> {
+  async listAudit(query: port.AuditPageQuery): Promise<port.AuditEntry[]> {
     const f = query.filter;
     if (!isUuid(f.organizationId)) return [];
     // Ids that are not UUIDs match nothing (and would not cast); duplicates would repeat rows.
@@ -311,7 +311,7 @@ export class PostgresStore implements Store {
     return res.rows.map(auditEntryOf);
   }
 
-  async getAudit(organizationId: string, id: string): Promise<AuditEntry | undefined> {
+  async getAudit(organizationId: string, id: string): Promise<port.AuditEntry | undefined> {
     if (!isUuid(organizationId) || !isUuid(id)) return undefined;
     const res = await this.query<AuditRow>(
       `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE id = $1::uuid AND organization_id = $2::uuid`,
@@ -377,40 +377,23 @@ export class PostgresStore implements Store {
     }
   }
 
-  async log(): Promise<EventLog> {
-    if (this.cachedLogId === undefined) {
-      const res = await this.query<{ value: Buffer }>(
-        "SELECT value FROM meta WHERE key = 'log_id'",
-        [],
-      );
-      const value = res.rows[0]?.value;
-      if (value === undefined) throw new Error("meta.log_id is missing: migration 3 did not run");
-      this.cachedLogId = value.toString("utf8");
-    }
+  async log(): Promise<port.EventLog> {
+    this.cachedLogId ??= (await this.meta("log_id", 3)).toString("utf8");
     // One snapshot for both ends: min() reads the primary key's first entry.
     const res = await this.query<{ first: string | null; last: string }>(
       "SELECT (SELECT min(sequence) FROM events) AS first, last FROM event_sequence WHERE id = 1",
       [],
     );
     const last = Number(res.rows[0]?.last ?? 0);
-    const first = res.rows[0]?.first;
     return {
       id: this.cachedLogId,
-      firstSequence: first === null || first === undefined ? last + 1 : Number(first),
+      firstSequence: firstSequenceOf(res.rows[0]?.first, last),
       lastSequence: last,
     };
   }
 
   async secret(): Promise<Uint8Array> {
-    if (this.cachedSecret === undefined) {
-      const res = await this.query<{ value: Buffer }>(
-        "SELECT value FROM meta WHERE key = 'secret'",
-        [],
-      );
-      const value = res.rows[0]?.value;
-      if (value === undefined) throw new Error("meta.secret is missing: migration 2 did not run");
-      this.cachedSecret = new Uint8Array(value);
-    }
+    this.cachedSecret ??= new Uint8Array(await this.meta("secret", 2));
     return new Uint8Array(this.cachedSecret);
   }
 
@@ -456,6 +439,15 @@ export class PostgresStore implements Store {
     }
   }
 
+  /** A value of the `meta` table, which migration `migration` wrote once per database. */
+  private async meta(key: "log_id" | "secret", migration: number): Promise<Buffer> {
+    const res = await this.query<{ value: Buffer }>("SELECT value FROM meta WHERE key = $1", [key]);
+    const value = res.rows[0]?.value;
+    if (value === undefined)
+      throw new Error(`meta.${key} is missing: migration ${migration} did not run`);
+    return value;
+  }
+
   /**
    * One group's transaction (see `GroupCommit`), run again when another replica recorded one
    * of its keys meanwhile (the next lookup finds it; a race needs a replica per round, so a
@@ -490,7 +482,7 @@ export class PostgresStore implements Store {
     let write: GroupWrite | undefined;
     try {
       await client.query("BEGIN");
-      write = await appendGroup(client, batches, keyConflict);
+      write = await appendGroup(client, batches);
       await client.query("COMMIT");
       return write.outcomes;
     } catch (err) {

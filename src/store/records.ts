@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { Operation, type ResourceEvent, ResourceType } from "../watch/model.js";
-import type { AuditEntry, StoredEvent } from "./store.js";
+import type { AuditEntry, ScopedPage, StoredEvent } from "./store.js";
 
 /** What a store keeps of a resource: enough to resolve creators and authorize environments. */
 export interface Known {
@@ -63,6 +63,34 @@ export function storedEventOf(r: EventRow): StoredEvent {
       environmentId: r.environment_id,
       creatorId: r.creator_id,
     },
+  };
+}
+
+/**
+ * The oldest sequence a log holds, from its `min(sequence)` (null when it holds none: then the
+ * one after its head).
+ */
+export function firstSequenceOf(first: number | string | null | undefined, head: number): number {
+  return first === null || first === undefined ? head + 1 : Number(first);
+}
+
+/**
+ * A page of Store.readScoped from one snapshot of the log: `events`, those in scope after
+ * `after` (at most `limit`), read with the log's `head` and its `min(sequence)`. Up to `through`
+ * the caller has seen everything in scope: the last event when the page is full, else the head.
+ */
+export function scopedPageOf(
+  events: StoredEvent[],
+  limit: number,
+  after: number,
+  head: number,
+  first: number | string | null | undefined,
+): ScopedPage {
+  const last = events[events.length - 1];
+  return {
+    events,
+    through: events.length === limit && last !== undefined ? last.sequence : Math.max(after, head),
+    firstSequence: firstSequenceOf(first, head),
   };
 }
 

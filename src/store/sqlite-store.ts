@@ -10,28 +10,20 @@ import {
   ResourceType,
 } from "../watch/model.js";
 import { actionOf } from "./action.js";
-import { batchDigest, keyConflict } from "./batch-digest.js";
+import { batchDigest, recordedKeyOutcome } from "./batch-digest.js";
+import { type BatchOutcome, type GroupBatch, GroupCommit } from "./group-commit.js";
 import {
   type AuditRow,
   auditEntryOf,
   type EventRow,
+  firstSequenceOf,
   type Known,
   learn,
   newEntryId,
+  scopedPageOf,
   storedEventOf,
 } from "./records.js";
-import type {
-  AppendOnceResult,
-  AppendOptions,
-  AuditEntry,
-  AuditPageQuery,
-  BatchKey,
-  EventLog,
-  LogScope,
-  ScopedPage,
-  Store,
-  StoredEvent,
-} from "./store.js";
+import type * as port from "./store.js";
 
 /** Versioned schema steps; each runs once, in order, in one transaction with its version row. */
 const MIGRATIONS: readonly string[] = [
@@ -139,12 +131,6 @@ export interface SqliteStoreOptions {
   readonly synchronous?: "full" | "normal";
 }
 
-/** An append waiting for the write-ahead log to reach the disk. */
-interface Unsynced {
-  readonly resolve: () => void;
-  readonly reject: (err: unknown) => void;
-}
-
 /**
  * The embedded store: one SQLite file in WAL mode through Node's built-in `node:sqlite`. One
  * process at a time (it is the single-replica default). Calls run synchronously on the event
@@ -161,23 +147,15 @@ interface Unsynced {
  * further work (`unavailable`, and `ping` fails) until the server is restarted, and SQLite
  * recovers the log at the next open.
  */
-export class SqliteStore implements Store {
+export class SqliteStore implements port.Store {
   private last: number;
-  /** The write-ahead log's path when this store syncs it itself (synchronous "full"). */
-  private walPath: string | undefined;
   private walFd: number | undefined;
-  /** Appends committed but not yet synced; `syncing` while an fdatasync runs. */
-  private unsynced: Unsynced[] = [];
-  private syncing: Promise<void> | undefined;
-  /** Set when a sync failed: nothing is accepted any more. */
-  private failure: unknown;
-  private pending: {
-    events: readonly ResourceEvent[];
-    nowMs: number;
-    key: (BatchKey & { digest: Buffer }) | undefined;
-    resolve: (result: AppendOnceResult) => void;
-    reject: (err: unknown) => void;
-  }[] = [];
+  /**
+   * The batches of one turn of the event loop share one transaction, so one sync of the
+   * write-ahead log (synchronous "full") acknowledges them all; the appends committed while a
+   * sync runs share the next. A failed sync fails them, and every append after it.
+   */
+  private readonly appends: GroupCommit;
   private readonly secretBytes: Buffer;
   private readonly logId: string;
   private readonly firstSequenceStmt: StatementSync;
@@ -197,7 +175,16 @@ export class SqliteStore implements Store {
     getAudit: StatementSync;
   };
 
-  private constructor(private readonly db: DatabaseSync) {
+  /** `walPath`: the write-ahead log's path when this store syncs it itself (synchronous "full"). */
+  private constructor(
+    private readonly db: DatabaseSync,
+    walPath: string | undefined,
+  ) {
+    this.appends = new GroupCommit({
+      commit: async (batches) => this.commitGroup(batches),
+      start: "next-turn",
+      sync: walPath === undefined ? undefined : () => this.syncLog(walPath),
+    });
     migrate(db);
     const meta = db.prepare("SELECT value FROM meta WHERE key = ?");
     let secret = meta.get("secret")?.value as Uint8Array | undefined;
@@ -258,81 +245,59 @@ export class SqliteStore implements Store {
         `PRAGMA synchronous = ${syncItself || options.synchronous === "normal" ? "NORMAL" : "FULL"}`,
       );
       db.exec("PRAGMA busy_timeout = 5000");
-      const store = new SqliteStore(db);
-      if (syncItself) store.walPath = `${options.path}-wal`;
-      return store;
+      return new SqliteStore(db, syncItself ? `${options.path}-wal` : undefined);
     } catch (err) {
       db.close();
       throw err;
     }
   }
 
-  /**
-   * Appends are committed in groups: the batches that arrive within one turn of the event loop
-   * share one transaction, so one disk sync (synchronous=full) acknowledges them all. Each
-   * caller still gets its own consecutive sequence numbers, in call order.
-   */
+  /** Committed in groups with the appends of the same turn: see `appends`. */
   append(
     events: readonly ResourceEvent[],
     nowMs: number,
-    _options?: AppendOptions,
-  ): Promise<StoredEvent[]> {
+    _options?: port.AppendOptions,
+  ): Promise<port.StoredEvent[]> {
     // A local commit has no lost-connection case: nothing for the signal to bound.
-    return this.enqueue(events, nowMs, undefined).then((r) => (r.replayed ? [] : r.events));
+    return this.appends.append({ events, nowMs }).then((r) => (r.replayed ? [] : r.events));
   }
 
   appendOnce(
     events: readonly ResourceEvent[],
     nowMs: number,
-    key: BatchKey,
-    _options?: AppendOptions,
-  ): Promise<AppendOnceResult> {
-    return this.enqueue(events, nowMs, { ...key, digest: batchDigest(events) });
+    key: port.BatchKey,
+    _options?: port.AppendOptions,
+  ): Promise<port.AppendOnceResult> {
+    return this.appends.append({ events, nowMs, key: { ...key, digest: batchDigest(events) } });
   }
 
-  private enqueue(
-    events: readonly ResourceEvent[],
-    nowMs: number,
-    key: (BatchKey & { digest: Buffer }) | undefined,
-  ): Promise<AppendOnceResult> {
-    if (this.failure !== undefined) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      this.pending.push({ events, nowMs, key, resolve, reject });
-      if (this.pending.length === 1) setImmediate(() => this.commitPending());
-    });
-  }
-
-  private commitPending(): void {
-    const group = this.pending;
-    this.pending = [];
+  /** One group's transaction (see `GroupCommit`); runs synchronously, on the event loop. */
+  private commitGroup(batches: readonly GroupBatch[]): readonly BatchOutcome[] {
     const { db } = this;
     // Per batch: what it did, or why it was refused (a known key with another batch).
-    const results: (AppendOnceResult | Error)[] = [];
+    const outcomes: BatchOutcome[] = [];
     let sequence = this.last;
     try {
       db.exec("BEGIN IMMEDIATE");
-      for (const request of group) {
-        const { key } = request;
+      for (const { events, nowMs, key } of batches) {
         // Inside the transaction: a key written by an earlier batch of this group is seen.
-        const known =
+        const recorded =
           key === undefined
             ? undefined
             : (this.stmt.findKey.get(key.publisher, key.key) as
                 | { digest: Uint8Array; first_sequence: number; last_sequence: number }
                 | undefined);
-        if (key !== undefined && known !== undefined) {
-          results.push(
-            Buffer.from(known.digest).equals(key.digest)
-              ? {
-                  replayed: true,
-                  firstSequence: Number(known.first_sequence),
-                  lastSequence: Number(known.last_sequence),
-                }
-              : keyConflict(key.key),
+        if (key !== undefined && recorded !== undefined) {
+          outcomes.push(
+            recordedKeyOutcome(key, {
+              digest: recorded.digest,
+              firstSequence: Number(recorded.first_sequence),
+              lastSequence: Number(recorded.last_sequence),
+            }),
           );
           continue;
         }
-        const out = this.write(request.events, request.nowMs, sequence);
+        const out = this.write(events, nowMs, sequence);
         if (key !== undefined && out.length > 0) {
           this.stmt.insertKey.run(
             key.publisher,
@@ -340,11 +305,11 @@ export class SqliteStore implements Store {
             key.digest,
             sequence + 1,
             sequence + out.length,
-            request.nowMs,
+            nowMs,
           );
         }
         sequence += out.length;
-        results.push({ replayed: false, events: out });
+        outcomes.push({ replayed: false, events: out });
       }
       const last = Buffer.alloc(8);
       last.writeBigUInt64BE(BigInt(sequence));
@@ -352,64 +317,40 @@ export class SqliteStore implements Store {
       db.exec("COMMIT");
     } catch (err) {
       if (db.isOpen && db.isTransaction) db.exec("ROLLBACK");
-      const error = storeError(err);
-      for (const request of group) request.reject(error);
-      return;
+      throw storeError(err);
     }
     this.last = sequence;
-    const acknowledge = () => {
-      group.forEach((request, i) => {
-        const result = results[i] as AppendOnceResult | Error;
-        if (result instanceof Error) request.reject(result);
-        else request.resolve(result);
-      });
-    };
-    if (this.walPath === undefined) {
-      acknowledge();
-      return;
-    }
-    this.unsynced.push({
-      resolve: acknowledge,
-      reject: (err) => {
-        for (const request of group) request.reject(err);
-      },
-    });
-    if (this.syncing === undefined) this.syncing = this.syncLog();
+    return outcomes;
   }
 
   /**
-   * Syncs the write-ahead log until no committed append waits for it; the appends committed
-   * while one sync runs share the next. Acknowledges in commit order.
+   * Syncs the write-ahead log to the disk (see the class comment). A failure is final: the
+   * error says to restart the server.
    */
-  private async syncLog(): Promise<void> {
-    while (this.unsynced.length > 0) {
-      const waiting = this.unsynced;
-      this.unsynced = [];
-      try {
-        this.walFd ??= fs.openSync(this.walPath as string, "r");
-        const fd = this.walFd;
-        await new Promise<void>((resolve, reject) =>
-          fs.fdatasync(fd, (err) => (err === null ? resolve() : reject(err))),
-        );
-      } catch (err) {
-        this.failure = new ServiceError(
-          "unavailable",
-          "database unavailable: the write-ahead log could not be synced to disk; restart the server",
-          { cause: err },
-        );
-        for (const w of [...waiting, ...this.unsynced]) w.reject(this.failure);
-        this.unsynced = [];
-        break;
-      }
-      for (const w of waiting) w.resolve();
+  private async syncLog(walPath: string): Promise<void> {
+    try {
+      this.walFd ??= fs.openSync(walPath, "r");
+      const fd = this.walFd;
+      await new Promise<void>((resolve, reject) =>
+        fs.fdatasync(fd, (err) => (err === null ? resolve() : reject(err))),
+      );
+    } catch (err) {
+      throw new ServiceError(
+        "unavailable",
+        "database unavailable: the write-ahead log could not be synced to disk; restart the server",
+        { cause: err },
+      );
     }
-    this.syncing = undefined;
   }
 
   /** Writes one batch inside the open transaction, numbering it after `after`. */
-  private write(events: readonly ResourceEvent[], nowMs: number, after: number): StoredEvent[] {
+  private write(
+    events: readonly ResourceEvent[],
+    nowMs: number,
+    after: number,
+  ): port.StoredEvent[] {
     const { stmt } = this;
-    const out: StoredEvent[] = new Array(events.length);
+    const out: port.StoredEvent[] = new Array(events.length);
     let sequence = after;
     for (let i = 0; i < events.length; i++) {
       const event = events[i] as ResourceEvent;
@@ -451,11 +392,15 @@ export class SqliteStore implements Store {
     return out;
   }
 
-  async readAfter(sequence: number, limit: number): Promise<StoredEvent[]> {
+  async readAfter(sequence: number, limit: number): Promise<port.StoredEvent[]> {
     return (this.stmt.readAfter.all(sequence, limit) as unknown as EventRow[]).map(storedEventOf);
   }
 
-  async readScoped(sequence: number, limit: number, scope: LogScope): Promise<ScopedPage> {
+  async readScoped(
+    sequence: number,
+    limit: number,
+    scope: port.LogScope,
+  ): Promise<port.ScopedPage> {
     // Synchronous: the rows, the head and the first sequence are one snapshot.
     const rows = (scope.environmentId !== undefined && scope.environmentId !== ""
       ? this.stmt.readEnvironment.all(scope.environmentId, scope.organizationId, sequence, limit)
@@ -464,26 +409,21 @@ export class SqliteStore implements Store {
           sequence,
           limit,
         )) as unknown as EventRow[];
-    const events = rows.map(storedEventOf);
-    const last = events[events.length - 1];
-    const first = (this.firstSequenceStmt.get() as { first: number | null }).first;
-    return {
-      events,
-      through:
-        events.length === limit && last !== undefined
-          ? last.sequence
-          : Math.max(sequence, this.last),
-      firstSequence: first ?? this.last + 1,
-    };
+    return scopedPageOf(rows.map(storedEventOf), limit, sequence, this.last, this.firstSequence());
   }
 
   async lastSequence(): Promise<number> {
     return this.last;
   }
 
-  async log(): Promise<EventLog> {
-    const first = (this.firstSequenceStmt.get() as { first: number | null }).first;
-    return { id: this.logId, firstSequence: first ?? this.last + 1, lastSequence: this.last };
+  async log(): Promise<port.EventLog> {
+    const firstSequence = firstSequenceOf(this.firstSequence(), this.last);
+    return { id: this.logId, firstSequence, lastSequence: this.last };
+  }
+
+  /** The log's `min(sequence)`: null when it holds no event. */
+  private firstSequence(): number | null {
+    return (this.firstSequenceStmt.get() as { first: number | null }).first;
   }
 
   async environment(environmentId: string): Promise<EnvironmentRecord | undefined> {
@@ -492,7 +432,7 @@ export class SqliteStore implements Store {
     return { organizationId: k.organization_id, creatorId: k.creator_id };
   }
 
-  async listAudit(query: AuditPageQuery): Promise<AuditEntry[]> {
+  async listAudit(query: port.AuditPageQuery): Promise<port.AuditEntry[]> {
     const f = query.filter;
     const where = ["organization_id = ?"];
     const args: SQLInputValue[] = [f.organizationId];
@@ -523,7 +463,7 @@ export class SqliteStore implements Store {
     return (this.db.prepare(sql).all(...args) as unknown as AuditRow[]).map(auditEntryOf);
   }
 
-  async getAudit(organizationId: string, id: string): Promise<AuditEntry | undefined> {
+  async getAudit(organizationId: string, id: string): Promise<port.AuditEntry | undefined> {
     const row = this.stmt.getAudit.get(id, organizationId) as AuditRow | undefined;
     return row === undefined ? undefined : auditEntryOf(row);
   }
@@ -553,7 +493,7 @@ export class SqliteStore implements Store {
   }
 
   async ping(): Promise<void> {
-    if (this.failure !== undefined) throw this.failure;
+    if (this.appends.failure !== undefined) throw this.appends.failure;
     this.db.prepare("SELECT 1").get();
   }
 
@@ -563,7 +503,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     // Appends already committed are acknowledged (or refused) first.
-    while (this.syncing !== undefined) await this.syncing;
+    await this.appends.synced();
     if (this.db.isOpen) this.db.close();
     if (this.walFd !== undefined) fs.closeSync(this.walFd);
     this.walFd = undefined;

@@ -1,3 +1,4 @@
+import type { AuditFilterLists } from "../watch/audit-rules.js";
 import type { EnvironmentRecord, ResourceEvent } from "../watch/model.js";
 
 /** An event as the store recorded it: its place in the one global order, and what it resolved. */
@@ -95,13 +96,12 @@ export interface AuditEntry {
   readonly kind: number;
 }
 
-/** Which entries of one organization's audit log; every set field must match. */
-export interface AuditFilter {
+/**
+ * Which entries of one organization's audit log; every set field must match (an empty list
+ * matches anything).
+ */
+export interface AuditFilter extends AuditFilterLists {
   readonly organizationId: string;
-  readonly actorIds: readonly string[];
-  readonly actorPrincipals: readonly number[];
-  readonly subjectIds: readonly string[];
-  readonly subjectTypes: readonly number[];
   /** Inclusive, ms since the epoch. */
   readonly fromMs?: number;
   /** Exclusive, ms since the epoch. */

@@ -1,12 +1,12 @@
 import { execFile } from "node:child_process";
-import { once } from "node:events";
 import { chmodSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
 import { freePort } from "../../scripts/cluster.js";
+import { type ProxiedConnection, TcpProxy } from "../helpers/tcp-proxy.js";
 
 const run = promisify(execFile);
 
@@ -100,36 +100,12 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
  * way, on open and on new connections, and resets nothing (as a network that drops packets);
  * what was sent meanwhile is delivered on `resume`, as TCP would once the network is back.
  */
-export class StallProxy {
-  private server: Server | undefined;
+export class StallProxy extends TcpProxy {
   private stalled = false;
   private readonly held: { to: Socket; data: Buffer }[] = [];
-  private readonly sockets = new Set<Socket>();
-  port = 0;
 
-  constructor(private readonly targetPort: number) {}
-
-  async start(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = tcpConnect(this.targetPort, "127.0.0.1");
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on("close", () => this.sockets.delete(s));
-        s.on("error", () => {});
-      }
-      const forward = (to: Socket) => (data: Buffer) => {
-        if (this.stalled) this.held.push({ to, data });
-        else if (!to.destroyed) to.write(data);
-      };
-      client.on("data", forward(upstream));
-      upstream.on("data", forward(client));
-      client.on("close", () => upstream.destroy());
-      upstream.on("close", () => client.destroy());
-    });
-    server.listen(0, "127.0.0.1");
-    await once(server, "listening");
-    this.port = (server.address() as { port: number }).port;
-    this.server = server;
+  constructor(targetPort: number) {
+    super({ host: "127.0.0.1", port: targetPort });
   }
 
   stall(): void {
@@ -141,16 +117,8 @@ export class StallProxy {
     for (const { to, data } of this.held.splice(0)) if (!to.destroyed) to.write(data);
   }
 
-  /** `url` with this proxy's address in place of its host and port. */
-  urlOf(url: string): string {
-    const u = new URL(url);
-    u.hostname = "127.0.0.1";
-    u.port = String(this.port);
-    return u.toString();
-  }
-
-  close(): void {
-    this.server?.close();
-    for (const s of this.sockets) s.destroy();
+  protected override relay(data: Buffer, to: Socket, connection: ProxiedConnection): void {
+    if (this.stalled) this.held.push({ to, data });
+    else super.relay(data, to, connection);
   }
 }

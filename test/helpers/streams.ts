@@ -4,9 +4,9 @@ import * as http2 from "node:http2";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { codeFromString, codeToString } from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@grpc/grpc-js";
 import { EventService, type WatchEventsRequestSchema } from "../../src/gen/gitpod/v1/event_pb.js";
+import { connectProtocol } from "../../src/http/connect-protocol.js";
 import { bearer, rawGrpcRequest } from "./clients.js";
 import { grpcJsEventService } from "./watchers.js";
 
@@ -39,7 +39,7 @@ export function summary(end: StreamEnd | undefined): string {
     case "reset":
       return `reset (RST_STREAM ${end.rstCode})`;
     case "error":
-      return `error ${codeToString(end.code)}: ${end.message}`;
+      return `error ${connectProtocol.codeToString(end.code)}: ${end.message}`;
   }
 }
 
@@ -371,7 +371,7 @@ export function connectOverHttp1(
         else {
           probe.finish({
             kind: "error",
-            code: codeFromString(json.error.code) ?? Code.Unknown,
+            code: connectProtocol.codeFromString(json.error.code) ?? Code.Unknown,
             message: json.error.message ?? "",
           });
         }
@@ -401,7 +401,10 @@ export function connectOverHttp1(
 function parseErrorBody(text: string): { code: Code; message: string } {
   try {
     const json = JSON.parse(text) as { code?: string; message?: string };
-    return { code: codeFromString(json.code ?? "") ?? Code.Unknown, message: json.message ?? "" };
+    return {
+      code: connectProtocol.codeFromString(json.code ?? "") ?? Code.Unknown,
+      message: json.message ?? "",
+    };
   } catch {
     return { code: Code.Unknown, message: text };
   }

@@ -145,24 +145,25 @@ describe("a compressed request on a quiet organization", () => {
     },
   );
 
-  it("gets its response headers at once: raw Connect with Connect-Content-Encoding: gzip", async () => {
-    const stream = track(
-      connectOverHttp1(server.url, TOKENS.adminB, {
-        headers: { "connect-content-encoding": "gzip" },
-        body: envelope(1, gzipSync(Buffer.from("{}"))),
-      }),
-    );
-    await expectHeadersBeforeAnyEvent(stream);
-    await expectDelivers(stream, ORG_B);
-  });
-
-  it("gets its response headers at once: raw gRPC with grpc-encoding: gzip", async () => {
-    const stream = track(
-      grpcOverHttp2(server.url, TOKENS.adminB, {
-        headers: { "grpc-encoding": "gzip" },
-        body: envelope(1, gzipSync(Buffer.alloc(0))),
-      }),
-    );
+  it.each([
+    [
+      "raw Connect with Connect-Content-Encoding: gzip",
+      () =>
+        connectOverHttp1(server.url, TOKENS.adminB, {
+          headers: { "connect-content-encoding": "gzip" },
+          body: envelope(1, gzipSync(Buffer.from("{}"))),
+        }),
+    ],
+    [
+      "raw gRPC with grpc-encoding: gzip",
+      () =>
+        grpcOverHttp2(server.url, TOKENS.adminB, {
+          headers: { "grpc-encoding": "gzip" },
+          body: envelope(1, gzipSync(Buffer.alloc(0))),
+        }),
+    ],
+  ])("gets its response headers at once: %s", async (_, open) => {
+    const stream = track(open());
     await expectHeadersBeforeAnyEvent(stream);
     await expectDelivers(stream, ORG_B);
   });

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { isViolation, type Violation } from "./watch/violation.js";
 
 /** The kinds of failure the domain knows; each maps to exactly one Connect code. */
 export type ErrorKind =
@@ -37,35 +38,30 @@ export function shuttingDown(): ServiceError {
   return new ServiceError("unavailable", "the server is shutting down");
 }
 
-function codeOf(kind: ErrorKind): Code {
-  switch (kind) {
-    case "invalid_argument":
-      return Code.InvalidArgument;
-    case "unauthenticated":
-      return Code.Unauthenticated;
-    case "permission_denied":
-      return Code.PermissionDenied;
-    case "not_found":
-      return Code.NotFound;
-    case "already_exists":
-      return Code.AlreadyExists;
-    case "resource_exhausted":
-      return Code.ResourceExhausted;
-    case "out_of_range":
-      return Code.OutOfRange;
-    case "unavailable":
-      return Code.Unavailable;
-    case "deadline_exceeded":
-      return Code.DeadlineExceeded;
-    case "canceled":
-      return Code.Canceled;
-    case "internal":
-      return Code.Internal;
-    default: {
-      const never: never = kind;
-      return never;
-    }
-  }
+/** Each kind's Connect code: a Record, so that a kind without a code does not compile. */
+const CODE_OF: Readonly<Record<ErrorKind, Code>> = {
+  invalid_argument: Code.InvalidArgument,
+  unauthenticated: Code.Unauthenticated,
+  permission_denied: Code.PermissionDenied,
+  not_found: Code.NotFound,
+  already_exists: Code.AlreadyExists,
+  resource_exhausted: Code.ResourceExhausted,
+  out_of_range: Code.OutOfRange,
+  unavailable: Code.Unavailable,
+  deadline_exceeded: Code.DeadlineExceeded,
+  canceled: Code.Canceled,
+  internal: Code.Internal,
+};
+
+/** A refusal of the rules (`src/watch/`) as the one error type, with its kind and message. */
+export function refused(violation: Violation): ServiceError {
+  return new ServiceError(violation.kind, violation.message);
+}
+
+/** What the rules accepted; their refusal is thrown (see `refused`). */
+export function accepted<T>(verdict: T | Violation): T {
+  if (isViolation(verdict)) throw refused(verdict);
+  return verdict;
 }
 
 /**
@@ -75,7 +71,7 @@ function codeOf(kind: ErrorKind): Code {
  */
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
-  if (err instanceof ServiceError) return new ConnectError(err.message, codeOf(err.kind));
+  if (err instanceof ServiceError) return new ConnectError(err.message, CODE_OF[err.kind]);
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
 

@@ -9,6 +9,18 @@ import { bearer, type EventInit, publish } from "./helpers/clients.js";
 import { ORG_A, ORG_B, TOKENS, USERS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 
+/** A project of ORG_B created by its admin, a user: an audited change. */
+function projectCreatedByAdminB(): EventInit {
+  return {
+    resourceType: ResourceType.PROJECT,
+    operation: Operation.CREATE,
+    resourceId: uuid(),
+    organizationId: ORG_B,
+    actorId: USERS.adminB,
+    actorPrincipal: 2,
+  };
+}
+
 let server: TestServer;
 const T0 = Date.parse("2026-01-01T00:00:00Z");
 const subjects: string[] = [];
@@ -32,14 +44,7 @@ beforeAll(async () => {
     });
   }
   for (let i = 0; i < 5; i++) {
-    events.push({
-      resourceType: ResourceType.PROJECT,
-      operation: Operation.CREATE,
-      resourceId: uuid(),
-      organizationId: ORG_B,
-      actorId: USERS.adminB,
-      actorPrincipal: 2,
-    });
+    events.push(projectCreatedByAdminB());
   }
   events.push({
     resourceType: ResourceType.RUNNER,
@@ -210,16 +215,7 @@ describe("occurred_at out of range", () => {
       ],
       Date.now(),
     );
-    await publish(own.url, [
-      {
-        resourceType: ResourceType.PROJECT,
-        operation: Operation.CREATE,
-        resourceId: uuid(),
-        organizationId: ORG_B,
-        actorId: USERS.adminB,
-        actorPrincipal: 2,
-      },
-    ]);
+    await publish(own.url, [projectCreatedByAdminB()]);
     const seen: string[] = [];
     const ownSdk = new Gitpod({
       bearerToken: TOKENS.adminB,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Operation, ResourceType } from "../src/watch/model.js";
-import { collectUntil, type EventInit, publish, type SeenEvent } from "./helpers/clients.js";
-import { ORG_A, ORG_B, TOKENS, USERS, uuid } from "./helpers/fixtures.js";
+import { collectUntil, ev, publish, type SeenEvent } from "./helpers/clients.js";
+import { ORG_B, TOKENS, USERS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 import { allClients } from "./helpers/watchers.js";
 
@@ -12,13 +12,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server?.close();
 });
-
-const ev = (
-  resourceType: number,
-  operation: number,
-  resourceId: string,
-  extra: { environmentId?: string; creatorId?: string } = {},
-): EventInit => ({ resourceType, operation, resourceId, organizationId: ORG_A, ...extra });
 
 describe.each(allClients)("$name", (client) => {
   it("receives exactly the events published after it opened, in order, with the right fields", async () => {

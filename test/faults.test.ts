@@ -6,8 +6,8 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventService } from "../src/gen/gitpod/v1/event_pb.js";
 import { Operation, ResourceType } from "../src/watch/model.js";
-import { bearer, collectUntil, publish, rawGrpcRequest } from "./helpers/clients.js";
-import { ORG_A, TOKENS, uuid } from "./helpers/fixtures.js";
+import { bearer, collectUntil, ev, publish, rawGrpcRequest } from "./helpers/clients.js";
+import { TOKENS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 import { sdkClient } from "./helpers/watchers.js";
 
@@ -74,14 +74,7 @@ async function openRawH2(url: string, n: number): Promise<http2.ClientHttp2Sessi
     done = true;
   });
   while (!done) {
-    await publish(url, [
-      {
-        resourceType: ResourceType.PROJECT,
-        operation: Operation.UPDATE,
-        resourceId: uuid(),
-        organizationId: ORG_A,
-      },
-    ]);
+    await publish(url, [ev(ResourceType.PROJECT, Operation.UPDATE, uuid())]);
     await Promise.race([all, new Promise((r) => setImmediate(r))]);
   }
   return session;
@@ -181,14 +174,7 @@ describe("slow and silent clients", () => {
     await expect
       .poll(
         async () => {
-          await publish(server.url, [
-            {
-              resourceType: ResourceType.PROJECT,
-              operation: Operation.UPDATE,
-              resourceId: marker,
-              organizationId: ORG_A,
-            },
-          ]);
+          await publish(server.url, [ev(ResourceType.PROJECT, Operation.UPDATE, marker)]);
           return seen.includes(marker);
         },
         { timeout: 5000 },
@@ -299,12 +285,9 @@ describe("limits", () => {
   it("limits a publisher's rate with resource_exhausted, and lets it go on later", async () => {
     const s = await startServer({ PUBLISH_MAX_EVENTS_PER_SECOND: "1000" });
     try {
-      const batch = Array.from({ length: 1000 }, () => ({
-        resourceType: ResourceType.PROJECT,
-        operation: Operation.UPDATE,
-        resourceId: uuid(),
-        organizationId: ORG_A,
-      }));
+      const batch = Array.from({ length: 1000 }, () =>
+        ev(ResourceType.PROJECT, Operation.UPDATE, uuid()),
+      );
       await publish(s.url, batch);
       const err = await publish(s.url, batch).then(
         () => undefined,
@@ -338,14 +321,7 @@ describe("metrics", () => {
     const watch = await sdkClient.open(server.url, TOKENS.adminA);
     await expect.poll(() => server.bus.subscriberCount).toBeGreaterThan(0);
     const marker = uuid();
-    await publish(server.url, [
-      {
-        resourceType: ResourceType.PROJECT,
-        operation: Operation.CREATE,
-        resourceId: marker,
-        organizationId: ORG_A,
-      },
-    ]);
+    await publish(server.url, [ev(ResourceType.PROJECT, Operation.CREATE, marker)]);
     await collectUntil(watch.events, (e) => e.resourceId === marker);
     const res = await fetch(`${server.url}/metrics`);
     expect(res.headers.get("content-type")).toContain("text/plain");

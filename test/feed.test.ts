@@ -14,7 +14,7 @@ import { WatchResponseSchema } from "../src/gen/eventservice/feed/v1/feed_pb.js"
 import { decodeCursor, encodeCursor } from "../src/session/feed-cursor.js";
 import { SqliteStore } from "../src/store/sqlite-store.js";
 import { Operation, ResourceType } from "../src/watch/model.js";
-import { bearer, project, publish, rawGrpcRequest } from "./helpers/clients.js";
+import { bearer, ev, project, publish, rawGrpcRequest } from "./helpers/clients.js";
 import { openFeed, trackFeeds } from "./helpers/feed.js";
 import { ORG_A, ORG_B, random, TOKENS, USERS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
@@ -106,26 +106,9 @@ describe("FeedService.Watch", () => {
     const visible = uuid();
     await publish(server.url, [
       // An environment of another member, one of the caller's, an admin-only type, another org.
-      {
-        resourceType: ResourceType.ENVIRONMENT,
-        operation: Operation.CREATE,
-        resourceId: theirs,
-        organizationId: ORG_A,
-        creatorId: USERS.otherMemberA,
-      },
-      {
-        resourceType: ResourceType.ENVIRONMENT,
-        operation: Operation.CREATE,
-        resourceId: mine,
-        organizationId: ORG_A,
-        creatorId: USERS.memberA,
-      },
-      {
-        resourceType: ResourceType.SECRET,
-        operation: Operation.CREATE,
-        resourceId: uuid(),
-        organizationId: ORG_A,
-      },
+      ev(ResourceType.ENVIRONMENT, Operation.CREATE, theirs, { creatorId: USERS.otherMemberA }),
+      ev(ResourceType.ENVIRONMENT, Operation.CREATE, mine, { creatorId: USERS.memberA }),
+      ev(ResourceType.SECRET, Operation.CREATE, uuid()),
       project(uuid(), ORG_B),
       project(visible),
     ]);
@@ -144,13 +127,7 @@ describe("FeedService.Watch", () => {
     const env = uuid();
     const task = uuid();
     await publish(server.url, [
-      {
-        resourceType: ResourceType.ENVIRONMENT,
-        operation: Operation.CREATE,
-        resourceId: env,
-        organizationId: ORG_A,
-        creatorId: USERS.adminA,
-      },
+      ev(ResourceType.ENVIRONMENT, Operation.CREATE, env, { creatorId: USERS.adminA }),
     ]);
     const start = feeds.open(grpc(), TOKENS.adminA, { environmentId: env });
     await expect.poll(() => start.seen.length).toBe(1);
@@ -164,25 +141,13 @@ describe("FeedService.Watch", () => {
         organizationId: ORG_A,
         environmentId: env,
       },
-      {
-        resourceType: ResourceType.ENVIRONMENT,
-        operation: Operation.UPDATE_STATUS,
-        resourceId: env,
-        organizationId: ORG_A,
-      },
+      ev(ResourceType.ENVIRONMENT, Operation.UPDATE_STATUS, env),
       project(),
     ]);
     const feed = openFeed(grpc(), TOKENS.adminA, { after: cursor, environmentId: env });
     await feed.untilExactly(2);
     expect(feed.events().map((e) => e.id)).toEqual([task, env]);
-    await publish(server.url, [
-      {
-        resourceType: ResourceType.ENVIRONMENT,
-        operation: Operation.DELETE,
-        resourceId: env,
-        organizationId: ORG_A,
-      },
-    ]);
+    await publish(server.url, [ev(ResourceType.ENVIRONMENT, Operation.DELETE, env)]);
     await feed.done;
     expect(feed.failure).toBeUndefined();
     expect(feed.ended).toBe(true);

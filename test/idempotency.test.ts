@@ -1,7 +1,5 @@
-import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { Code, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IngestService } from "../src/gen/eventservice/ingest/v1/ingest_pb.js";
 import { PostgresStore } from "../src/store/postgres-store.js";
@@ -9,84 +7,29 @@ import type { Store } from "../src/store/store.js";
 import { bearer, collectUntil, type EventInit, project } from "./helpers/clients.js";
 import { random, TOKENS } from "./helpers/fixtures.js";
 import { scratchDatabase } from "./helpers/postgres.js";
+import {
+  connectPublisher,
+  grpcJsPublisher,
+  type Publish,
+  type PublishOutcome,
+} from "./helpers/publishers.js";
 import { createReplicas, type Replicas } from "./helpers/replicas.js";
 import { GoStyleReader, sdkStyleWatch } from "./helpers/sdk-readers.js";
 import { startServer, type TestServer } from "./helpers/server.js";
-import { PROTO_DIR, rawJsonlClient } from "./helpers/watchers.js";
+import { rawJsonlClient } from "./helpers/watchers.js";
 
 // CONTRACT §13: a Publish with an idempotency key is written at most once, on every edge (the
 // Connect runtime and the gRPC fast path), on both stores, across replicas and restarts.
 
-interface Outcome {
-  code: Code | "ok";
-  message: string;
-  first?: bigint;
-  last?: bigint;
-  replayed?: boolean;
-}
+/** This file's publishes: always with a key, as the global publisher unless told otherwise. */
+type Publisher = (events: EventInit[], key: string, token?: string) => Promise<PublishOutcome>;
 
-type Publisher = (events: EventInit[], key: string, token?: string) => Promise<Outcome>;
+function keyed(publish: Publish): Publisher {
+  return (events, key, token = TOKENS.publisher) => publish({ events, idempotencyKey: key }, token);
+}
 
 function viaConnect(transport: Transport): Publisher {
-  const client = createClient(IngestService, transport);
-  return async (events, key, token = TOKENS.publisher) => {
-    try {
-      const r = await client.publish(
-        { events, idempotencyKey: key },
-        { headers: bearer(token), timeoutMs: 10_000 },
-      );
-      return {
-        code: "ok",
-        message: "",
-        first: r.firstSequence,
-        last: r.lastSequence,
-        replayed: r.replayed,
-      };
-    } catch (err) {
-      const e = ConnectError.from(err);
-      return { code: e.code, message: e.rawMessage };
-    }
-  };
-}
-
-/** The gRPC reference client with the .proto files (served on the raw HTTP/2 stream). */
-function viaGrpcJs(url: string): Publisher & { close(): void } {
-  const def = protoLoader.loadSync("eventservice/ingest/v1/ingest.proto", {
-    includeDirs: [PROTO_DIR],
-    longs: String,
-    enums: Number,
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    eventservice: { ingest: { v1: { IngestService: grpc.ServiceClientConstructor } } };
-  };
-  const client = new pkg.eventservice.ingest.v1.IngestService(
-    new URL(url).host,
-    grpc.credentials.createInsecure(),
-  );
-  const publish: Publisher = (events, key, token = TOKENS.publisher) =>
-    new Promise((resolve) => {
-      const metadata = new grpc.Metadata();
-      metadata.set("authorization", `Bearer ${token}`);
-      (client.Publish as (...a: unknown[]) => void)(
-        { events, idempotencyKey: key },
-        metadata,
-        (
-          err: grpc.ServiceError | null,
-          r?: { firstSequence: string; lastSequence: string; replayed: boolean },
-        ) => {
-          if (err) resolve({ code: err.code as number as Code, message: err.details });
-          else
-            resolve({
-              code: "ok",
-              message: "",
-              first: BigInt(r?.firstSequence ?? -1),
-              last: BigInt(r?.lastSequence ?? -1),
-              replayed: r?.replayed ?? false,
-            });
-        },
-      );
-    });
-  return Object.assign(publish, { close: () => client.close() });
+  return keyed(connectPublisher(transport, 10_000));
 }
 
 let keys = 0;
@@ -97,14 +40,14 @@ function newKey(): string {
 }
 
 function clientsOf(url: string): { clients: Record<string, Publisher>; close(): void } {
-  const grpcJs = viaGrpcJs(url);
+  const grpcJs = grpcJsPublisher(url);
   return {
     clients: {
       "Connect JSON over HTTP/1.1 (Connect runtime)": viaConnect(
         createConnectTransport({ baseUrl: url, httpVersion: "1.1" }),
       ),
       "connect-node gRPC (raw stream)": viaConnect(createGrpcTransport({ baseUrl: url })),
-      "@grpc/grpc-js (raw stream)": grpcJs,
+      "@grpc/grpc-js (raw stream)": keyed(grpcJs),
     },
     close: () => grpcJs.close(),
   };

@@ -1,8 +1,9 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { bearer, publish, type SeenEvent } from "./helpers/clients.js";
+import { bearer, project, publish, type SeenEvent } from "./helpers/clients.js";
 import { ORG_A, TOKENS, uuid } from "./helpers/fixtures.js";
+import { PythonStyleReader } from "./helpers/sdk-readers.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 import {
   curlJsonlClient,
@@ -17,69 +18,6 @@ const WATCH_PATH = "/api/gitpod.v1.EventService/WatchEvents";
 /** The issue's bound: an event surfaces this soon after its publish is answered. */
 const SURFACE_WITHIN_MS = 100;
 const KEEPALIVE_MS = 20;
-
-/**
- * Reads a JSONL body exactly as the official Python SDK does: httpx's `iter_bytes(64)` hands on
- * whole 64-byte chunks only and holds the remainder until more bytes arrive or the body ends;
- * the SDK then splits lines and parses each with `json.loads` (which accepts whitespace around
- * a value, and raises on a blank line).
- */
-class PythonStyleReader {
-  readonly events: SeenEvent[] = [];
-  readonly problems: string[] = [];
-  /** Bytes received but not handed on (a partial 64-byte chunk). */
-  held = Buffer.alloc(0);
-  received = 0;
-  private text = "";
-  private waiters: { n: number; resolve: () => void }[] = [];
-
-  feed(chunk: Buffer): void {
-    this.received += chunk.length;
-    this.held = Buffer.concat([this.held, chunk]);
-    const whole = this.held.length - (this.held.length % 64);
-    if (whole === 0) return;
-    this.lines(this.held.subarray(0, whole));
-    this.held = Buffer.from(this.held.subarray(whole));
-  }
-
-  end(): void {
-    this.lines(this.held);
-    this.held = Buffer.alloc(0);
-    if (this.text !== "") this.parse(this.text);
-    this.text = "";
-  }
-
-  /** Resolves once `n` events have surfaced. */
-  until(n: number): Promise<void> {
-    if (this.events.length >= n) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ n, resolve }));
-  }
-
-  private lines(bytes: Buffer): void {
-    this.text += bytes.toString("utf8");
-    for (let nl = this.text.indexOf("\n"); nl !== -1; nl = this.text.indexOf("\n")) {
-      this.parse(this.text.slice(0, nl));
-      this.text = this.text.slice(nl + 1);
-    }
-  }
-
-  private parse(line: string): void {
-    if (line.trim() === "") {
-      this.problems.push(`blank line ${JSON.stringify(line)}`);
-      return;
-    }
-    try {
-      this.events.push(JSON.parse(line) as SeenEvent);
-    } catch (err) {
-      this.problems.push(`${(err as Error).message}: ${JSON.stringify(line)}`);
-    }
-    this.waiters = this.waiters.filter((w) => {
-      if (this.events.length < w.n) return true;
-      w.resolve();
-      return false;
-    });
-  }
-}
 
 interface PythonWatch {
   readonly reader: PythonStyleReader;
@@ -112,7 +50,7 @@ async function pythonWatch(
     const ended = new Promise<void>((resolve, reject) => {
       res.on("data", (chunk: Buffer) => reader.feed(chunk));
       res.on("end", () => {
-        reader.end();
+        reader.end(undefined);
         resolve();
       });
       res.on("aborted", () => reject(new Error("aborted")));
@@ -133,7 +71,7 @@ async function pythonWatch(
   const ended = new Promise<void>((resolve, reject) => {
     stream.on("data", (chunk: Buffer) => reader.feed(chunk));
     stream.on("end", () => {
-      reader.end();
+      reader.end(undefined);
       resolve();
     });
     stream.on("close", () => {
@@ -142,15 +80,6 @@ async function pythonWatch(
   });
   ended.catch(() => {});
   return { reader, ended, close: () => session.destroy() };
-}
-
-function project(id = uuid()) {
-  return {
-    resourceType: 3, // PROJECT
-    operation: 2, // UPDATE
-    resourceId: id,
-    organizationId: ORG_A,
-  };
 }
 
 /** Publishes and resolves with the time its answer arrived (performance.now()). */
@@ -191,7 +120,7 @@ describe("JSONL read as the Python SDK reads it (64-byte chunks, then lines)", (
               resourceId: id,
             },
           ]);
-          expect(w.reader.held.length).toBe(0);
+          expect(w.reader.heldBytes).toBe(0);
           expect(w.reader.received % 64).toBe(0);
         } finally {
           w.close();
@@ -209,8 +138,8 @@ describe("JSONL read as the Python SDK reads it (64-byte chunks, then lines)", (
           await w.reader.until(20);
           expect(performance.now() - answeredAt).toBeLessThan(SURFACE_WITHIN_MS);
           expect(w.reader.events.map((e) => e.resourceId)).toEqual([...first, ...second]);
-          expect(w.reader.held.length).toBe(0);
-          expect(w.reader.problems).toEqual([]);
+          expect(w.reader.heldBytes).toBe(0);
+          expect(w.reader.ended).toBeUndefined();
         } finally {
           w.close();
         }
@@ -228,7 +157,7 @@ describe("JSONL read as the Python SDK reads it (64-byte chunks, then lines)", (
           await w.reader.until(1);
           expect(performance.now() - answeredAt).toBeLessThan(SURFACE_WITHIN_MS);
           expect(w.reader.events[0]?.resourceId).toBe(id);
-          expect(w.reader.problems).toEqual([]);
+          expect(w.reader.ended).toBeUndefined();
         } finally {
           w.close();
         }
@@ -248,7 +177,7 @@ describe("JSONL read as the Python SDK reads it (64-byte chunks, then lines)", (
     await w.ended;
     expect(w.reader.events.map((e) => e.operation)).toEqual(["RESOURCE_OPERATION_DELETE"]);
     expect(w.reader.received % 64).toBe(0);
-    expect(w.reader.problems).toEqual([]);
+    expect(w.reader.ended).toEqual({ kind: "clean", detail: "end of body" });
   });
 });
 

@@ -4,8 +4,8 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { SqliteStore } from "../src/store/sqlite-store.js";
 import { Operation, ResourceType } from "../src/watch/model.js";
-import { collectUntil, type EventInit, publish, type SeenEvent } from "./helpers/clients.js";
-import { ORG_A, TOKENS, USERS, uuid } from "./helpers/fixtures.js";
+import { collectUntil, ev, publish, type SeenEvent } from "./helpers/clients.js";
+import { TOKENS, USERS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 import { connectClients, sdkClient, type WatchClient } from "./helpers/watchers.js";
 
@@ -15,13 +15,6 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 async function embedded(file: string): Promise<TestServer> {
   return startServer({}, { store: await SqliteStore.open({ path: join(dir, file) }) });
 }
-
-const ev = (
-  resourceType: number,
-  operation: number,
-  resourceId: string,
-  extra: { environmentId?: string; creatorId?: string } = {},
-): EventInit => ({ resourceType, operation, resourceId, organizationId: ORG_A, ...extra });
 
 describe("the embedded store", () => {
   it("keeps what it learned across a restart: environment scope and DELETE visibility still work", async () => {

@@ -1,24 +1,25 @@
 import { once } from "node:events";
 import * as http2 from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import {
   compressionGzip,
   createConnectTransport,
   createGrpcTransport,
 } from "@connectrpc/connect-node";
-import * as grpc from "@grpc/grpc-js";
-import * as protoLoader from "@grpc/proto-loader";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  IngestService,
-  PublishRequestSchema,
-} from "../src/gen/eventservice/ingest/v1/ingest_pb.js";
+import { PublishRequestSchema } from "../src/gen/eventservice/ingest/v1/ingest_pb.js";
 import { Operation, ResourceType } from "../src/watch/model.js";
-import { bearer, collectUntil, type EventInit, rawGrpcRequest } from "./helpers/clients.js";
+import { collectUntil, type EventInit, rawGrpcRequest } from "./helpers/clients.js";
 import { ORG_A, ORG_B, TOKENS, uuid } from "./helpers/fixtures.js";
+import {
+  connectPublisher,
+  grpcJsPublisher,
+  type Publish,
+  type PublishOutcome,
+} from "./helpers/publishers.js";
 import { startServer, type TestServer } from "./helpers/server.js";
-import { PROTO_DIR, rawJsonlClient } from "./helpers/watchers.js";
+import { rawJsonlClient } from "./helpers/watchers.js";
 
 // gRPC publishes over HTTP/2 (binary, uncompressed) are served on the raw stream
 // (src/http/publish-edge.ts); every other form by the Connect runtime. Both must answer alike.
@@ -44,76 +45,18 @@ const project = (more: EventFields = {}): EventInit => ({
   ...more,
 });
 
-interface Outcome {
-  code: Code | "ok";
-  message: string;
-  first?: bigint;
-  last?: bigint;
-}
-
-type Publisher = (events: EventInit[], token?: string) => Promise<Outcome>;
-
-function viaConnect(transport: Parameters<typeof createClient>[1]): Publisher {
-  const client = createClient(IngestService, transport);
-  return async (events, token) => {
-    try {
-      const r = await client.publish({ events }, token ? { headers: bearer(token) } : {});
-      return { code: "ok", message: "", first: r.firstSequence, last: r.lastSequence };
-    } catch (err) {
-      const e = ConnectError.from(err);
-      return { code: e.code, message: e.rawMessage };
-    }
-  };
-}
-
-/** The gRPC reference client, with the .proto files, as a backend in another language would. */
-function viaGrpcJs(): Publisher & { close(): void } {
-  const def = protoLoader.loadSync("eventservice/ingest/v1/ingest.proto", {
-    includeDirs: [PROTO_DIR],
-    longs: String,
-    enums: Number,
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    eventservice: { ingest: { v1: { IngestService: grpc.ServiceClientConstructor } } };
-  };
-  const client = new pkg.eventservice.ingest.v1.IngestService(
-    new URL(server.url).host,
-    grpc.credentials.createInsecure(),
-  );
-  const publish: Publisher = (events, token) =>
-    new Promise((resolve) => {
-      const metadata = new grpc.Metadata();
-      if (token) metadata.set("authorization", `Bearer ${token}`);
-      (client.Publish as (...a: unknown[]) => void)(
-        { events },
-        metadata,
-        (err: grpc.ServiceError | null, r?: { firstSequence: string; lastSequence: string }) => {
-          if (err) resolve({ code: err.code as number as Code, message: err.details });
-          else
-            resolve({
-              code: "ok",
-              message: "",
-              first: BigInt(r?.firstSequence ?? -1),
-              last: BigInt(r?.lastSequence ?? -1),
-            });
-        },
-      );
-    });
-  return Object.assign(publish, { close: () => client.close() });
-}
-
 describe("gRPC Publish on the raw HTTP/2 stream", () => {
-  let grpcJs: ReturnType<typeof viaGrpcJs>;
-  const clients: Record<string, Publisher> = {};
+  let grpcJs: ReturnType<typeof grpcJsPublisher>;
+  const clients: Record<string, Publish> = {};
   beforeAll(() => {
-    grpcJs = viaGrpcJs();
-    clients["Connect JSON over HTTP/1.1 (Connect runtime)"] = viaConnect(
+    grpcJs = grpcJsPublisher(server.url);
+    clients["Connect JSON over HTTP/1.1 (Connect runtime)"] = connectPublisher(
       createConnectTransport({ baseUrl: server.url, httpVersion: "1.1" }),
     );
-    clients["connect-node gRPC (raw stream)"] = viaConnect(
+    clients["connect-node gRPC (raw stream)"] = connectPublisher(
       createGrpcTransport({ baseUrl: server.url }),
     );
-    clients["connect-node gRPC, gzip (Connect runtime)"] = viaConnect(
+    clients["connect-node gRPC, gzip (Connect runtime)"] = connectPublisher(
       createGrpcTransport({
         baseUrl: server.url,
         sendCompression: compressionGzip,
@@ -131,7 +74,7 @@ describe("gRPC Publish on the raw HTTP/2 stream", () => {
     for (const [name, publish] of Object.entries(clients)) {
       const batch = [project(), project()];
       ids.push(...batch.map((e) => e.resourceId as string));
-      const r = await publish(batch, TOKENS.publisher);
+      const r = await publish({ events: batch }, TOKENS.publisher);
       expect(r, name).toMatchObject({ code: "ok" });
       expect(r.last, name).toBe((r.first as bigint) + 1n);
       if (previous !== undefined) expect(r.first, name).toBe(previous + 1n);
@@ -174,15 +117,18 @@ describe("gRPC Publish on the raw HTTP/2 stream", () => {
   it.each(refusals)("refuses %s alike on every edge", async (_, events, token, code, message) => {
     const batch = events();
     const outcomes = await Promise.all(
-      Object.entries(clients).map(async ([name, publish]) => [name, await publish(batch, token)]),
+      Object.entries(clients).map(async ([name, publish]) => [
+        name,
+        await publish({ events: batch }, token),
+      ]),
     );
-    for (const [name, outcome] of outcomes as [string, Outcome][]) {
+    for (const [name, outcome] of outcomes as [string, PublishOutcome][]) {
       expect(outcome.code, name).toBe(code);
       expect(outcome.message, name).toMatch(message);
     }
     // The exact words are the same on the raw stream as in the Connect runtime.
     const byMessage = new Set(
-      (outcomes as [string, Outcome][])
+      (outcomes as [string, PublishOutcome][])
         .filter(([name]) => !name.includes("HTTP/1.1"))
         .map(([, o]) => o.message),
     );

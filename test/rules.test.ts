@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { SignJWT } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { Operation, ResourceType } from "../src/watch/model.js";
-import { collectUntil, type EventInit, publish, type SeenEvent } from "./helpers/clients.js";
+import { collectUntil, ev, publish, type SeenEvent } from "./helpers/clients.js";
 import { ORG_A, ORG_B, TOKEN_ENTRIES, TOKENS, USERS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 import { connectClients, sdkClient, type Watch, type WatchClient } from "./helpers/watchers.js";
@@ -27,13 +27,6 @@ afterEach(async () => {
   for (const w of opened.splice(0)) w.close();
   await expect.poll(() => server.bus.subscriberCount).toBe(0);
 });
-
-const ev = (
-  resourceType: number,
-  operation: number,
-  resourceId: string,
-  extra: { environmentId?: string; creatorId?: string; organizationId?: string } = {},
-): EventInit => ({ resourceType, operation, resourceId, organizationId: ORG_A, ...extra });
 
 /** Opens a watch and waits until the server has subscribed it. */
 async function open(

@@ -3,7 +3,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Operation, ResourceType } from "../src/watch/model.js";
-import { publish, rawGrpcRequest } from "./helpers/clients.js";
+import { ev, publish, rawGrpcRequest } from "./helpers/clients.js";
 import { ORG_A, TOKENS, uuid } from "./helpers/fixtures.js";
 import { startServer, type TestServer } from "./helpers/server.js";
 
@@ -153,14 +153,7 @@ describe("a reader that never reads", () => {
     await publishMany(TOTAL, id, fast);
     gc();
     const heapGrowth = process.memoryUsage().heapUsed - heapBefore;
-    await publish(server.url, [
-      {
-        resourceType: ResourceType.PROJECT,
-        operation: Operation.UPDATE,
-        resourceId: marker,
-        organizationId: ORG_A,
-      },
-    ]);
+    await publish(server.url, [ev(ResourceType.PROJECT, Operation.UPDATE, marker)]);
     const got = await fast.done;
     expect(got).toEqual({ count: TOTAL, ordered: true });
     // Bound: the slow stream holds at most one entry per distinct resource in its backlog,
@@ -169,14 +162,7 @@ describe("a reader that never reads", () => {
     // Now it reads: what it gets up to a final marker is the coalesced remainder.
     const end = uuid();
     const reading = slow.readAll(end);
-    await publish(server.url, [
-      {
-        resourceType: ResourceType.PROJECT,
-        operation: Operation.DELETE,
-        resourceId: end,
-        organizationId: ORG_A,
-      },
-    ]);
+    await publish(server.url, [ev(ResourceType.PROJECT, Operation.DELETE, end)]);
     const { ids } = await reading;
     expect(ids.length).toBeLessThan(TOTAL / 10);
     // The coalesced remainder still names every resource that changed.
@@ -190,14 +176,7 @@ describe("a reader that never reads", () => {
     const fast = fastWatch(server.url, marker, id);
     await expect.poll(() => server.bus.subscriberCount).toBe(2);
     await publishMany(50_000, id, fast);
-    await publish(server.url, [
-      {
-        resourceType: ResourceType.PROJECT,
-        operation: Operation.UPDATE,
-        resourceId: marker,
-        organizationId: ORG_A,
-      },
-    ]);
+    await publish(server.url, [ev(ResourceType.PROJECT, Operation.UPDATE, marker)]);
     const got = await fast.done;
     expect(got).toEqual({ count: 50_000, ordered: true });
     const { status } = await slow.readAll();

@@ -1,33 +1,31 @@
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
+import {
+  ADMIN as ADMIN_A,
+  filter,
+  MEMBER as MEMBER_A,
+  ORG as ORG_A,
+  OTHER_ORG as ORG_B,
+  OTHER_MEMBER as OTHER_MEMBER_A,
+  orgPlan,
+  plan,
+  principal,
+} from "../../test/helpers/rule-fixtures.js";
 import { ServiceError } from "../errors.js";
 import { SqliteStore } from "../store/sqlite-store.js";
 import { BoundedQueue } from "../stream/bounded-queue.js";
 import {
-  type EnvironmentRecord,
   Operation,
   type Principal,
   type ResourceEvent,
   ResourceType,
-  type ResourceTypeFilter,
-  type Role,
   type WatchRequest,
 } from "../watch/model.js";
-import { planWatch, type WatchPlan } from "../watch/plan.js";
-import { isViolation } from "../watch/validate.js";
+import type { WatchPlan } from "../watch/plan.js";
 import type { PublishedEvent, SubscriptionStats } from "./event-bus.js";
 import { StoreBus } from "./store-bus.js";
 
-const ORG_A = "0a0a0a0a-0000-4000-8000-000000000001";
-const ORG_B = "0b0b0b0b-0000-4000-8000-000000000002";
-const ADMIN_A = "0c0c0c0c-0000-4000-8000-0000000000a1";
-const MEMBER_A = "0c0c0c0c-0000-4000-8000-0000000000a2";
-const OTHER_MEMBER_A = "0c0c0c0c-0000-4000-8000-0000000000a3";
 const ADMIN_B = "0c0c0c0c-0000-4000-8000-0000000000b1";
-
-function principal(role: Role, subject: string, organization: string): Principal {
-  return { subject, organization, role, expiresAtMs: undefined, credentialId: subject };
-}
 
 const adminA = principal("admin", ADMIN_A, ORG_A);
 const memberA = principal("member", MEMBER_A, ORG_A);
@@ -56,23 +54,14 @@ function ev(more: Partial<ResourceEvent> = {}): ResourceEvent {
   };
 }
 
-function plan(p: Principal, request: WatchRequest, env?: EnvironmentRecord): WatchPlan {
-  const result = planWatch(p, request, env);
-  if (isViolation(result)) throw new Error(`expected a plan, got ${result.message}`);
-  return result;
-}
-
-function orgPlan(p: Principal, filters: ResourceTypeFilter[] = []): WatchPlan {
-  return plan(p, { scope: { kind: "organization" }, filters });
+/** The CREATE of an environment, by `creatorId` (default: none recorded). */
+function envCreated(creatorId = ""): ResourceEvent {
+  return ev({ resourceType: ResourceType.ENVIRONMENT, operation: Operation.CREATE, creatorId });
 }
 
 async function envPlan(bus: StoreBus, p: Principal, environmentId: string): Promise<WatchPlan> {
   const request: WatchRequest = { scope: { kind: "environment", environmentId }, filters: [] };
   return plan(p, request, await bus.environment(environmentId));
-}
-
-function typeFilter(resourceType: number): ResourceTypeFilter {
-  return { resourceType, resourceIds: [], creatorIds: [] };
 }
 
 /** A single-process bus on an in-memory SQLite store. */
@@ -186,7 +175,7 @@ describe("StoreBus (single process, SQLite in memory)", () => {
 
   it("gives a filtered subscriber only its types, an unfiltered one all it may see", async () => {
     const bus = await newBus();
-    const filtered = subscribe(bus, orgPlan(memberA, [typeFilter(ResourceType.RUNNER)]));
+    const filtered = subscribe(bus, orgPlan(memberA, [filter(ResourceType.RUNNER)]));
     const unfiltered = subscribe(bus, orgPlan(memberA));
     const runner1 = ev({ resourceType: ResourceType.RUNNER });
     const project = ev({ resourceType: ResourceType.PROJECT });
@@ -202,12 +191,8 @@ describe("StoreBus (single process, SQLite in memory)", () => {
 
   it("gives an environment-scope subscriber its environment's events, then finishes after its DELETE", async () => {
     const bus = await newBus();
-    const env = ev({
-      resourceType: ResourceType.ENVIRONMENT,
-      operation: Operation.CREATE,
-      creatorId: MEMBER_A,
-    });
-    const other = ev({ resourceType: ResourceType.ENVIRONMENT, operation: Operation.CREATE });
+    const env = envCreated(MEMBER_A);
+    const other = envCreated();
     await bus.publish([env, other]);
     const { sub, closes } = subscribe(bus, await envPlan(bus, memberA, env.resourceId));
     const ownTask = ev({ resourceType: ResourceType.TASK, environmentId: env.resourceId });
@@ -253,11 +238,7 @@ describe("StoreBus (single process, SQLite in memory)", () => {
   it("learns a creator from an earlier event of the same batch", async () => {
     const bus = await newBus();
     const { sub } = subscribe(bus, orgPlan(memberA));
-    const env = ev({
-      resourceType: ResourceType.ENVIRONMENT,
-      operation: Operation.CREATE,
-      creatorId: MEMBER_A,
-    });
+    const env = envCreated(MEMBER_A);
     const envDelete = ev({ ...env, operation: Operation.DELETE, creatorId: "" });
     await bus.publish([env, envDelete]);
     expect(await takeEvents(sub, 2)).toEqual([env, envDelete]);
@@ -276,12 +257,8 @@ describe("StoreBus (single process, SQLite in memory)", () => {
 
   it("knows an environment after its CREATE and forgets it after its DELETE", async () => {
     const bus = await newBus();
-    const env = ev({
-      resourceType: ResourceType.ENVIRONMENT,
-      operation: Operation.CREATE,
-      creatorId: MEMBER_A,
-    });
-    const anonymous = ev({ resourceType: ResourceType.ENVIRONMENT, operation: Operation.CREATE });
+    const env = envCreated(MEMBER_A);
+    const anonymous = envCreated();
     expect(await bus.environment(env.resourceId)).toBeUndefined();
     await bus.publish([env, anonymous]);
     expect(await bus.environment(env.resourceId)).toEqual({
@@ -334,7 +311,7 @@ describe("StoreBus (single process, SQLite in memory)", () => {
 
   it("counts only events the subscriber may see against its backlog", async () => {
     const bus = await newBus();
-    const { sub } = subscribe(bus, orgPlan(memberA, [typeFilter(ResourceType.PROJECT)]), 1);
+    const { sub } = subscribe(bus, orgPlan(memberA, [filter(ResourceType.PROJECT)]), 1);
     const project = ev({ resourceType: ResourceType.PROJECT });
     await bus.publish([ev(), ev(), ev({ organizationId: ORG_B }), project, ev()]);
     expect(bus.subscriberCount).toBe(1);
@@ -361,7 +338,7 @@ describe("StoreBus (single process, SQLite in memory)", () => {
 
   it("removes a subscriber on return()", async () => {
     const bus = await newBus();
-    const { sub, closes } = subscribe(bus, orgPlan(memberA, [typeFilter(ResourceType.RUNNER)]));
+    const { sub, closes } = subscribe(bus, orgPlan(memberA, [filter(ResourceType.RUNNER)]));
     expect(bus.subscriberCount).toBe(1);
     await sub.return?.();
     expect(bus.subscriberCount).toBe(0);
@@ -395,10 +372,7 @@ describe("StoreBus (single process, SQLite in memory)", () => {
     await bus.publish([env]);
     const subs = [
       subscribe(bus, orgPlan(adminA)),
-      subscribe(
-        bus,
-        orgPlan(memberA, [typeFilter(ResourceType.RUNNER), typeFilter(ResourceType.PROJECT)]),
-      ),
+      subscribe(bus, orgPlan(memberA, [filter(ResourceType.RUNNER), filter(ResourceType.PROJECT)])),
       subscribe(bus, orgPlan(adminB)),
       subscribe(bus, await envPlan(bus, memberA, env.resourceId)),
     ];
@@ -547,11 +521,7 @@ describe("StoreBus (single process, SQLite in memory)", () => {
 
     it("delivers the DELETE of a watched environment last, even when merged, then finishes", async () => {
       const bus = await newBus();
-      const env = ev({
-        resourceType: ResourceType.ENVIRONMENT,
-        operation: Operation.CREATE,
-        creatorId: MEMBER_A,
-      });
+      const env = envCreated(MEMBER_A);
       await bus.publish([env]);
       const { sub, closes } = subscribe(bus, await envPlan(bus, memberA, env.resourceId), 2);
       const envStatus = ev({ ...env, operation: Operation.UPDATE_STATUS, creatorId: "" });

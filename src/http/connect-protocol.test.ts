@@ -2,8 +2,6 @@ import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Code, ConnectError } from "@connectrpc/connect";
-// Tests may look behind the door: this one holds codeName to what connect-es says.
-import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { compressionGzip } from "@connectrpc/connect-node";
 import { describe, expect, it } from "vitest";
 import { codeName } from "../errors.js";
@@ -14,8 +12,9 @@ import * as door from "./connect-protocol.js";
 // exactly in package.json) fails here, by name, rather than in a wire at run time.
 
 const SRC = dirname(dirname(fileURLToPath(import.meta.url)));
+const ROOT = dirname(SRC);
 const PACKAGE = JSON.parse(
-  readFileSync(join(SRC, "..", "node_modules", "@connectrpc", "connect", "package.json"), "utf8"),
+  readFileSync(join(ROOT, "node_modules", "@connectrpc", "connect", "package.json"), "utf8"),
 ) as { version: string };
 
 /** Every symbol the door passes on, and what it was when the wires were written against it. */
@@ -35,6 +34,8 @@ const EXPECTED: Record<string, "function" | "string" | "number"> = {
   "connectProtocol.codeToHttpStatus": "function",
   "connectProtocol.endStreamToJson": "function",
   "connectProtocol.endStreamFlag": "number",
+  "connectProtocol.codeToString": "function",
+  "connectProtocol.codeFromString": "function",
   "grpcProtocol.headerEncoding": "string",
   "grpcProtocol.headerAcceptEncoding": "string",
   "grpcProtocol.contentTypeJson": "string",
@@ -85,13 +86,18 @@ function changed(name: string, what: string): string {
   return `@connectrpc/connect ${PACKAGE.version}: the private export behind ${name} ${what}; src/http/connect-protocol.ts and the wires that use it (src/http/wire/) must follow before this upgrade`;
 }
 
-/** Modules of src/ (not tests, not generated code) that import a `/protocol*` path. */
+/** The project's TypeScript modules, tests included (not generated code). */
+const PROJECT_DIRS = ["src", "test", "bench", "scripts"];
+
+/** Modules of the project that import a `/protocol*` path. */
 function importersOfPrivatePaths(): string[] {
-  return readdirSync(SRC, { recursive: true, encoding: "utf8" })
-    .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts") && !f.startsWith("gen/"))
+  return PROJECT_DIRS.flatMap((dir) =>
+    readdirSync(join(ROOT, dir), { recursive: true, encoding: "utf8" }).map((f) => join(dir, f)),
+  )
+    .filter((f) => f.endsWith(".ts") && !f.startsWith("src/gen/"))
     .filter((f) =>
       /from\s*["']@connectrpc\/connect\/protocol[^"']*["']/.test(
-        readFileSync(join(SRC, f), "utf8"),
+        readFileSync(join(ROOT, f), "utf8"),
       ),
     )
     .sort();
@@ -139,6 +145,8 @@ describe("connect-es' private protocol API, behind one door", () => {
         { code: "invalid_argument", message: "no" },
       ],
       ["connectProtocol.codeToHttpStatus", c.codeToHttpStatus(Code.Unavailable), 503],
+      ["connectProtocol.codeToString", c.codeToString(Code.InvalidArgument), "invalid_argument"],
+      ["connectProtocol.codeFromString", c.codeFromString("not_found"), Code.NotFound],
       [
         "connectProtocol.endStreamToJson",
         c.endStreamToJson(new Headers(), new ConnectError("gone", Code.Unavailable), {}),
@@ -168,13 +176,13 @@ describe("connect-es' private protocol API, behind one door", () => {
     }
   });
 
-  it("is the only module of src/ that imports connect-es' /protocol* paths", () => {
-    expect(importersOfPrivatePaths()).toEqual(["http/connect-protocol.ts"]);
+  it("is the only module, in src/, test/, bench/ and scripts/, that imports connect-es' /protocol* paths", () => {
+    expect(importersOfPrivatePaths()).toEqual(["src/http/connect-protocol.ts"]);
   });
 
   it("names codes in errors.ts as connect-es does", () => {
     for (const code of Object.values(Code).filter((c): c is Code => typeof c === "number")) {
-      expect(codeName(code)).toBe(codeToString(code));
+      expect(codeName(code)).toBe(door.connectProtocol.codeToString(code));
     }
     expect(codeName(undefined)).toBe("ok");
   });

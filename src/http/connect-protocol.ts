@@ -3,10 +3,9 @@
 // compression negotiation, timeout parsing, the Connect end-stream message, gRPC status trailers
 // and the gRPC-Web trailer frame. connect-es marks these exports "@private, does not follow
 // semantic versioning", which is why package.json pins @connectrpc/connect (and connect-node) to
-// one exact version. Every module of src/ that needs one takes it from here, and
+// one exact version. Every module that needs one, in src/ and in test/, takes it from here, and
 // connect-protocol.test.ts fails, naming the symbol, when an upgrade removes or changes any of
-// them. (One file still imports `/protocol` itself: http/publish-edge.ts, which another branch is
-// changing; it moves behind this door once that branch has landed.)
+// them.
 
 import * as protocol from "@connectrpc/connect/protocol";
 import * as connect from "@connectrpc/connect/protocol-connect";
@@ -41,6 +40,9 @@ export const connectProtocol = {
   codeToHttpStatus: connect.codeToHttpStatus,
   endStreamToJson: connect.endStreamToJson,
   endStreamFlag: connect.endStreamFlag,
+  /** A code's name on the wire (`invalid_argument`) and back; test clients read ends with them. */
+  codeToString: connect.codeToString,
+  codeFromString: connect.codeFromString,
 } as const;
 
 /** The gRPC protocol's pieces. */

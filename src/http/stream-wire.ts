@@ -11,7 +11,8 @@ import { type Abort, ACCEPT_COMPRESSION, type Refusal, type StreamWire } from ".
 
 // The wire forms of the streaming edge, one module each under wire/ (JSONL, Connect, gRPC,
 // gRPC-Web; each says which requests it serves), and the one loop that picks one for a request.
-// The pieces they share live apart: envelopes (wire/envelope.ts), the frame cache and batches
+// The pieces they share live apart: what every enveloped wire does alike
+// (wire/enveloped-wire.ts), envelopes (wire/envelope.ts), the frame cache and batches
 // (wire/frames.ts), gRPC status (wire/grpc-status.ts), deadline headers (wire/timeouts.ts); what
 // connect-es marks private comes through connect-protocol.ts only.
 

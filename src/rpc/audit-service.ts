@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { ServiceError } from "../errors.js";
+import { accepted, ServiceError } from "../errors.js";
 import type {
   EventService,
   GetAuditLogRequest,
@@ -19,7 +19,7 @@ import {
   validateAuditEntryId,
   validateAuditQuery,
 } from "../watch/audit-rules.js";
-import { isViolation, MAX_TIMESTAMP_MS } from "../watch/validate.js";
+import { MAX_TIMESTAMP_MS } from "../watch/validate.js";
 import { principalOf } from "./authenticate.js";
 import type { ErrorFunnel } from "./error-funnel.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
@@ -67,11 +67,9 @@ export function createAuditService(
     req: ListAuditLogsRequest,
     ctx: HandlerContext,
   ): Promise<MessageInitShape<typeof ListAuditLogsResponseSchema>> {
-    const reader = mayReadAudit(principalOf(ctx));
-    if (isViolation(reader)) throw new ServiceError(reader.kind, reader.message);
+    const reader = accepted(mayReadAudit(principalOf(ctx)));
     const paging = pagingOf(req.pagination, ctx.url);
-    const query = validateAuditQuery(fromListAuditLogsRequest(req, paging.pageSize));
-    if (isViolation(query)) throw new ServiceError(query.kind, query.message);
+    const query = accepted(validateAuditQuery(fromListAuditLogsRequest(req, paging.pageSize)));
 
     const digest = auditQueryKey(reader.organizationId, query);
     let after: { createdAtMs: number; id: string } | undefined;
@@ -116,10 +114,8 @@ export function createAuditService(
     req: GetAuditLogRequest,
     ctx: HandlerContext,
   ): Promise<MessageInitShape<typeof GetAuditLogResponseSchema>> {
-    const reader = mayReadAudit(principalOf(ctx));
-    if (isViolation(reader)) throw new ServiceError(reader.kind, reader.message);
-    const id = validateAuditEntryId(req.auditLogEntryId);
-    if (isViolation(id)) throw new ServiceError(id.kind, id.message);
+    const reader = accepted(mayReadAudit(principalOf(ctx)));
+    const id = accepted(validateAuditEntryId(req.auditLogEntryId));
     const entry = await store.getAudit(reader.organizationId, id);
     // Another organization's entry and an unknown one get the same answer.
     if (entry === undefined || entry.organizationId !== reader.organizationId) {

@@ -9,10 +9,11 @@ import {
 } from "../gen/gitpod/v1/event_pb.js";
 import type { ResourceEvent, WatchRequest } from "../watch/model.js";
 
+/** What a watch request says, in WatchEvents and in FeedService/Watch alike. */
+export type WatchRequestFields = Pick<WatchEventsRequest, "scope" | "resourceTypeFilters">;
+
 /** proto -> domain, without judging: validation is the rules' job. */
-export function fromWatchRequest(
-  req: Pick<WatchEventsRequest, "scope" | "resourceTypeFilters">,
-): WatchRequest {
+export function fromWatchRequest(req: WatchRequestFields): WatchRequest {
   return {
     scope:
       req.scope.case === "environmentId"

@@ -7,9 +7,9 @@ import {
   WatchResponseSchema,
 } from "../gen/eventservice/feed/v1/feed_pb.js";
 import type { FeedItem, FeedSessions } from "../session/feed-sessions.js";
-import { fromWatchRequest } from "./convert.js";
 import { encodeFeedResponse } from "./feed-encoding.js";
-import { callerOf, type StreamMethod } from "./stream-method.js";
+import type { StreamMethod } from "./stream-method.js";
+import { watchOptionsOf } from "./watch-events.js";
 
 /** The response of one feed item (the edge asks once per item per wire form). */
 export function toFeedResponse(item: FeedItem): WatchResponse {
@@ -39,13 +39,7 @@ export function feedWatchMethod(
 ): StreamMethod<typeof WatchRequestSchema, typeof WatchResponseSchema, FeedItem> {
   return {
     method: FeedService.method.watch,
-    open: (call) =>
-      feed.open({
-        principal: callerOf(call),
-        request: fromWatchRequest(call.request),
-        after: call.request.after,
-        protocol: call.protocol,
-      }),
+    open: (call) => feed.open({ ...watchOptionsOf(call), after: call.request.after }),
     toResponse: toFeedResponse,
     toBinary: encodeFeedResponse,
   };

@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { EventBus } from "../bus/event-bus.js";
-import { ServiceError, shuttingDown } from "../errors.js";
+import { accepted, refused, ServiceError, shuttingDown } from "../errors.js";
 import type {
   IngestService,
   PublishRequest,
@@ -10,7 +10,7 @@ import type {
 import type { Metrics } from "../metrics.js";
 import type { Principal } from "../watch/model.js";
 import { authorizePublish } from "../watch/plan.js";
-import { checkIdempotencyKey, isViolation, validatePublishBatch } from "../watch/validate.js";
+import { checkIdempotencyKey, validatePublishBatch } from "../watch/validate.js";
 import { principalOf } from "./authenticate.js";
 import { fromResourceEvent } from "./convert.js";
 import type { ErrorFunnel } from "./error-funnel.js";
@@ -47,11 +47,10 @@ export function createPublishCall(deps: PublishDeps): PublishCall {
   return async (principal, req, signal) => {
     const raw = req.events.map(fromResourceEvent);
     const denied = authorizePublish(principal, raw);
-    if (denied) throw new ServiceError(denied.kind, denied.message);
-    const events = validatePublishBatch(raw, { nowMs: now(), maxSkewMs: maxClockSkewMs });
-    if (isViolation(events)) throw new ServiceError(events.kind, events.message);
+    if (denied) throw refused(denied);
+    const events = accepted(validatePublishBatch(raw, { nowMs: now(), maxSkewMs: maxClockSkewMs }));
     const badKey = checkIdempotencyKey(req.idempotencyKey);
-    if (badKey) throw new ServiceError(badKey.kind, badKey.message);
+    if (badKey) throw refused(badKey);
     if (isDraining()) throw shuttingDown();
     if (!limiter.take(principal.subject, events.length)) {
       throw new ServiceError(

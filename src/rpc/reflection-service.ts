@@ -157,30 +157,34 @@ export function createReflectionServices(index: DescriptorIndex, maxRequestsPerS
       );
     }
   };
+  /**
+   * One stream's responses (v1's answers): one per request, each file sent once per stream, at
+   * most `maxRequestsPerStream` requests.
+   */
+  async function* respond<R extends Request>(requests: AsyncIterable<R>) {
+    const sent = new Set<DescFile>();
+    let n = 0;
+    for await (const req of requests) {
+      counted(++n);
+      yield {
+        validHost: req.host,
+        originalRequest: req,
+        messageResponse: answer(index, req, sent),
+      };
+    }
+  }
   const v1Impl: ServiceImpl<typeof v1.ServerReflection> = {
     async *serverReflectionInfo(requests) {
-      const sent = new Set<DescFile>();
-      let n = 0;
-      for await (const req of requests) {
-        counted(++n);
-        yield create(v1.ServerReflectionResponseSchema, {
-          validHost: req.host,
-          originalRequest: req,
-          messageResponse: answer(index, req, sent),
-        });
-      }
+      for await (const r of respond(requests)) yield create(v1.ServerReflectionResponseSchema, r);
     },
   };
   const v1alphaImpl: ServiceImpl<typeof v1alpha.ServerReflection> = {
     async *serverReflectionInfo(requests) {
-      const sent = new Set<DescFile>();
-      let n = 0;
-      for await (const req of requests) {
-        counted(++n);
+      for await (const { messageResponse, ...r } of respond(requests)) {
         yield create(v1alpha.ServerReflectionResponseSchema, {
-          validHost: req.host,
-          originalRequest: req,
-          messageResponse: answer(index, req, sent) as MessageInitShape<
+          ...r,
+          // The same messages under the older package name.
+          messageResponse: messageResponse as MessageInitShape<
             typeof v1alpha.ServerReflectionResponseSchema
           >["messageResponse"],
         });

@@ -142,14 +142,7 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
       if (this.readable !== undefined && this.size === 1) this.readable();
       return true;
     }
-    const merged = policy.merge(this.items[at] as T, item);
-    if (merged === undefined) {
-      this.coalescedCount += 2;
-      this.removeAt(at);
-    } else {
-      this.coalescedCount++;
-      this.items[at] = merged;
-    }
+    if (this.mergeInto(at, item, policy)) this.removeAt(at);
     return true;
   }
 
@@ -287,6 +280,22 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
     this.options.onClose?.(stats);
   }
 
+  /**
+   * Merges `item` into the pending item at `at` and counts what coalesced: one item, or both
+   * when they cancel out. True when they cancelled out: the caller frees the place (at once, or
+   * as a hole).
+   */
+  private mergeInto(at: number, item: T, policy: CoalescePolicy<T>): boolean {
+    const merged = policy.merge(this.items[at] as T, item);
+    if (merged === undefined) {
+      this.coalescedCount += 2;
+      return true;
+    }
+    this.coalescedCount++;
+    this.items[at] = merged;
+    return false;
+  }
+
   /** Drops everything pending and stops coalescing. */
   private clear(): void {
     this.items = [];
@@ -317,14 +326,7 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
         this.append(item, key);
         continue;
       }
-      const merged = policy.merge(this.items[at] as T, item);
-      if (merged === undefined) {
-        this.coalescedCount += 2;
-        this.punch(at);
-      } else {
-        this.coalescedCount++;
-        this.items[at] = merged;
-      }
+      if (this.mergeInto(at, item, policy)) this.punch(at);
     }
     if (this.size === 0) this.clear();
     else if (this.holes > 0) this.compact();

@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
 import {
+  accepted,
+  ids,
+  NOT_UUIDS,
+  ORG,
+  refusal,
+  UPPER,
+  uuid,
+} from "../../test/helpers/rule-fixtures.js";
+import {
   type AuditQuery,
   type AuditQueryInput,
   auditQueryKey,
@@ -10,36 +19,19 @@ import {
   validateAuditQuery,
 } from "./audit-rules.js";
 import type { Principal, Role } from "./model.js";
-import { isViolation } from "./validate.js";
-import type { Violation } from "./violation.js";
 
-/** A distinct, valid, lower-case UUID per number. */
-function uuid(n: number): string {
-  return `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
-}
-
-function ids(count: number): string[] {
-  return Array.from({ length: count }, (_, i) => uuid(i + 1));
-}
-
-const ORG = "0a0a0a0a-0000-4000-8000-000000000001";
-const UPPER = "ABCDEF01-ABCD-4ABC-8ABC-ABCDEF012345";
-
-const NOT_UUIDS = [
-  ["empty", ""],
-  ["plain text", "not-a-uuid"],
-  ["no dashes", "abcdef01abcd4abc8abcabcdef012345"],
-  ["braces", "{abcdef01-abcd-4abc-8abc-abcdef012345}"],
-  ["trailing newline", "abcdef01-abcd-4abc-8abc-abcdef012345\n"],
-] as const;
-
-const INPUT: AuditQueryInput = {
+/** No filter at all, as the request says it and as the validated query keeps it. */
+const NO_FILTER = {
   actorIds: [],
   actorPrincipals: [],
   subjectIds: [],
   subjectTypes: [],
   fromMs: undefined,
   toMs: undefined,
+} as const;
+
+const INPUT: AuditQueryInput = {
+  ...NO_FILTER,
   sortField: "",
   sortOrder: SortOrder.UNSPECIFIED,
   pageSize: 0,
@@ -47,16 +39,6 @@ const INPUT: AuditQueryInput = {
 
 function input(more: Partial<AuditQueryInput>): AuditQueryInput {
   return { ...INPUT, ...more };
-}
-
-function refusal(result: unknown): Violation {
-  if (!isViolation(result)) throw new Error(`expected a violation, got ${JSON.stringify(result)}`);
-  return result;
-}
-
-function accepted<T>(result: T | Violation): T {
-  if (isViolation(result)) throw new Error(`expected acceptance, got ${result.message}`);
-  return result;
 }
 
 function principal(role: Role, organization: string | null = ORG): Principal {
@@ -89,12 +71,7 @@ describe("mayReadAudit", () => {
 describe("validateAuditQuery", () => {
   it("accepts an empty request as newest first, 25 per page, no filter", () => {
     expect(validateAuditQuery(INPUT)).toEqual<AuditQuery>({
-      actorIds: [],
-      actorPrincipals: [],
-      subjectIds: [],
-      subjectTypes: [],
-      fromMs: undefined,
-      toMs: undefined,
+      ...NO_FILTER,
       descending: true,
       pageSize: DEFAULT_AUDIT_PAGE_SIZE,
     });

@@ -1,32 +1,31 @@
 import { describe, expect, it } from "vitest";
 import {
+  ADMIN,
+  filter,
+  MEMBER,
+  ORG,
+  OTHER_MEMBER,
+  OTHER_ORG,
+  orgPlan,
+  plan,
+  principal,
+  refusal,
+} from "../../test/helpers/rule-fixtures.js";
+import {
   type EnvironmentRecord,
   Operation,
-  type Principal,
   type ResourceEvent,
   ResourceType,
-  type ResourceTypeFilter,
-  type Role,
   type WatchRequest,
 } from "./model.js";
-import { authorizePublish, endsStream, matches, planWatch, type WatchPlan } from "./plan.js";
-import { isViolation } from "./validate.js";
+import { authorizePublish, endsStream, matches, planWatch } from "./plan.js";
 import type { Violation } from "./violation.js";
 import { type Visibility, visibilityOf } from "./visibility.js";
 
-const ORG = "0a0a0a0a-0000-4000-8000-000000000001";
-const OTHER_ORG = "0b0b0b0b-0000-4000-8000-000000000002";
-const ADMIN = "0c0c0c0c-0000-4000-8000-0000000000a1";
-const MEMBER = "0c0c0c0c-0000-4000-8000-0000000000a2";
-const OTHER_MEMBER = "0c0c0c0c-0000-4000-8000-0000000000a3";
 const ENV = "0e0e0e0e-0000-4000-8000-000000000001";
 const OTHER_ENV = "0e0e0e0e-0000-4000-8000-000000000002";
 const R1 = "0f0f0f0f-0000-4000-8000-000000000001";
 const R2 = "0f0f0f0f-0000-4000-8000-000000000002";
-
-function principal(role: Role, subject: string, organization: string | undefined): Principal {
-  return { subject, organization, role, expiresAtMs: undefined, credentialId: `${role}-cred` };
-}
 
 const admin = principal("admin", ADMIN, ORG);
 const member = principal("member", MEMBER, ORG);
@@ -146,28 +145,9 @@ function event(more: Partial<ResourceEvent> = {}): ResourceEvent {
   };
 }
 
-function filter(resourceType: number, more: Partial<ResourceTypeFilter> = {}): ResourceTypeFilter {
-  return { resourceType, resourceIds: [], creatorIds: [], ...more };
-}
-
-function plan(p: Principal, request: WatchRequest, env?: EnvironmentRecord): WatchPlan {
-  const result = planWatch(p, request, env);
-  if (isViolation(result)) throw new Error(`expected a plan, got ${result.message}`);
-  return result;
-}
-
-function refusal(result: WatchPlan | Violation): Violation {
-  if (!isViolation(result)) throw new Error("expected a violation, got a plan");
-  return result;
-}
-
 function denied(result: Violation | undefined): Violation {
   if (result === undefined) throw new Error("expected a violation, got none");
   return result;
-}
-
-function orgPlan(p: Principal, filters: ResourceTypeFilter[] = []): WatchPlan {
-  return plan(p, { scope: { kind: "organization" }, filters });
 }
 
 const envRequest: WatchRequest = {

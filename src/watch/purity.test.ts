@@ -46,6 +46,13 @@ describe("src/watch imports nothing with I/O", () => {
     expect(problems).toEqual([]);
   });
 
+  it("holds the fixtures the rule tests share (test/helpers/rule-fixtures.ts) to the same rule", () => {
+    const file = join(WATCH_DIR, "..", "..", "test", "helpers", "rule-fixtures.ts");
+    const specifiers = specifiersOf(readFileSync(file, "utf8"));
+    expect(specifiers.length).toBeGreaterThan(0);
+    expect(specifiers.map((s) => [s, impurity(file, s)]).filter(([, why]) => why)).toEqual([]);
+  });
+
   it("sees the imports it must check", () => {
     expect(specifiersOf(readFileSync(join(WATCH_DIR, "plan.ts"), "utf8"))).toEqual(
       expect.arrayContaining(["./model.js", "./violation.js", "./visibility.js"]),

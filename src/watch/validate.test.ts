@@ -1,51 +1,28 @@
 import { describe, expect, it } from "vitest";
 import {
+  accepted,
+  filter,
+  ids,
+  NOT_UUIDS,
+  ORG,
+  refusal,
+  UPPER,
+  uuid,
+} from "../../test/helpers/rule-fixtures.js";
+import {
   type ResourceEvent,
   ResourceType,
   type ResourceTypeFilter,
   type WatchRequest,
 } from "./model.js";
 import { isViolation, validatePublishBatch, validateWatchRequest } from "./validate.js";
-import type { Violation } from "./violation.js";
 
-/** A distinct, valid, lower-case UUID per number. */
-function uuid(n: number): string {
-  return `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`;
-}
-
-const ORG = "0a0a0a0a-0000-4000-8000-000000000001";
 const ENV = "0e0e0e0e-0000-4000-8000-000000000001";
 const CREATOR = "0c0c0c0c-0000-4000-8000-000000000001";
-const UPPER = "ABCDEF01-ABCD-4ABC-8ABC-ABCDEF012345";
-
-const NOT_UUIDS = [
-  ["empty", ""],
-  ["plain text", "not-a-uuid"],
-  ["no dashes", "abcdef01abcd4abc8abcabcdef012345"],
-  ["braces", "{abcdef01-abcd-4abc-8abc-abcdef012345}"],
-  ["urn prefix", "urn:uuid:abcdef01-abcd-4abc-8abc-abcdef012345"],
-  ["one digit short", "abcdef01-abcd-4abc-8abc-abcdef01234"],
-  ["trailing newline", "abcdef01-abcd-4abc-8abc-abcdef012345\n"],
-  ["non-hex digit", "abcdef01-abcd-4abc-8abc-abcdef01234g"],
-] as const;
 
 /** Every defined resource type number, 1..50 (CONTRACT §2). */
 const ALL_TYPES = Array.from({ length: 50 }, (_, i) => i + 1);
 const ENVIRONMENT_OWNED = [ResourceType.TASK, ResourceType.TASK_EXECUTION, ResourceType.SERVICE];
-
-function refusal(result: unknown): Violation {
-  if (!isViolation(result)) throw new Error(`expected a violation, got ${JSON.stringify(result)}`);
-  return result;
-}
-
-function accepted<T>(result: T | Violation): T {
-  if (isViolation(result)) throw new Error(`expected acceptance, got ${result.message}`);
-  return result;
-}
-
-function filter(resourceType: number, more: Partial<ResourceTypeFilter> = {}): ResourceTypeFilter {
-  return { resourceType, resourceIds: [], creatorIds: [], ...more };
-}
 
 function orgRequest(filters: ResourceTypeFilter[]): WatchRequest {
   return { scope: { kind: "organization" }, filters };
@@ -53,10 +30,6 @@ function orgRequest(filters: ResourceTypeFilter[]): WatchRequest {
 
 function envRequest(environmentId: string, filters: ResourceTypeFilter[] = []): WatchRequest {
   return { scope: { kind: "environment", environmentId }, filters };
-}
-
-function ids(count: number, from = 1): string[] {
-  return Array.from({ length: count }, (_, i) => uuid(from + i));
 }
 
 /** Three valid filters, then `bad` at index 3. */

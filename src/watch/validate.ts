@@ -11,6 +11,10 @@ import { isUuid } from "./uuid.js";
 import { type Violation, violation } from "./violation.js";
 import { isEnvironmentOwned } from "./visibility.js";
 
+// Where the rules' callers have always found it; it lives with Violation (errors.ts needs it
+// without the rest of this module).
+export { isViolation } from "./violation.js";
+
 /** Upstream limits of WatchEventsRequest (buf.validate rules of gitpod.v1). */
 export const MAX_FILTERS = 50;
 export const MAX_FILTER_IDS = 25;
@@ -221,8 +225,4 @@ export function checkIdempotencyKey(key: string): Violation | undefined {
     );
   }
   return undefined;
-}
-
-export function isViolation(value: unknown): value is Violation {
-  return typeof value === "object" && value !== null && "kind" in value && "message" in value;
 }

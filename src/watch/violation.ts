@@ -10,3 +10,7 @@ export interface Violation {
 export function violation(kind: ViolationKind, message: string): Violation {
   return { kind, message };
 }
+
+export function isViolation(value: unknown): value is Violation {
+  return typeof value === "object" && value !== null && "kind" in value && "message" in value;
+}

@@ -28,6 +28,16 @@ export function project(id = uuid(), org: string = ORG_A): EventInit {
   };
 }
 
+/** An event of ORG_A (unless `extra` names another organization). */
+export function ev(
+  resourceType: number,
+  operation: number,
+  resourceId: string,
+  extra: { environmentId?: string; creatorId?: string; organizationId?: string } = {},
+): EventInit {
+  return { resourceType, operation, resourceId, organizationId: ORG_A, ...extra };
+}
+
 /** What every client test compares: enum names as in proto3 JSON. */
 export interface SeenEvent {
   operation: string;

@@ -165,6 +165,11 @@ export class PythonStyleReader extends LoopReader implements SdkReader {
     return this.held.length + Buffer.byteLength(this.line);
   }
 
+  /** Bytes httpx holds back: received, but not yet a whole 64-byte chunk. */
+  get heldBytes(): number {
+    return this.held.length;
+  }
+
   feed(chunk: Buffer): void {
     if (this.stopped !== undefined) return;
     this.received += chunk.length;

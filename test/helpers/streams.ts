@@ -4,9 +4,9 @@ import * as http2 from "node:http2";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { codeFromString, codeToString } from "@connectrpc/connect/protocol-connect";
 import * as grpc from "@grpc/grpc-js";
 import { EventService, type WatchEventsRequestSchema } from "../../src/gen/gitpod/v1/event_pb.js";
+import { connectProtocol } from "../../src/http/connect-protocol.js";
 import { bearer, rawGrpcRequest } from "./clients.js";
 import { grpcJsEventService } from "./watchers.js";
 
@@ -39,7 +39,7 @@ export function summary(end: StreamEnd | undefined): string {
     case "reset":
       return `reset (RST_STREAM ${end.rstCode})`;
     case "error":
-      return `error ${codeToString(end.code)}: ${end.message}`;
+      return `error ${connectProtocol.codeToString(end.code)}: ${end.message}`;
   }
 }
 
@@ -153,42 +153,50 @@ function jsonlReader(probe: Probe): (text: string) => void {
   };
 }
 
+/** One raw POST as the probes below send it. */
+interface RawRequest {
+  /** What sent it, for messages. */
+  readonly name: string;
+  readonly url: string;
+  readonly token: string;
+  readonly contentType: string;
+  readonly options: RawOptions;
+  /** Whether a 200's body is read as JSONL (resource ids); otherwise it is kept as text. */
+  readonly jsonl: boolean;
+}
+
+/** A JSONL watch (`Content-Type: application/jsonl`, body `{}`) sent by `send`. */
+function jsonlOver(send: (request: RawRequest) => ProbedStream, name: string) {
+  return (url: string, token: string, options: RawOptions = {}): ProbedStream =>
+    send({ name, url, token, contentType: "application/jsonl", options, jsonl: true });
+}
+
+/** A POST with `contentType`, sent by `send`, whose response body is only recorded as text. */
+function plainOver(send: (request: RawRequest) => ProbedStream, version: string) {
+  return (url: string, token: string, contentType: string, options: RawOptions = {}) =>
+    send({
+      name: `${contentType} over ${version}`,
+      url,
+      token,
+      contentType,
+      options,
+      jsonl: false,
+    });
+}
+
 /**
  * JSONL over HTTP/1.1 with node:http, as the official SDKs send it: POST, `Content-Type:
  * application/jsonl`, body `{}`, on a connection of its own.
  */
-export function jsonlOverHttp1(url: string, token: string, options: RawOptions = {}): ProbedStream {
-  return overHttp1(
-    "JSONL over HTTP/1.1 (node:http)",
-    url,
-    token,
-    "application/jsonl",
-    options,
-    true,
-  );
-}
+export const jsonlOverHttp1 = jsonlOver(overHttp1, "JSONL over HTTP/1.1 (node:http)");
 
 /**
  * A POST with `contentType` over HTTP/1.1 whose response body is only recorded as text (for
  * refusals): status, headers, text, and whether it ended cleanly.
  */
-export function plainOverHttp1(
-  url: string,
-  token: string,
-  contentType: string,
-  options: RawOptions = {},
-): ProbedStream {
-  return overHttp1(`${contentType} over HTTP/1.1`, url, token, contentType, options, false);
-}
+export const plainOverHttp1 = plainOver(overHttp1, "HTTP/1.1");
 
-function overHttp1(
-  name: string,
-  url: string,
-  token: string,
-  contentType: string,
-  options: RawOptions,
-  jsonl: boolean,
-): ProbedStream {
+function overHttp1({ name, url, token, contentType, options, jsonl }: RawRequest): ProbedStream {
   const probe = new Probe(name);
   const req = http.request(`${url}${options.path ?? WATCH_PATH}`, {
     method: "POST",
@@ -248,35 +256,12 @@ function watchH2Stream(
 }
 
 /** JSONL over HTTP/2 cleartext (prior knowledge) with node:http2, on a session of its own. */
-export function jsonlOverHttp2(url: string, token: string, options: RawOptions = {}): ProbedStream {
-  return overHttp2(
-    "JSONL over HTTP/2 (node:http2)",
-    url,
-    token,
-    "application/jsonl",
-    options,
-    true,
-  );
-}
+export const jsonlOverHttp2 = jsonlOver(overHttp2, "JSONL over HTTP/2 (node:http2)");
 
 /** As plainOverHttp1, over HTTP/2 cleartext (prior knowledge). */
-export function plainOverHttp2(
-  url: string,
-  token: string,
-  contentType: string,
-  options: RawOptions = {},
-): ProbedStream {
-  return overHttp2(`${contentType} over HTTP/2`, url, token, contentType, options, false);
-}
+export const plainOverHttp2 = plainOver(overHttp2, "HTTP/2");
 
-function overHttp2(
-  name: string,
-  url: string,
-  token: string,
-  contentType: string,
-  options: RawOptions,
-  jsonl: boolean,
-): ProbedStream {
+function overHttp2({ name, url, token, contentType, options, jsonl }: RawRequest): ProbedStream {
   const probe = new Probe(name);
   const session = http2.connect(url);
   session.on("error", () => {});
@@ -371,7 +356,7 @@ export function connectOverHttp1(
         else {
           probe.finish({
             kind: "error",
-            code: codeFromString(json.error.code) ?? Code.Unknown,
+            code: connectProtocol.codeFromString(json.error.code) ?? Code.Unknown,
             message: json.error.message ?? "",
           });
         }
@@ -401,7 +386,10 @@ export function connectOverHttp1(
 function parseErrorBody(text: string): { code: Code; message: string } {
   try {
     const json = JSON.parse(text) as { code?: string; message?: string };
-    return { code: codeFromString(json.code ?? "") ?? Code.Unknown, message: json.message ?? "" };
+    return {
+      code: connectProtocol.codeFromString(json.code ?? "") ?? Code.Unknown,
+      message: json.message ?? "",
+    };
   } catch {
     return { code: Code.Unknown, message: text };
   }

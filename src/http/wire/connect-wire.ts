@@ -1,14 +1,11 @@
-import type { IncomingHttpHeaders } from "node:http";
 import type { DescMessage } from "@bufbuild/protobuf";
 import type { ConnectError } from "@connectrpc/connect";
 import { connectProtocol } from "../connect-protocol.js";
 import { envelope } from "./envelope.js";
+import { createEnvelopedWire } from "./enveloped-wire.js";
 import type { MethodCodec } from "./method-codec.js";
 import { connectTimeoutMs } from "./timeouts.js";
-import { lower, type StreamWire, streamHead } from "./wire.js";
-
-const ENCODING = lower(connectProtocol.headerStreamEncoding);
-const ACCEPT_ENCODING = lower(connectProtocol.headerStreamAcceptEncoding);
+import type { StreamWire } from "./wire.js";
 
 /** The Connect end-stream message: its JSON (an error or nothing) in an end-stream envelope. */
 function endStream(err: ConnectError | undefined): Buffer {
@@ -24,25 +21,22 @@ export function createConnectWire<I extends DescMessage, O extends DescMessage, 
   codec: MethodCodec<I, O, T>,
   json: boolean,
 ): StreamWire<I, T> {
-  const head = streamHead(
-    json ? connectProtocol.contentTypeStreamJson : connectProtocol.contentTypeStreamProto,
-    ACCEPT_ENCODING,
-  );
-  return {
+  return createEnvelopedWire(codec, json, {
     name: "connect",
-    serves(headers: IncomingHttpHeaders) {
-      const parsed = connectProtocol.parseContentType(headers["content-type"] ?? null);
-      return parsed?.stream === true && parsed.binary !== json;
+    contentType: json
+      ? connectProtocol.contentTypeStreamJson
+      : connectProtocol.contentTypeStreamProto,
+    parseContentType(contentType) {
+      // Only the streaming content types: unary ones are not this wire's.
+      const parsed = connectProtocol.parseContentType(contentType);
+      return parsed?.stream ? parsed : undefined;
     },
-    encodingHeader: ENCODING,
-    acceptEncodingHeader: ACCEPT_ENCODING,
-    ...codec.enveloped(json),
+    encodingHeader: connectProtocol.headerStreamEncoding,
+    acceptEncodingHeader: connectProtocol.headerStreamAcceptEncoding,
     timeoutMs: connectTimeoutMs,
-    head,
     trailers: false,
-    end: () => ({ body: endStream(undefined) }),
+    end: (err) => ({ body: endStream(err) }),
     // Connect streaming reports every error, even the first thing, in the end-stream message.
-    refuse: (err) => ({ ...head, body: endStream(err) }),
-    fail: (err) => ({ body: endStream(err) }),
-  };
+    refuse: (head, err) => ({ ...head, body: endStream(err) }),
+  });
 }

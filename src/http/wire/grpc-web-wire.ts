@@ -1,15 +1,12 @@
-import type { IncomingHttpHeaders } from "node:http";
 import type { DescMessage } from "@bufbuild/protobuf";
 import type { ConnectError } from "@connectrpc/connect";
 import { grpcWebProtocol } from "../connect-protocol.js";
 import { envelope } from "./envelope.js";
+import { createEnvelopedWire } from "./enveloped-wire.js";
 import { grpcStatus, trailersOnly } from "./grpc-status.js";
 import type { MethodCodec } from "./method-codec.js";
 import { grpcTimeoutMs } from "./timeouts.js";
-import { lower, type StreamWire, streamHead } from "./wire.js";
-
-const ENCODING = lower(grpcWebProtocol.headerEncoding);
-const ACCEPT_ENCODING = lower(grpcWebProtocol.headerAcceptEncoding);
+import type { StreamWire } from "./wire.js";
 
 /** The gRPC-Web trailer frame: the status as a header block in a trailer envelope. */
 function trailer(err: ConnectError | undefined): Buffer {
@@ -28,24 +25,18 @@ export function createGrpcWebWire<I extends DescMessage, O extends DescMessage, 
   codec: MethodCodec<I, O, T>,
   json: boolean,
 ): StreamWire<I, T> {
-  const head = streamHead(
-    json ? grpcWebProtocol.contentTypeJson : grpcWebProtocol.contentTypeProto,
-    ACCEPT_ENCODING,
-  );
-  return {
+  return createEnvelopedWire(codec, json, {
     name: "grpcweb",
-    serves(headers: IncomingHttpHeaders) {
-      const parsed = grpcWebProtocol.parseContentType(headers["content-type"] ?? null);
-      return parsed !== undefined && !parsed.text && parsed.binary !== json;
+    contentType: json ? grpcWebProtocol.contentTypeJson : grpcWebProtocol.contentTypeProto,
+    parseContentType(contentType) {
+      const parsed = grpcWebProtocol.parseContentType(contentType);
+      return parsed?.text ? undefined : parsed;
     },
-    encodingHeader: ENCODING,
-    acceptEncodingHeader: ACCEPT_ENCODING,
-    ...codec.enveloped(json),
+    encodingHeader: grpcWebProtocol.headerEncoding,
+    acceptEncodingHeader: grpcWebProtocol.headerAcceptEncoding,
     timeoutMs: grpcTimeoutMs,
-    head,
     trailers: false,
-    end: () => ({ body: trailer(undefined) }),
-    refuse: (err) => trailersOnly(head, err),
-    fail: (err) => ({ body: trailer(err) }),
-  };
+    end: (err) => ({ body: trailer(err) }),
+    refuse: trailersOnly,
+  });
 }

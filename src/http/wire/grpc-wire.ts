@@ -1,13 +1,10 @@
-import type { IncomingHttpHeaders } from "node:http";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { grpcProtocol } from "../connect-protocol.js";
+import { createEnvelopedWire } from "./enveloped-wire.js";
 import { grpcStatus, trailersOnly } from "./grpc-status.js";
 import type { MethodCodec } from "./method-codec.js";
 import { grpcTimeoutMs } from "./timeouts.js";
-import { lower, type StreamWire, streamHead } from "./wire.js";
-
-const ENCODING = lower(grpcProtocol.headerEncoding);
-const ACCEPT_ENCODING = lower(grpcProtocol.headerAcceptEncoding);
+import type { StreamWire } from "./wire.js";
 
 /**
  * The gRPC wire of a method, in binary (`application/grpc`, `application/grpc+proto`) or JSON
@@ -17,24 +14,15 @@ export function createGrpcWire<I extends DescMessage, O extends DescMessage, T e
   codec: MethodCodec<I, O, T>,
   json: boolean,
 ): StreamWire<I, T> {
-  const head = streamHead(
-    json ? grpcProtocol.contentTypeJson : grpcProtocol.contentTypeProto,
-    ACCEPT_ENCODING,
-  );
-  return {
+  return createEnvelopedWire(codec, json, {
     name: "grpc",
-    serves(headers: IncomingHttpHeaders) {
-      const parsed = grpcProtocol.parseContentType(headers["content-type"] ?? null);
-      return parsed !== undefined && parsed.binary !== json;
-    },
-    encodingHeader: ENCODING,
-    acceptEncodingHeader: ACCEPT_ENCODING,
-    ...codec.enveloped(json),
+    contentType: json ? grpcProtocol.contentTypeJson : grpcProtocol.contentTypeProto,
+    parseContentType: grpcProtocol.parseContentType,
+    encodingHeader: grpcProtocol.headerEncoding,
+    acceptEncodingHeader: grpcProtocol.headerAcceptEncoding,
     timeoutMs: grpcTimeoutMs,
-    head,
     trailers: true,
-    end: () => ({ trailers: grpcStatus(undefined) }),
-    refuse: (err) => trailersOnly(head, err),
-    fail: (err) => ({ trailers: grpcStatus(err) }),
-  };
+    end: (err) => ({ trailers: grpcStatus(err) }),
+    refuse: trailersOnly,
+  });
 }

@@ -47,6 +47,20 @@ function writeVarint(buf: Buffer, at: number, n: number): number {
   return at;
 }
 
+/** Writes a varint field (key, value), unless `n` is 0 (proto3 leaves it out); returns where it ends. */
+function writeNumber(buf: Buffer, at: number, key: number, n: number): number {
+  if (n === 0) return at;
+  buf[at++] = key;
+  return writeVarint(buf, at, n);
+}
+
+/** Writes a string field (key, length, UTF-8 bytes) of `bytes` bytes; returns where it ends. */
+function writeString(buf: Buffer, at: number, key: number, text: string, bytes: number): number {
+  buf[at++] = key;
+  at = writeVarint(buf, at, bytes);
+  return at + buf.write(text, at, "utf8");
+}
+
 /** A length-delimited field's size: key, length, content. */
 function delimitedSize(length: number): number {
   return 1 + varintSize(length) + length;
@@ -64,11 +78,7 @@ export function encodeFeedResponse(item: FeedItem): Buffer | undefined {
     const buf = Buffer.allocUnsafe(delimitedSize(inner));
     let at = writeVarint(buf, 0, KEY.checkpoint);
     at = writeVarint(buf, at, inner);
-    if (cursorBytes > 0) {
-      buf[at++] = KEY.checkpointCursor;
-      at = writeVarint(buf, at, cursorBytes);
-      buf.write(item.cursor, at, "utf8");
-    }
+    if (cursorBytes > 0) writeString(buf, at, KEY.checkpointCursor, item.cursor, cursorBytes);
     return buf;
   }
   const { event, acceptedAtMs } = item.event;
@@ -88,33 +98,13 @@ export function encodeFeedResponse(item: FeedItem): Buffer | undefined {
   const buf = Buffer.allocUnsafe(delimitedSize(inner));
   let at = writeVarint(buf, 0, KEY.event);
   at = writeVarint(buf, at, inner);
-  if (operation !== 0) {
-    buf[at++] = KEY.operation;
-    at = writeVarint(buf, at, operation);
-  }
-  if (resourceType !== 0) {
-    buf[at++] = KEY.resourceType;
-    at = writeVarint(buf, at, resourceType);
-  }
-  if (idBytes > 0) {
-    buf[at++] = KEY.resourceId;
-    at = writeVarint(buf, at, idBytes);
-    at += buf.write(resourceId, at, "utf8");
-  }
-  if (cursorBytes > 0) {
-    buf[at++] = KEY.cursor;
-    at = writeVarint(buf, at, cursorBytes);
-    at += buf.write(item.cursor, at, "utf8");
-  }
+  at = writeNumber(buf, at, KEY.operation, operation);
+  at = writeNumber(buf, at, KEY.resourceType, resourceType);
+  if (idBytes > 0) at = writeString(buf, at, KEY.resourceId, resourceId, idBytes);
+  if (cursorBytes > 0) at = writeString(buf, at, KEY.cursor, item.cursor, cursorBytes);
   buf[at++] = KEY.publishedAt;
   at = writeVarint(buf, at, timestamp);
-  if (seconds !== 0) {
-    buf[at++] = KEY.seconds;
-    at = writeVarint(buf, at, seconds);
-  }
-  if (nanos !== 0) {
-    buf[at++] = KEY.nanos;
-    writeVarint(buf, at, nanos);
-  }
+  at = writeNumber(buf, at, KEY.seconds, seconds);
+  writeNumber(buf, at, KEY.nanos, nanos);
   return buf;
 }

@@ -19,7 +19,8 @@ describe.each(allClients)("$name", (client) => {
     const before = server.bus.subscriberCount;
     const watch = await client.open(server.url, TOKENS.adminA);
     try {
-      await expect.poll(() => server.bus.subscriberCount).toBe(before + 1);
+      // buf curl compiles the proto files before it connects: seconds on a busy machine.
+      await expect.poll(() => server.bus.subscriberCount, { timeout: 15_000 }).toBe(before + 1);
       const env = uuid();
       const project = uuid();
       const runner = uuid();

@@ -6,12 +6,12 @@ import type {
   Subscription,
   SubscriptionStats,
 } from "../bus/event-bus.js";
-import { codeName, ServiceError, shuttingDown, toConnectError } from "../errors.js";
+import { accepted, codeName, ServiceError, shuttingDown, toConnectError } from "../errors.js";
 import { LongTimer } from "../long-timer.js";
 import type { Metrics } from "../metrics.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { planWatch, type WatchPlan } from "../watch/plan.js";
-import { isViolation, validateWatchRequest } from "../watch/validate.js";
+import { validateWatchRequest } from "../watch/validate.js";
 import type { StreamSession } from "./stream-session.js";
 
 // One delivery in this many feeds the publish-to-write latency histogram.
@@ -87,14 +87,12 @@ export class WatchSessions {
   async open(options: OpenWatchOptions): Promise<WatchStream> {
     const { principal, request: raw, protocol } = options;
     if (this.draining) throw shuttingDown();
-    const request = validateWatchRequest(raw);
-    if (isViolation(request)) throw new ServiceError(request.kind, request.message);
+    const request = accepted(validateWatchRequest(raw));
     const environment =
       request.scope.kind === "environment"
         ? await this.deps.bus.environment(request.scope.environmentId)
         : undefined;
-    const plan = planWatch(principal, request, environment);
-    if (isViolation(plan)) throw new ServiceError(plan.kind, plan.message);
+    const plan = accepted(planWatch(principal, request, environment));
     // The credential was checked when the headers came; the body may have taken a while, and a
     // revocation only ends streams already registered. From this check to the registration
     // below nothing waits, so no revocation falls in between.

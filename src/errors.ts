@@ -75,6 +75,16 @@ export function toConnectError(err: unknown): ConnectError {
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }
 
+/**
+ * The code `toConnectError(err)` has, without building the ConnectError (with its stack): for
+ * the end of every stream, where thousands may end at once (clients gone).
+ */
+export function codeOf(err: unknown): Code {
+  if (err instanceof ConnectError) return err.code;
+  if (err instanceof ServiceError) return CODE_OF[err.kind];
+  return Code.Internal;
+}
+
 /** True when the error is ours to explain, i.e. not a bug worth logging with a stack. */
 export function isExpected(err: unknown): boolean {
   return err instanceof ServiceError || (err instanceof ConnectError && err.code !== Code.Internal);

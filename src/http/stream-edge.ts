@@ -20,6 +20,12 @@ import {
   UNSUPPORTED_MEDIA_TYPE,
 } from "./stream-wire.js";
 
+/**
+ * Why a call whose client went away ends: one value for every such call (nobody reads its
+ * stack, and thousands of clients may leave at once).
+ */
+const CLIENT_GONE = new ServiceError("canceled", "client went away");
+
 // Items written with one write call when a stream has several pending (one syscall, one frame).
 const MAX_BATCH = 256;
 
@@ -148,7 +154,7 @@ class EdgeCall implements IdleTarget {
   /** Keep-alives written since the last item (they pile up on one unterminated JSONL line). */
   private keepAliveRun = 0;
   private readonly wake = () => this.schedule();
-  private readonly onClose = () => this.cancel(new ServiceError("canceled", "client went away"));
+  private readonly onClose = () => this.cancel(CLIENT_GONE);
 
   constructor(
     private readonly exchange: Exchange,

@@ -6,7 +6,7 @@ import type {
   Subscription,
   SubscriptionStats,
 } from "../bus/event-bus.js";
-import { accepted, codeName, ServiceError, shuttingDown, toConnectError } from "../errors.js";
+import { accepted, codeName, codeOf, ServiceError, shuttingDown } from "../errors.js";
 import { LongTimer } from "../long-timer.js";
 import type { Metrics } from "../metrics.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
@@ -227,7 +227,7 @@ class OpenStream implements WatchStream {
     void this.items.return?.();
     const { metrics, logger, monotonicNow } = this.sessions.deps;
     metrics.coalesced += this.coalesced;
-    const reason = codeName(error === undefined ? undefined : toConnectError(error).code);
+    const reason = codeName(error === undefined ? undefined : codeOf(error));
     metrics.streamEnded(this.protocol, this.scope, reason);
     logger.info(
       {

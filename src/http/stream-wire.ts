@@ -41,7 +41,7 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
   constructor(
     method: DescMethodServerStreaming<I, O>,
     toResponse: (item: T) => MessageShape<O>,
-    toBinary?: (item: T) => Uint8Array | undefined,
+    toBinary?: (item: T, headroom: number) => Buffer | undefined,
   ) {
     const codec = new MethodCodec<I, O, T>(method, toResponse, toBinary);
     this.wires = [

@@ -62,6 +62,14 @@ describe("encodeFeedResponse", () => {
   });
 
   it.each<[string, FeedItem]>([
+    ["a checkpoint", { kind: "checkpoint", cursor: CURSOR }],
+    ["an event", event({}, 1_780_000_000_123)],
+  ])("writes %s after the headroom it is asked to leave", (_name, item) => {
+    const framed = encodeFeedResponse(item, 5) as Buffer;
+    expect(framed.subarray(5).equals(reflective(item))).toBe(true);
+  });
+
+  it.each<[string, FeedItem]>([
     ["a time before the epoch", event({}, -1)],
     ["a fraction of a millisecond", event({}, 1.5)],
     ["a negative enum number", event({ operation: -1 }, 1)],

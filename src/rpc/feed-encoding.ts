@@ -70,13 +70,16 @@ function isVarint(n: number): boolean {
   return Number.isSafeInteger(n) && n >= 0;
 }
 
-/** The binary WatchResponse of `item`; undefined when only the reflective encoder can write it. */
-export function encodeFeedResponse(item: FeedItem): Buffer | undefined {
+/**
+ * The binary WatchResponse of `item`, after `headroom` bytes left for the caller (an envelope's
+ * prefix); undefined when only the reflective encoder can write it.
+ */
+export function encodeFeedResponse(item: FeedItem, headroom = 0): Buffer | undefined {
   const cursorBytes = Buffer.byteLength(item.cursor);
   if (item.kind === "checkpoint") {
     const inner = cursorBytes === 0 ? 0 : delimitedSize(cursorBytes);
-    const buf = Buffer.allocUnsafe(delimitedSize(inner));
-    let at = writeVarint(buf, 0, KEY.checkpoint);
+    const buf = Buffer.allocUnsafe(headroom + delimitedSize(inner));
+    let at = writeVarint(buf, headroom, KEY.checkpoint);
     at = writeVarint(buf, at, inner);
     if (cursorBytes > 0) writeString(buf, at, KEY.checkpointCursor, item.cursor, cursorBytes);
     return buf;
@@ -95,8 +98,8 @@ export function encodeFeedResponse(item: FeedItem): Buffer | undefined {
     (idBytes === 0 ? 0 : delimitedSize(idBytes)) +
     (cursorBytes === 0 ? 0 : delimitedSize(cursorBytes)) +
     delimitedSize(timestamp);
-  const buf = Buffer.allocUnsafe(delimitedSize(inner));
-  let at = writeVarint(buf, 0, KEY.event);
+  const buf = Buffer.allocUnsafe(headroom + delimitedSize(inner));
+  let at = writeVarint(buf, headroom, KEY.event);
   at = writeVarint(buf, at, inner);
   at = writeNumber(buf, at, KEY.operation, operation);
   at = writeNumber(buf, at, KEY.resourceType, resourceType);

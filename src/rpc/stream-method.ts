@@ -35,10 +35,11 @@ export interface StreamMethod<I extends DescMessage, O extends DescMessage, T ex
   toResponse(item: T): MessageShape<O>;
   /**
    * A faster way to the binary response: exactly the bytes of protobuf-es' `toBinary` of
-   * `toResponse(item)`, or undefined to leave this item to it. For methods whose items are not
+   * `toResponse(item)`, written after `headroom` bytes that the caller fills (an envelope's
+   * prefix), or undefined to leave this item to protobuf-es. For methods whose items are not
    * shared (each encoded for one stream), where the reflective encoder is the cost.
    */
-  toBinary?(item: T): Uint8Array | undefined;
+  toBinary?(item: T, headroom: number): Buffer | undefined;
 }
 
 /** A StreamMethod of any messages, as the edge holds them side by side. */

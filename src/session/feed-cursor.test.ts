@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ServiceError } from "../errors.js";
-import { decodeCursor, encodeCursor } from "./feed-cursor.js";
+import { cursorEncoder, decodeCursor, encodeCursor } from "./feed-cursor.js";
 
 const LOG = "5b0e3a2c-7f41-4d6a-9c1e-2f8b6d4a1e01";
 
@@ -10,6 +10,27 @@ describe("feed cursors", () => {
     expect(cursor).toMatch(/^[A-Za-z0-9_-]+$/);
     expect(decodeCursor(cursor)).toEqual({ logId: LOG, sequence });
   });
+
+  it.each([LOG, "ffffffff-ffff-4fff-bfff-ffffffffffff", "00000000-0000-4000-8000-000000000000"])(
+    "cursorEncoder(%s) writes what encodeCursor writes",
+    (logId) => {
+      const encode = cursorEncoder(logId);
+      const sequences = [
+        0,
+        1,
+        255,
+        256,
+        2 ** 32 - 1,
+        2 ** 32,
+        2 ** 40 + 3,
+        Number.MAX_SAFE_INTEGER,
+      ];
+      for (let i = 0; i < 2000; i++) sequences.push(i * 7919 + (i % 3) * 2 ** 33);
+      for (const sequence of sequences) {
+        expect(encode(sequence)).toBe(encodeCursor({ logId, sequence }));
+      }
+    },
+  );
 
   it("is short: 34 characters", () => {
     expect(encodeCursor({ logId: LOG, sequence: 123_456 })).toHaveLength(34);

@@ -25,6 +25,25 @@ export function encodeCursor(position: FeedPosition): string {
   return bytes.toString("base64url");
 }
 
+/**
+ * `encodeCursor` for one log, made for the hot path (every event of a feed carries a cursor,
+ * and a replay makes one per event for each stream): the first 15 bytes (the version and most of
+ * the log's id) are the same in every cursor of the log, so their 20 base64url characters are
+ * made once; each cursor encodes only the last 10 bytes. The same strings as `encodeCursor`.
+ */
+export function cursorEncoder(logId: string): (sequence: number) => string {
+  const whole = Buffer.from(encodeCursor({ logId, sequence: 0 }), "base64url");
+  const prefix = whole.subarray(0, 15).toString("base64url");
+  const tail = Buffer.alloc(BYTES - 15);
+  whole.copy(tail, 0, 15, 17);
+  return (sequence) => {
+    if (!Number.isSafeInteger(sequence) || sequence < 0) return encodeCursor({ logId, sequence });
+    tail.writeUInt32BE(Math.floor(sequence / 0x1_0000_0000), 2);
+    tail.writeUInt32BE(sequence % 0x1_0000_0000, 6);
+    return prefix + tail.toString("base64url");
+  };
+}
+
 function notACursor(): ServiceError {
   return new ServiceError("invalid_argument", "after: not a cursor");
 }

@@ -4,7 +4,7 @@ import { BoundedQueue } from "../stream/bounded-queue.js";
 import type { PullSource } from "../stream/pull-source.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { endsStream, matches } from "../watch/plan.js";
-import { decodeCursor, encodeCursor } from "./feed-cursor.js";
+import { cursorEncoder, decodeCursor, encodeCursor } from "./feed-cursor.js";
 import { IDLE_TICKS, type IdleTarget, IdleTicker } from "./idle-ticker.js";
 import type { StreamSession } from "./stream-session.js";
 import type { WatchSessions, WatchStream } from "./watch-sessions.js";
@@ -91,6 +91,8 @@ export class FeedSessions {
   private readonly ticker: IdleTicker | undefined;
   /** The log's id: made once with the log, so asked once. */
   private logId: string | undefined;
+  /** The cursors of that log (see `cursorEncoder`). */
+  private encodeCursor: ((sequence: number) => string) | undefined;
   /** Streams replaying from a cursor, per subject and in all, until they catch up or end. */
   private readonly replaysBySubject = new Map<string, number>();
   private replays = 0;
@@ -123,7 +125,10 @@ export class FeedSessions {
     // Only a cursor needs the log's extent; "from now" needs its id alone.
     if (after !== undefined || this.logId === undefined) {
       const log = await this.options.bus.log();
-      this.logId = log.id;
+      if (this.logId !== log.id) {
+        this.logId = log.id;
+        this.encodeCursor = cursorEncoder(log.id);
+      }
       if (after !== undefined) {
         if (after.logId !== log.id) throw refetch("the cursor is from another event log");
         if (after.sequence + 1 < log.firstSequence) {
@@ -200,7 +205,7 @@ export class FeedSessions {
   }
 
   private cursor(sequence: number): string {
-    return encodeCursor({ logId: this.logId as string, sequence });
+    return (this.encodeCursor as (sequence: number) => string)(sequence);
   }
 }
 

@@ -8,6 +8,9 @@ function invalid(message: string): ServiceError {
   return new ServiceError("invalid_argument", message);
 }
 
+/** An envelope's prefix: the flags byte, then the payload's length (4 bytes, big-endian). */
+export const ENVELOPE_BYTES = 5;
+
 /** One envelope of `payload` with `flags`, as a Buffer over the same bytes. */
 export function envelope(flags: number, payload: Uint8Array): Buffer {
   const bytes = encodeEnvelope(flags, payload);

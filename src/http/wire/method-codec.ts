@@ -7,7 +7,7 @@ import {
   getJsonOptions,
   type MethodSerializationLookup,
 } from "../connect-protocol.js";
-import { envelope, unwrapPayload } from "./envelope.js";
+import { ENVELOPE_BYTES, envelope, unwrapPayload } from "./envelope.js";
 import { batchOf, FrameCache } from "./frames.js";
 import type { StreamWire } from "./wire.js";
 
@@ -27,7 +27,7 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
   constructor(
     method: DescMethodServerStreaming<I, O>,
     private readonly toResponse: (item: T) => MessageShape<O>,
-    private readonly toBinary?: (item: T) => Uint8Array | undefined,
+    private readonly toBinary?: (item: T, headroom: number) => Buffer | undefined,
   ) {
     const limits = { readMaxBytes: 0xffffffff, writeMaxBytes: 0xffffffff };
     this.serialization = createMethodSerializationLookup(
@@ -41,7 +41,18 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
       const bytesOf = this.encoder(json);
       return new FrameCache<T>((item) => envelope(0, bytesOf(item)));
     };
-    this.binaryFrames = framed(false);
+    const binary = framed(false);
+    // The method's own encoder leaves room for the envelope: no copy of the message.
+    this.binaryFrames =
+      toBinary === undefined
+        ? binary
+        : new FrameCache<T>((item) => {
+            const frame = toBinary(item, ENVELOPE_BYTES);
+            if (frame === undefined) return binary.get(item);
+            frame[0] = 0;
+            frame.writeUInt32BE(frame.length - ENVELOPE_BYTES, 1);
+            return frame;
+          });
     this.jsonFrames = framed(true);
   }
 
@@ -63,7 +74,7 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
     const serializer = this.serialization.getO(!json);
     const { toResponse, toBinary } = this;
     if (json || toBinary === undefined) return (item) => serializer.serialize(toResponse(item));
-    return (item) => toBinary(item) ?? serializer.serialize(toResponse(item));
+    return (item) => toBinary(item, 0) ?? serializer.serialize(toResponse(item));
   }
 
   /**

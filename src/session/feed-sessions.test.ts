@@ -121,7 +121,7 @@ describe("FeedSessions", () => {
       const item = items.poll() as FeedItem | undefined;
       if (item === undefined) continue;
       if (item.kind === "event") seen.push(item.event.sequence);
-      held = Math.max(held, (stream as unknown as { out: { items: unknown[] } }).out.items.length);
+      held = Math.max(held, (stream as unknown as { out: unknown[] }).out.length);
     }
     expect(seen).toEqual(Array.from({ length: size }, (_, i) => i + 1));
     // The queue's array, handed-on slots included, stays within backlog + a page + compaction.

@@ -1,6 +1,6 @@
 import { type EventBus, LOG_PAGE_EVENTS, type PublishedEvent } from "../bus/event-bus.js";
 import { ServiceError } from "../errors.js";
-import { BoundedQueue } from "../stream/bounded-queue.js";
+import { shouldCompact } from "../stream/compaction.js";
 import type { PullSource } from "../stream/pull-source.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { endsStream, matches } from "../watch/plan.js";
@@ -261,12 +261,9 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   private readonly context: FeedContext;
   private readonly live: WatchStream;
   private phase: FeedPhase;
-  /**
-   * Items for the reader. Never more than maxBacklog (a live event finds the backlog full and
-   * turns the stream to replay; a page reads only what there is room for; a checkpoint goes
-   * into an empty backlog), so the queue never refuses one: the feed does not coalesce.
-   */
-  private readonly out: BoundedQueue<FeedItem>;
+  /** Items for the reader from `outHead` on; slots before it are handed on (and cleared). */
+  private readonly out: (FeedItem | undefined)[] = [];
+  private outHead = 0;
   /** The last sequence accounted for: handed on, or read and not for this stream. */
   private position: number;
   /**
@@ -289,7 +286,6 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     this.live = live;
     this.replaySlot = replaySlot;
     this.position = start;
-    this.out = new BoundedQueue(context.maxBacklog + 1);
     const replay = replaySlot !== undefined;
     this.phase = replay ? replaying(false) : LIVE;
     this.push({ kind: "checkpoint", cursor: encodeCursor({ logId, sequence: start }) });
@@ -310,9 +306,18 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   }
 
   poll(): FeedItem | undefined {
-    if (this.phase.name === "failed") return undefined;
-    const item = this.out.poll();
-    if (item === undefined) return undefined;
+    if (this.phase.name === "failed" || this.outHead === this.out.length) return undefined;
+    const item = this.out[this.outHead] as FeedItem;
+    // Let go of what was handed on: a replay keeps appending pages, so `out` may not empty for
+    // a long time, and it must not hold every event sent meanwhile.
+    this.out[this.outHead++] = undefined;
+    if (this.outHead === this.out.length) {
+      this.out.length = 0;
+      this.outHead = 0;
+    } else if (shouldCompact(this.outHead, this.out.length)) {
+      this.out.splice(0, this.outHead);
+      this.outHead = 0;
+    }
     // The reader made room: a replay reads on.
     if (this.phase.name === "replay" && this.pending < this.context.maxBacklog / 2) {
       void this.read();
@@ -365,16 +370,12 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   // ---- internals ------------------------------------------------------------------------------
 
   private get pending(): number {
-    return this.out.size;
+    return this.out.length - this.outHead;
   }
 
   private push(item: FeedItem): void {
     const wasEmpty = this.pending === 0;
-    if (!this.out.push(item)) {
-      // Cannot happen (see `out`); were it to, the stream ends rather than skip an item.
-      this.fail(new Error("feed stream: the backlog bound was broken"));
-      return;
-    }
+    this.out.push(item);
     this.idleTicks = 0;
     if (wasEmpty) this.readable?.();
   }
@@ -436,7 +437,8 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   private fail(err: unknown): void {
     if (this.isClosed) return;
     this.phase = { name: "failed", error: err };
-    this.out.fail(err);
+    this.out.length = 0;
+    this.outHead = 0;
     this.live.items.cancel(err);
     this.readable?.();
   }

@@ -748,6 +748,41 @@ function feedRowsOf(
 }
 
 /**
+ * Table values of one part of a scenario that peer does not run, for `kinds`: `pick` a number
+ * (times `scale`), `yesNo` a boolean; "n/a" for a kind that did not run the part. An optional
+ * kind (limit-batched, limit-durable) that did not run the scenario at all gets no value.
+ */
+function partReaders(
+  byKind: ScenarioResults,
+  kinds: readonly (typeof KINDS)[number][],
+): {
+  pick(part: string, path: string, scale?: number): Values;
+  yesNo(part: string, path: string): Values;
+} {
+  const read = (part: string, value: (o: Outcome) => Value): Values => {
+    const out: Values = { ours: null, limit: null, peer: "n/a" };
+    for (const k of kinds) {
+      if (OPTIONAL_KINDS.includes(k) && byKind[k] === undefined) continue;
+      const o = byKind[k]?.[part];
+      out[k] = o === undefined ? "n/a" : value(o);
+    }
+    return out;
+  };
+  return {
+    pick: (part, path, scale = 1) =>
+      read(part, (o) => {
+        const n = num(get(o.result, path));
+        return n === null ? null : n * scale;
+      }),
+    yesNo: (part, path) =>
+      read(part, (o) => {
+        const v = get(o.result, path);
+        return typeof v === "boolean" ? (v ? "yes" : "NO") : null;
+      }),
+  };
+}
+
+/**
  * Scenario 7 (JSONL over HTTP/1.1): ours against the bare node:http server (limit, one write
  * per event per stream) and, for fan-out, limit-batched (one write per publish per stream). Each
  * part is judged on its own: a target counts only if ours ran that part whole.
@@ -759,26 +794,7 @@ function jsonlRows(
 ): void {
   const s = "jsonl";
   const byKind = results[s] ?? {};
-  const pick = (part: string, path: string, scale = 1): Values => {
-    const out: Values = { ours: null, limit: null, peer: "n/a" };
-    for (const k of ["ours", "limit", "limit-batched"] as const) {
-      if (k === "limit-batched" && byKind[k] === undefined) continue;
-      const o = byKind[k]?.[part];
-      const n = num(get(o?.result, path));
-      out[k] = n === null ? (o === undefined ? "n/a" : null) : n * scale;
-    }
-    return out;
-  };
-  const yesNo = (part: string, path: string): Values => {
-    const out: Values = { ours: null, limit: null, peer: "n/a" };
-    for (const k of ["ours", "limit", "limit-batched"] as const) {
-      if (k === "limit-batched" && byKind[k] === undefined) continue;
-      const o = byKind[k]?.[part];
-      const v = get(o?.result, path);
-      out[k] = o === undefined ? "n/a" : typeof v === "boolean" ? (v ? "yes" : "NO") : null;
-    }
-    return out;
-  };
+  const { pick, yesNo } = partReaders(byKind, ["ours", "limit", "limit-batched"]);
   /** ours ran `part` whole: no error, every stream delivering, none ended early. */
   const whole = (part: string): boolean => {
     const o = byKind.ours?.[part];
@@ -919,24 +935,7 @@ function scaleRows(
   const s = "scale";
   const byKind = results[s] ?? {};
   const kinds = ["ours", "limit"] as const;
-  const pick = (part: string, path: string, scale = 1): Values => {
-    const out: Values = { ours: null, limit: null, peer: "n/a" };
-    for (const k of kinds) {
-      const o = byKind[k]?.[part];
-      const n = num(get(o?.result, path));
-      out[k] = n === null ? (o === undefined ? "n/a" : null) : n * scale;
-    }
-    return out;
-  };
-  const yesNo = (part: string, path: string): Values => {
-    const out: Values = { ours: null, limit: null, peer: "n/a" };
-    for (const k of kinds) {
-      const o = byKind[k]?.[part];
-      const v = get(o?.result, path);
-      out[k] = o === undefined ? "n/a" : typeof v === "boolean" ? (v ? "yes" : "NO") : null;
-    }
-    return out;
-  };
+  const { pick, yesNo } = partReaders(byKind, kinds);
   for (const [part, label] of [
     ["h2", "HTTP/2"],
     ["jsonl", "JSONL/1.1"],

@@ -4,7 +4,7 @@ import { shouldCompact } from "../stream/compaction.js";
 import type { PullSource } from "../stream/pull-source.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { endsStream, matches } from "../watch/plan.js";
-import { cursorEncoder, decodeCursor, encodeCursor } from "./feed-cursor.js";
+import { cursorEncoder, decodeCursor } from "./feed-cursor.js";
 import { IDLE_TICKS, type IdleTarget, IdleTicker } from "./idle-ticker.js";
 import type { StreamSession } from "./stream-session.js";
 import type { WatchSessions, WatchStream } from "./watch-sessions.js";
@@ -159,7 +159,6 @@ export class FeedSessions {
     const stream = new FeedStream({
       context: this.context,
       live,
-      logId: this.logId,
       start: after?.sequence ?? head,
       replaySlot: release,
     });
@@ -214,7 +213,6 @@ interface FeedStreamOptions {
   readonly context: FeedContext;
   /** The watch stream whose subscription is the live source. */
   readonly live: WatchStream;
-  readonly logId: string;
   /** The sequence the stream starts after: its cursor's, or the head's ("from now"). */
   readonly start: number;
   /** The replay slot of a stream opened with a cursor (it replays first); undefined: live. */
@@ -281,14 +279,14 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   private replaySlot: (() => void) | undefined;
 
   constructor(options: FeedStreamOptions) {
-    const { context, live, logId, start, replaySlot } = options;
+    const { context, live, start, replaySlot } = options;
     this.context = context;
     this.live = live;
     this.replaySlot = replaySlot;
     this.position = start;
     const replay = replaySlot !== undefined;
     this.phase = replay ? replaying(false) : LIVE;
-    this.push({ kind: "checkpoint", cursor: encodeCursor({ logId, sequence: start }) });
+    this.push({ kind: "checkpoint", cursor: context.cursor(start) });
     live.items.onReadable(() => this.onLive());
     this.onLive();
     if (replay) void this.read();

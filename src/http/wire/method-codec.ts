@@ -69,12 +69,11 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
     }
   }
 
-  /** An item's response message, serialized. */
+  /** An item's response message, serialized by protobuf-es (binary frames try `toBinary` first). */
   encoder(json: boolean): (item: T) => Uint8Array {
     const serializer = this.serialization.getO(!json);
-    const { toResponse, toBinary } = this;
-    if (json || toBinary === undefined) return (item) => serializer.serialize(toResponse(item));
-    return (item) => toBinary(item, 0) ?? serializer.serialize(toResponse(item));
+    const toResponse = this.toResponse;
+    return (item) => serializer.serialize(toResponse(item));
   }
 
   /**

@@ -27,7 +27,7 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
   constructor(
     method: DescMethodServerStreaming<I, O>,
     private readonly toResponse: (item: T) => MessageShape<O>,
-    private readonly toBinary?: (item: T, headroom: number) => Buffer | undefined,
+    toBinary?: (item: T, headroom: number) => Buffer | undefined,
   ) {
     const limits = { readMaxBytes: 0xffffffff, writeMaxBytes: 0xffffffff };
     this.serialization = createMethodSerializationLookup(

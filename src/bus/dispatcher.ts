@@ -11,6 +11,13 @@ import { endsStream, matches, type WatchPlan } from "../watch/plan.js";
 import { isEnvironmentOwned } from "../watch/visibility.js";
 import type { PublishedEvent, SubscribeOptions, Subscription } from "./event-bus.js";
 
+/** Whether two arrays hold the same objects in the same order. */
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * A subscription: its plan, and the bounded queue its events wait in. One object per stream
  * (it is also what the dispatcher's indexes hold), which leaves the dispatcher when it closes.
@@ -32,10 +39,28 @@ class Watcher extends BoundedQueue<PublishedEvent> {
   }
 }
 
+/**
+ * Watchers without filters that see exactly the same events: the same organization, and all
+ * admins, or all the same member (see `viewKey`). An event is matched once for all of them.
+ */
+interface View {
+  /** The plan of one of them, for matching: equal, for `matches`, to every other's. */
+  readonly plan: WatchPlan;
+  readonly watchers: Set<Watcher>;
+}
+
+/**
+ * What decides, besides the organization, which events an organization-scope watcher without
+ * filters may see (see `matches`): admins see all, a member also what they created.
+ */
+function viewKey(plan: WatchPlan): string {
+  return plan.admin ? "" : plan.subject;
+}
+
 /** Organization-scope watchers of one organization, indexed by what they can receive. */
 interface OrgBucket {
-  /** Watchers without filters: candidates for every event of the organization. */
-  readonly unfiltered: Set<Watcher>;
+  /** Watchers without filters, by view (viewKey): candidates for every event of the organization. */
+  readonly unfiltered: Map<string, View>;
   /** Watchers with filters, under each resource type they name. */
   readonly byType: Map<number, Set<Watcher>>;
   size: number;
@@ -46,7 +71,10 @@ interface OrgBucket {
  * synchronous: each event is routed through
  * indexes (organization, resource type, environment) to the watchers that could receive it, so
  * its cost grows with those candidates, not with every connected watcher; each candidate is
- * matched once and gets the shared PublishedEvent pushed onto its bounded queue. A full queue
+ * matched once and gets the shared PublishedEvent pushed onto its bounded queue. Watchers
+ * without filters are grouped by what they may see (View): a batch's events are matched once
+ * per view, and what matched goes to each of its watchers as one shared array (`pushRun`), so
+ * a watcher costs one push per batch rather than one per event. A full queue
  * coalesces the pending events of each resource (see `coalesce`); one that still cannot take a
  * new resource ends that stream with `resource_exhausted`. The publisher never waits on a
  * reader.
@@ -103,7 +131,7 @@ export class Dispatcher {
     this.closed = true;
     this.closedReason = reason;
     for (const bucket of this.orgs.values()) {
-      for (const w of bucket.unfiltered) w.fail(reason);
+      for (const view of bucket.unfiltered.values()) for (const w of view.watchers) w.fail(reason);
       for (const set of bucket.byType.values()) for (const w of set) w.fail(reason);
     }
     for (const set of this.environments.values()) for (const w of set) w.fail(reason);
@@ -112,34 +140,118 @@ export class Dispatcher {
   /** Hands one event to every subscription whose plan matches it, in call order. */
   dispatch(published: PublishedEvent): void {
     const event = published.event;
+    if (!this.dispatchOne(published)) return;
+    const bucket = this.orgs.get(event.organizationId);
+    if (bucket === undefined || bucket.unfiltered.size === 0) return;
+    for (const view of bucket.unfiltered.values()) {
+      if (!matches(view.plan, event, published.creatorId)) continue;
+      for (const w of view.watchers) this.pushTo(w, published);
+    }
+  }
+
+  /**
+   * Hands a batch's events (in sequence order) to every subscription whose plan matches them,
+   * as `dispatch` of each in turn would, with one push per watcher without filters.
+   */
+  dispatchAll(batch: readonly PublishedEvent[]): void {
+    if (batch.length === 1) {
+      this.dispatch(batch[0] as PublishedEvent);
+      return;
+    }
+    let org: string | undefined;
+    let mixed = false;
+    for (const p of batch) {
+      this.dispatchOne(p);
+      const o = p.event.organizationId;
+      if (org === undefined) org = o;
+      else if (o !== org) mixed = true;
+    }
+    if (!mixed) this.toViews(org as string, batch);
+    else {
+      // Events of several organizations (a publisher of every organization): each one's own.
+      const byOrg = new Map<string, PublishedEvent[]>();
+      for (const p of batch) {
+        const o = p.event.organizationId;
+        const list = byOrg.get(o);
+        if (list === undefined) byOrg.set(o, [p]);
+        else list.push(p);
+      }
+      for (const [o, list] of byOrg) this.toViews(o, list);
+    }
+  }
+
+  /** Events of one organization, in order, to its watchers without filters, view by view. */
+  private toViews(organizationId: string, events: readonly PublishedEvent[]): void {
+    const bucket = this.orgs.get(organizationId);
+    if (bucket === undefined || bucket.unfiltered.size === 0) return;
+    // Views that see the same events share one array (members, usually, unless the batch
+    // holds what one of them created): the writers then encode it once for all.
+    let previous: PublishedEvent[] | undefined;
+    for (const view of bucket.unfiltered.values()) {
+      let seen: PublishedEvent[] = [];
+      for (const p of events) if (matches(view.plan, p.event, p.creatorId)) seen.push(p);
+      if (seen.length === 0) continue;
+      if (previous !== undefined && sameItems(previous, seen)) seen = previous;
+      previous = seen;
+      if (seen.length === 1) {
+        const only = seen[0] as PublishedEvent;
+        for (const w of view.watchers) this.pushTo(w, only);
+        continue;
+      }
+      for (const w of view.watchers) {
+        if (!w.pushRun(seen)) this.overflow(w);
+      }
+    }
+  }
+
+  /**
+   * One event to its candidates other than the organization's watchers without filters:
+   * environment scope, and organization scope with filters of its type. False when no
+   * organization-scope watcher can see it (it is an environment's own).
+   */
+  private dispatchOne(published: PublishedEvent): boolean {
+    const event = published.event;
     const type = event.resourceType;
     if (type === ResourceType.ENVIRONMENT || isEnvironmentOwned(type)) {
       const set = this.environments.get(event.environmentId);
       if (set !== undefined) for (const w of set) this.deliver(w, published);
-      if (type !== ResourceType.ENVIRONMENT) return;
+      if (type !== ResourceType.ENVIRONMENT) return false;
     }
     const bucket = this.orgs.get(event.organizationId);
-    if (bucket === undefined) return;
-    for (const w of bucket.unfiltered) this.deliver(w, published);
+    if (bucket === undefined) return true;
     const typed = bucket.byType.get(type);
     if (typed !== undefined) for (const w of typed) this.deliver(w, published);
+    return true;
+  }
+
+  /** A matched event that does not end the watcher's stream. */
+  private pushTo(w: Watcher, published: PublishedEvent): void {
+    if (!w.push(published)) this.overflow(w);
+  }
+
+  /** The watcher's queue could not take what it was given: it is too far behind. */
+  private overflow(w: Watcher): void {
+    w.fail(
+      new ServiceError(
+        "resource_exhausted",
+        `the stream fell more than ${w.capacity} events behind; reconnect and refetch`,
+      ),
+    );
   }
 
   private deliver(w: Watcher, published: PublishedEvent): void {
     if (!matches(w.plan, published.event, published.creatorId)) return;
-    const last = endsStream(w.plan, published.event);
+    if (!endsStream(w.plan, published.event)) {
+      this.pushTo(w, published);
+      return;
+    }
     // The event that ends the stream is delivered last even when merged into a pending one.
-    if (!(last ? w.endWith(published) : w.push(published))) {
-      w.fail(
-        new ServiceError(
-          "resource_exhausted",
-          `the stream fell more than ${w.capacity} events behind; reconnect and refetch`,
-        ),
-      );
+    if (!w.endWith(published)) {
+      this.overflow(w);
       return;
     }
     // The consumer drains what is pending, then finishes; nothing more is routed to it.
-    if (last) this.detach(w);
+    this.detach(w);
   }
 
   /**
@@ -177,12 +289,15 @@ export class Dispatcher {
     }
     let bucket = this.orgs.get(plan.organizationId);
     if (bucket === undefined) {
-      bucket = { unfiltered: new Set(), byType: new Map(), size: 0 };
+      bucket = { unfiltered: new Map(), byType: new Map(), size: 0 };
       this.orgs.set(plan.organizationId, bucket);
     }
     bucket.size++;
     if (plan.filters === undefined) {
-      bucket.unfiltered.add(w);
+      const key = viewKey(plan);
+      const view = bucket.unfiltered.get(key);
+      if (view === undefined) bucket.unfiltered.set(key, { plan, watchers: new Set([w]) });
+      else view.watchers.add(w);
       return;
     }
     for (const type of plan.filters.keys()) {
@@ -208,8 +323,13 @@ export class Dispatcher {
     }
     const bucket = this.orgs.get(plan.organizationId);
     if (bucket === undefined) return;
-    let removed = bucket.unfiltered.delete(w);
-    if (plan.filters !== undefined) {
+    let removed = false;
+    if (plan.filters === undefined) {
+      const key = viewKey(plan);
+      const view = bucket.unfiltered.get(key);
+      removed = view?.watchers.delete(w) === true;
+      if (removed && view?.watchers.size === 0) bucket.unfiltered.delete(key);
+    } else {
       for (const type of plan.filters.keys()) {
         const set = bucket.byType.get(type);
         if (set?.delete(w)) {

@@ -197,7 +197,7 @@ export class StoreBus implements EventBus {
       const batch = this.local.get(this.dispatched + 1);
       if (batch !== undefined) {
         this.local.delete(this.dispatched + 1);
-        for (const p of batch) this.dispatcher.dispatch(p);
+        this.dispatcher.dispatchAll(batch);
         this.dispatched = (batch[batch.length - 1] as PublishedEvent).sequence;
         continue;
       }
@@ -210,18 +210,23 @@ export class StoreBus implements EventBus {
       this.readsDone = rows.length === LOG_PAGE_EVENTS ? asked - 1 : asked;
       if (rows.length === 0) return;
       const at = performance.now();
-      for (const r of rows) {
-        if (r.sequence !== this.dispatched + 1) {
+      const page: PublishedEvent[] = new Array(rows.length);
+      let expected = this.dispatched + 1;
+      for (let i = 0; i < rows.length; i++) {
+        const r = rows[i] as StoredEvent;
+        if (r.sequence !== expected) {
           // Only retention pruning can open a gap (appends are gap-free): this replica was
           // further behind than the log keeps. Go on rather than stop delivering.
           this.logger.error(
-            { expected: this.dispatched + 1, read: r.sequence },
+            { expected, read: r.sequence },
             "event log gap: events pruned before this replica read them",
           );
         }
-        this.dispatcher.dispatch({ ...r, publishedAtMs: at });
-        this.dispatched = r.sequence;
+        expected = r.sequence + 1;
+        page[i] = { ...r, publishedAtMs: at };
       }
+      this.dispatcher.dispatchAll(page);
+      this.dispatched = (rows[rows.length - 1] as StoredEvent).sequence;
       if (this.dispatched > this.known) this.known = this.dispatched;
       for (const [first, b] of this.local) {
         if ((b[b.length - 1] as PublishedEvent).sequence <= this.dispatched)

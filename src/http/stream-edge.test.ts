@@ -60,7 +60,110 @@ function resetExchange() {
   return { exchange, respond };
 }
 
+/** An exchange that records each write the edge makes (corked writes arrive as one). */
+function recordingExchange() {
+  const writes: Buffer[][] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      writes.push([chunk]);
+      cb();
+    },
+    writev(chunks, cb) {
+      writes.push(chunks.map((c) => c.chunk as Buffer));
+      cb();
+    },
+  });
+  const exchange: Exchange = {
+    start: () => {},
+    sink,
+    finish: () => {},
+    respond: () => {},
+    abort: () => {},
+    onClose: () => {},
+    offClose: () => {},
+    gone: false,
+  };
+  return { exchange, writes };
+}
+
+function published(sequence: number): PublishedEvent {
+  return {
+    sequence,
+    event: {
+      resourceType: 3,
+      operation: 2,
+      resourceId: `00000000-0000-4000-8000-${sequence.toString(16).padStart(12, "0")}`,
+      organizationId: "0a0a0a0a-0000-4000-8000-000000000001",
+      environmentId: "",
+      creatorId: "",
+    },
+    creatorId: "",
+    publishedAtMs: 0,
+    acceptedAtMs: 0,
+  };
+}
+
 describe("StreamEdge", () => {
+  it("writes runs as the bytes shared by every stream, with other items, in order, in one corked write", async () => {
+    const streams = [0, 1].map(() => {
+      const items = new BoundedQueue<PublishedEvent>(64);
+      const wrote = vi.fn();
+      const session: StreamSession<PublishedEvent> = { items, wrote, end: vi.fn() };
+      return { items, wrote, session, ...recordingExchange() };
+    });
+    const scheduler = new FlushScheduler();
+    const edge = new StreamEdge({
+      auth: {
+        principal: async () => ({ subject: "s", credentialId: "c", role: "member" }),
+      } as unknown as CallAuthentication,
+      funnel: (err) => ConnectError.from(err),
+      scheduler,
+      requestMaxBytes: 1024,
+      prefixes: [""],
+      keepAliveMs: 0,
+    });
+    let opened = 0;
+    edge.add({
+      method: EventService.method.watchEvents,
+      open: async () => (streams[opened++] as (typeof streams)[number]).session,
+      toResponse: toWatchResponse,
+    });
+    for (const s of streams) {
+      await edge.serve(
+        PATH,
+        s.exchange,
+        { method: "POST", headers: { "content-type": "application/jsonl" } },
+        Readable.from([Buffer.from("{}")]),
+      );
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    const first = [1, 2, 3].map(published);
+    const single = published(4);
+    const second = [5, 6].map(published);
+    for (const s of streams) {
+      s.items.pushRun(first);
+      s.items.push(single);
+      s.items.pushRun(second);
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    const [a, b] = streams as [(typeof streams)[number], (typeof streams)[number]];
+    expect(a.writes).toHaveLength(1);
+    expect(b.writes).toHaveLength(1);
+    const parts = a.writes[0] as Buffer[];
+    // The first run's bytes, the single item's, the second run's: each ends on 64 bytes.
+    expect(parts).toHaveLength(3);
+    for (const part of parts) expect(part.length % 64).toBe(0);
+    // The runs' bytes are made once for both streams; the single item's too.
+    (b.writes[0] as Buffer[]).forEach((part, i) => {
+      expect(part).toBe(parts[i]);
+    });
+    const lines = Buffer.concat(parts).toString().split("\n").slice(0, -1);
+    expect(lines.map((l) => JSON.parse(l).resourceId)).toEqual(
+      [1, 2, 3, 4, 5, 6].map((n) => published(n).event.resourceId),
+    );
+    expect(a.wrote).toHaveBeenCalledWith(second[1], 6);
+  });
+
   it("ends the session it opened when the head cannot be written any more", async () => {
     const { session, end } = fakeSession();
     const { exchange, respond } = resetExchange();

@@ -29,6 +29,11 @@ const CLIENT_GONE = new ServiceError("canceled", "client went away");
 // Items written with one write call when a stream has several pending (one syscall, one frame).
 const MAX_BATCH = 256;
 
+// Scratch arrays of `flush` (which never runs inside another): the parts of one write, and the
+// items taken one by one since the last run. Emptied before use; `wire.batch` keeps no reference.
+const PARTS: Buffer[] = [];
+const SINGLES: object[] = [];
+
 export interface StreamEdgeOptions {
   readonly auth: CallAuthentication;
   readonly funnel: ErrorFunnel;
@@ -234,7 +239,12 @@ class EdgeCall implements IdleTarget {
     this.options.scheduler.schedule(this);
   }
 
-  /** Writes what is pending in one write, or the end once the session is over. */
+  /**
+   * Writes what is pending (up to MAX_BATCH items) in one write, or the end once the session
+   * is over. Runs (PullSource.pollRun: a publish's events, as every stream of the same view got
+   * them) are written as the bytes made once for all those streams; other items are joined.
+   * Several parts go out corked, as one write, rather than copied into one buffer.
+   */
   flush(): void {
     this.scheduled = false;
     if (this.ending) return;
@@ -246,8 +256,34 @@ class EdgeCall implements IdleTarget {
     }
     const session = this.session as StreamSession<object>;
     const items = session.items;
-    const first = items.poll();
-    if (first === undefined) {
+    const wire = this.wire;
+    const parts = PARTS;
+    const singles = SINGLES;
+    parts.length = 0;
+    singles.length = 0;
+    let count = 0;
+    let last: object | undefined;
+    for (;;) {
+      const run = count < MAX_BATCH ? items.pollRun?.() : undefined;
+      const item = run === undefined && count < MAX_BATCH ? items.poll() : undefined;
+      if (item !== undefined) {
+        singles.push(item);
+        last = item;
+        count++;
+        continue;
+      }
+      // A run, or the end of what is pending: the items taken one by one before it go first.
+      if (singles.length > 0) {
+        // Usually one item is pending: its bytes as they are cached, shared by every stream.
+        parts.push(singles.length === 1 ? wire.single(singles[0] as object) : wire.batch(singles));
+        singles.length = 0;
+      }
+      if (run === undefined) break;
+      parts.push(wire.run(run));
+      last = run[run.length - 1];
+      count += run.length;
+    }
+    if (parts.length === 0) {
       // Nothing pending: if the session is over, next() says how.
       if (items.isClosed) {
         this.ending = true;
@@ -259,31 +295,21 @@ class EdgeCall implements IdleTarget {
       }
       return;
     }
-    const wire = this.wire;
-    let batch: Buffer;
-    let last = first;
-    let count = 1;
-    const second = items.poll();
-    if (second === undefined) {
-      // Usually one item is pending: its bytes as they are cached, shared by every stream.
-      batch = wire.single(first);
-    } else {
-      // Several go out in one write.
-      const pending = [first];
-      for (let item: object | undefined = second; item !== undefined; item = items.poll()) {
-        pending.push(item);
-        last = item;
-        if (++count === MAX_BATCH) break;
-      }
-      batch = wire.batch(pending);
-    }
     this.idleTicks = 0;
     this.keepAliveRun = 0;
-    session.wrote(last, count);
-    if (!sink.write(batch)) {
+    session.wrote(last as object, count);
+    let room = true;
+    if (parts.length === 1) room = sink.write(parts[0] as Buffer);
+    else {
+      sink.cork();
+      for (const p of parts) room = sink.write(p);
+      sink.uncork();
+    }
+    parts.length = 0;
+    if (!room) {
       this.blocked = true;
       sink.once("drain", this.wake);
-    } else if (count === MAX_BATCH || items.isClosed) {
+    } else if (count >= MAX_BATCH || items.isClosed) {
       // More pending, or the end to report once the rest is written.
       this.schedule();
     }

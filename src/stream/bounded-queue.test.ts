@@ -288,6 +288,129 @@ describe("BoundedQueue", () => {
 });
 
 /** An event-like item: what it is about, and which pushes it stands for. */
+describe("BoundedQueue runs (pushRun, pollRun)", () => {
+  it("keeps a run whole: pollRun gives back the same array, counted as its items", () => {
+    const { q } = queue(10);
+    let wakes = 0;
+    q.onReadable(() => wakes++);
+    const run = [1, 2, 3];
+    expect(q.pushRun(run)).toBe(true);
+    expect(wakes).toBe(1);
+    expect(q.size).toBe(3);
+    expect(q.push(4)).toBe(true);
+    expect(q.pushRun([5, 6])).toBe(true);
+    expect(wakes).toBe(1);
+    expect(q.size).toBe(6);
+    expect(q.pollRun()).toBe(run);
+    expect(q.size).toBe(3);
+    // The next item is not a run's first: nothing is taken.
+    expect(q.pollRun()).toBeUndefined();
+    expect(q.poll()).toBe(4);
+    expect(q.pollRun()).toEqual([5, 6]);
+    expect(q.size).toBe(0);
+  });
+
+  it("gives a run's items one by one to poll and next, and pollRun nothing once one is taken", async () => {
+    const { q } = queue(10);
+    q.pushRun([1, 2, 3]);
+    expect(q.poll()).toBe(1);
+    expect(q.pollRun()).toBeUndefined();
+    expect(q.size).toBe(2);
+    expect(await q.next()).toEqual(item(2));
+    expect(q.poll()).toBe(3);
+    expect(q.size).toBe(0);
+    expect(q.poll()).toBeUndefined();
+  });
+
+  it("takes a run of one as a plain item", () => {
+    const { q } = queue(10);
+    expect(q.pushRun([7])).toBe(true);
+    expect(q.pollRun()).toBeUndefined();
+    expect(q.poll()).toBe(7);
+  });
+
+  it("takes a run item by item when it does not fit, refusing from the first that does not", () => {
+    const { q } = queue(4);
+    q.push(0);
+    expect(q.pushRun([1, 2, 3, 4, 5])).toBe(false);
+    expect(q.size).toBe(4);
+    expect([q.poll(), q.poll(), q.poll(), q.poll(), q.poll()]).toEqual([0, 1, 2, 3, undefined]);
+  });
+
+  it("hands a run's first item to a waiting consumer and keeps the rest", async () => {
+    const { q } = queue(4);
+    const waiting = q.next();
+    expect(q.pushRun([1, 2, 3])).toBe(true);
+    expect(await waiting).toEqual(item(1));
+    expect(q.size).toBe(2);
+    expect([q.poll(), q.poll()]).toEqual([2, 3]);
+  });
+
+  it("drops pending runs on fail() and refuses runs once closed", async () => {
+    const { q, closes } = queue(10);
+    q.pushRun([1, 2]);
+    q.poll();
+    const err = new Error("gone");
+    q.fail(err);
+    expect(q.size).toBe(0);
+    expect(q.pollRun()).toBeUndefined();
+    await expect(q.next()).rejects.toBe(err);
+    expect(q.pushRun([3, 4])).toBe(false);
+    expect(closes.count).toBe(1);
+  });
+
+  it("agrees with a plain array under random runs, pushes, polls and pollRuns", () => {
+    let seed = 7;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    // Each pending item, and the run it came in when the run was kept whole (its place in it).
+    interface Pending {
+      readonly value: number;
+      readonly run?: readonly number[];
+      readonly at?: number;
+    }
+    for (let round = 0; round < 2000; round++) {
+      const capacity = 1 + Math.floor(random() * 8);
+      const q = new BoundedQueue<number>(capacity);
+      let wakes = 0;
+      q.onReadable(() => wakes++);
+      const model: Pending[] = [];
+      let expectedWakes = 0;
+      for (let step = 0, n = 0; step < 16; step++) {
+        const r = random();
+        if (r < 0.4) {
+          const run = Array.from({ length: 1 + Math.floor(random() * 4) }, () => ++n);
+          if (model.length === 0) expectedWakes++;
+          const whole = run.length > 1 && model.length + run.length <= capacity;
+          const room = capacity - model.length;
+          run.slice(0, room).forEach((value, at) => {
+            model.push(whole ? { value, run, at } : { value });
+          });
+          expect(q.pushRun(run)).toBe(run.length <= room);
+        } else if (r < 0.6) {
+          const accepted = model.length < capacity;
+          if (accepted && model.length === 0) expectedWakes++;
+          expect(q.push(++n)).toBe(accepted);
+          if (accepted) model.push({ value: n });
+        } else if (r < 0.8) {
+          const head = model[0];
+          const got = q.pollRun();
+          if (head?.run !== undefined && head.at === 0) {
+            expect(got).toBe(head.run);
+            model.splice(0, head.run.length);
+          } else expect(got).toBeUndefined();
+        } else {
+          expect(q.poll()).toBe(model.shift()?.value);
+        }
+        expect(q.size).toBe(model.length);
+      }
+      expect(wakes).toBe(expectedWakes);
+    }
+  });
+});
+
 interface Note {
   readonly key: string;
   readonly first: number;
@@ -558,6 +681,66 @@ describe("BoundedQueue with a coalescing policy", () => {
       return n;
     }
   }
+
+  it("takes pending runs apart when it starts coalescing, and coalesces later runs item by item", () => {
+    const { q } = coalescing(4);
+    const run = [note("a", 1), note("b", 2), note("a", 3)];
+    expect(q.pushRun(run)).toBe(true);
+    expect(q.poll()).toEqual(note("a", 1));
+    expect(q.pushRun([note("c", 4), note("d", 5)])).toBe(true);
+    expect(q.isCoalescing).toBe(false);
+    // Full (b, a3, c, d): b merges into its pending note.
+    expect(q.pushRun([note("b", 6), note("e", 7)])).toBe(false);
+    expect(q.isCoalescing).toBe(true);
+    expect(q.pollRun()).toBeUndefined();
+    expect([q.poll(), q.poll(), q.poll(), q.poll(), q.poll()]).toEqual([
+      { key: "b", first: 2, last: 6 },
+      note("a", 3),
+      note("c", 4),
+      note("d", 5),
+      undefined,
+    ]);
+    expect(q.isCoalescing).toBe(false);
+    expect(q.pushRun(run)).toBe(true);
+    expect(q.pollRun()).toBe(run);
+  });
+
+  it("behaves like the plain rules, pushing each item of a run in turn, when items come in runs", () => {
+    let seed = 11;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed / 2147483648;
+    };
+    for (const capacity of [1, 3, 8]) {
+      const { q } = coalescing(capacity);
+      const model = new Model(capacity);
+      let n = 0;
+      for (let step = 0; step < 20_000; step++) {
+        const r = random();
+        if (r < 0.3 && model.items.length > 0) {
+          const run = q.pollRun();
+          if (run !== undefined) for (const x of run) expect(x).toEqual(model.pop());
+        } else if (r < 0.5 && model.items.length > 0) {
+          expect(q.poll()).toEqual(model.pop());
+        } else {
+          const run = Array.from({ length: 1 + Math.floor(random() * 4) }, () =>
+            note(`k${Math.floor(random() * capacity * 1.5)}`, ++n, random() < 0.05),
+          );
+          let accepted = true;
+          for (const x of run) {
+            if (!model.push(x)) {
+              accepted = false;
+              break;
+            }
+          }
+          expect(q.pushRun(run)).toBe(accepted);
+        }
+        expect(q.size).toBe(model.items.length);
+        expect(q.isCoalescing).toBe(model.coalescing);
+        expect(q.coalesced).toBe(model.coalesced);
+      }
+    }
+  });
 
   // [case, capacity, distinct keys, chance of a pull, items the consumer leaves, chance of a cancel]
   it.each([

@@ -38,6 +38,15 @@ export interface BoundedQueueOptions<T> {
 const HOLE: unique symbol = Symbol("hole");
 
 /**
+ * Several items pushed as one entry (`pushRun`): the same array may sit in many queues at once
+ * (one publish's events for every stream of one view), so it is never changed. A run counts as
+ * its length towards the capacity; `poll` takes its items one by one, `pollRun` takes it whole.
+ */
+class Run<T> {
+  constructor(readonly items: readonly T[]) {}
+}
+
+/**
  * A bounded push->pull queue: one producer pushes synchronously (the bus, never waiting), one
  * consumer takes at the pace of its client: the streaming edge is woken by `onReadable` and
  * takes with `poll` (no promise per item); `next()` (and `for await`) also work.
@@ -58,8 +67,12 @@ const HOLE: unique symbol = Symbol("hole");
  * queue.
  */
 export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> {
-  private items: (T | typeof HOLE | undefined)[] = [];
+  private items: (T | Run<T> | typeof HOLE | undefined)[] = [];
   private head = 0;
+  /** Pending items beyond one per entry: for each pending run, its untaken items less one. */
+  private extra = 0;
+  /** Items already taken from the run at `head` (0 when it is not a run). */
+  private runTaken = 0;
   /** Set only while coalescing: the key of each pending item -> its position in `items`. */
   private index: Map<string, number> | undefined;
   /** While coalescing, `keys[i]` is the key of `items[i]`. */
@@ -93,7 +106,7 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
 
   /** Items waiting for the consumer. */
   get size(): number {
-    return this.items.length - this.head - this.holes;
+    return this.items.length - this.head - this.holes + this.extra;
   }
 
   /** See BoundedQueueStats. */
@@ -143,6 +156,29 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
       return true;
     }
     if (this.mergeInto(at, item, policy)) this.removeAt(at);
+    return true;
+  }
+
+  /**
+   * Hands `items` (in order, at least one) to the consumer as `push` would one by one, keeping
+   * the array itself as one entry while the queue has room for all of them: `pollRun` can then
+   * give the same array back, and a writer can reuse whatever it made of it for every stream
+   * it was pushed to. The array must never change afterwards. False when the queue could not
+   * take them all (those before the first refused were accepted).
+   */
+  pushRun(items: readonly T[]): boolean {
+    if (items.length === 1) return this.push(items[0] as T);
+    if (this.ended || this.failed || this.closed) return false;
+    if (this.index === undefined && this.waiter === undefined) {
+      const size = this.size;
+      if (size + items.length <= this.capacity) {
+        this.items.push(new Run(items));
+        this.extra += items.length - 1;
+        if (this.readable !== undefined && size === 0) this.readable();
+        return true;
+      }
+    }
+    for (const item of items) if (!this.push(item)) return false;
     return true;
   }
 
@@ -217,6 +253,19 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
     return this.take();
   }
 
+  /**
+   * Takes the next pending run whole, when the next pending item is the first of one: the
+   * array `pushRun` was given. Undefined otherwise (nothing taken; `poll` then).
+   */
+  pollRun(): readonly T[] | undefined {
+    if (this.runTaken !== 0 || this.failed || this.index !== undefined) return undefined;
+    const entry = this.items[this.head];
+    if (!(entry instanceof Run)) return undefined;
+    this.extra -= entry.items.length - 1;
+    this.advance(entry.items[0] as T);
+    return entry.items;
+  }
+
   /** `fail`, under the name the bus's Subscription gives it. */
   cancel(reason: unknown): void {
     this.fail(reason);
@@ -253,7 +302,23 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
   private take(): T {
     if (this.index !== undefined) return this.shift();
     const items = this.items;
-    const value = items[this.head] as T;
+    const entry = items[this.head];
+    if (entry instanceof Run) {
+      const run = entry.items;
+      const value = run[this.runTaken++] as T;
+      if (this.runTaken < run.length) {
+        this.extra--;
+        return value;
+      }
+      this.runTaken = 0;
+      return this.advance(value);
+    }
+    return this.advance(entry as T);
+  }
+
+  /** Removes the entry at `head`, whose last item `value` was just taken, and returns it. */
+  private advance(value: T): T {
+    const items = this.items;
     items[this.head] = undefined;
     this.head++;
     if (this.head === items.length) {
@@ -300,6 +365,8 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
   private clear(): void {
     this.items = [];
     this.head = 0;
+    this.extra = 0;
+    this.runTaken = 0;
     this.index = undefined;
     this.keys = [];
     this.holes = 0;
@@ -315,22 +382,29 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
     if (policy === undefined || this.size === 0) return false;
     const pending = this.items;
     const start = this.head;
+    const taken = this.runTaken;
     this.clear();
-    const index = new Map<string, number>();
-    this.index = index;
+    this.index = new Map<string, number>();
     for (let i = start; i < pending.length; i++) {
-      const item = pending[i] as T;
-      const key = policy.key(item);
-      const at = index.get(key);
-      if (at === undefined) {
-        this.append(item, key);
-        continue;
-      }
-      if (this.mergeInto(at, item, policy)) this.punch(at);
+      const entry = pending[i];
+      if (entry instanceof Run) {
+        // Runs are taken apart: from here on every item is indexed on its own.
+        const run = entry.items;
+        for (let j = i === start ? taken : 0; j < run.length; j++) this.coalesceIn(run[j] as T);
+      } else this.coalesceIn(entry as T);
     }
     if (this.size === 0) this.clear();
     else if (this.holes > 0) this.compact();
     return true;
+  }
+
+  /** One pending item into a queue that is starting to coalesce (see startCoalescing). */
+  private coalesceIn(item: T): void {
+    const policy = this.options.coalesce as CoalescePolicy<T>;
+    const key = policy.key(item);
+    const at = (this.index as Map<string, number>).get(key);
+    if (at === undefined) this.append(item, key);
+    else if (this.mergeInto(at, item, policy)) this.punch(at);
   }
 
   private append(item: T, key: string): void {
@@ -384,7 +458,8 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
   /** Rewrites the backlog without holes or consumed prefix, re-indexing it (coalescing only). */
   private compact(): void {
     const index = this.index as Map<string, number>;
-    const items: (T | typeof HOLE | undefined)[] = [];
+    // Coalescing: no runs are pending (startCoalescing took them apart).
+    const items: (T | Run<T> | typeof HOLE | undefined)[] = [];
     const keys: (string | undefined)[] = [];
     for (let i = this.head; i < this.items.length; i++) {
       const item = this.items[i];

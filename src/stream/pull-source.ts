@@ -9,6 +9,12 @@ export interface PullSource<T> {
   /** The next pending item, without waiting; undefined when none is pending. */
   poll(): T | undefined;
   /**
+   * The next pending items at once, when they were handed over as one array (BoundedQueue's
+   * `pushRun`): the same array object every source it was pushed to gives back, never changed.
+   * Undefined otherwise, with nothing taken: `poll` then.
+   */
+  pollRun?(): readonly T[] | undefined;
+  /**
    * Push mode: `listener` runs when an item arrives while none is pending, and when the source
    * ends or fails (`next()` then tells which). A writer that drains with `poll` then needs no
    * promise per item.

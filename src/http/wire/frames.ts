@@ -51,3 +51,24 @@ export function batchOf<T>(
     return lastBytes;
   };
 }
+
+/**
+ * The bytes of runs (arrays of items handed whole to many streams, PullSource.pollRun, never
+ * changed), joined with `batch` once per run and kept as long as the run is alive.
+ */
+export function runOf<T>(batch: (items: readonly T[]) => Buffer): (items: readonly T[]) => Buffer {
+  const made = new WeakMap<readonly T[], Buffer>();
+  let lastRun: readonly T[] | undefined;
+  let lastBytes: Buffer | undefined;
+  return (items) => {
+    if (items === lastRun) return lastBytes as Buffer;
+    let bytes = made.get(items);
+    if (bytes === undefined) {
+      bytes = batch(items);
+      made.set(items, bytes);
+    }
+    lastRun = items;
+    lastBytes = bytes;
+    return bytes;
+  };
+}

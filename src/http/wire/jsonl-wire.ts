@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { ServiceError } from "../../errors.js";
 import { connectProtocol } from "../connect-protocol.js";
-import { batchOf, FrameCache } from "./frames.js";
+import { batchOf, FrameCache, runOf } from "./frames.js";
 import type { MethodCodec } from "./method-codec.js";
 import { connectTimeoutMs } from "./timeouts.js";
 import { type Abort, STREAM_HEADERS, type StreamWire } from "./wire.js";
@@ -99,6 +99,7 @@ export function createJsonlWire<I extends DescMessage, O extends DescMessage, T 
     const json = jsonBytes(item);
     return line(json, padding(json.length + 1));
   });
+  const batch = batchOf((item: T) => lines.get(item), alignLines);
   const utf8 = new TextDecoder("utf-8", { fatal: true });
   return {
     name: "jsonl",
@@ -131,7 +132,8 @@ export function createJsonlWire<I extends DescMessage, O extends DescMessage, T 
     },
     trailers: false,
     single: (item) => alignedLines.get(item),
-    batch: batchOf((item: T) => lines.get(item), alignLines),
+    batch,
+    run: runOf(batch),
     keepAlive: JSONL_KEEPALIVE,
     keepAliveRunMax: JSONL_KEEPALIVE_RUN_MAX,
     // Nothing after the last event of a clean end (CONTRACT §10).

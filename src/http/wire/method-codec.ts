@@ -8,7 +8,7 @@ import {
   type MethodSerializationLookup,
 } from "../connect-protocol.js";
 import { ENVELOPE_BYTES, envelope, unwrapPayload } from "./envelope.js";
-import { batchOf, FrameCache } from "./frames.js";
+import { batchOf, FrameCache, runOf } from "./frames.js";
 import type { StreamWire } from "./wire.js";
 
 /**
@@ -83,14 +83,19 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
    */
   enveloped(
     json: boolean,
-  ): Pick<StreamWire<I, T>, "single" | "batch" | "keepAlive" | "keepAliveRunMax" | "decode"> {
+  ): Pick<
+    StreamWire<I, T>,
+    "single" | "batch" | "run" | "keepAlive" | "keepAliveRunMax" | "decode"
+  > {
     const frames = json ? this.jsonFrames : this.binaryFrames;
+    const batch = batchOf(
+      (item: T) => frames.get(item),
+      (parts, length) => Buffer.concat(parts, length),
+    );
     return {
       single: (item: T) => frames.get(item),
-      batch: batchOf(
-        (item: T) => frames.get(item),
-        (parts, length) => Buffer.concat(parts, length),
-      ),
+      batch,
+      run: runOf(batch),
       keepAlive: undefined,
       keepAliveRunMax: 0,
       decode: async (body: Buffer, compression: Compression | null, maxBytes: number) =>

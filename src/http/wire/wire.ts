@@ -61,6 +61,11 @@ export interface StreamWire<I extends DescMessage, T extends object> {
    * items are the same objects, so each is joined once, not once per stream.
    */
   batch(items: readonly T[]): Buffer;
+  /**
+   * The bytes of a run (PullSource.pollRun): as `batch`, made once per run however many
+   * streams write it, while it is pending anywhere.
+   */
+  run(items: readonly T[]): Buffer;
   /** What to write while the stream is idle, to keep it alive; undefined: nothing. */
   readonly keepAlive: Buffer | undefined;
   /**

@@ -30,9 +30,10 @@ const CLIENT_GONE = new ServiceError("canceled", "client went away");
 const MAX_BATCH = 256;
 
 // Scratch arrays of `flush` (which never runs inside another): the parts of one write, and the
-// items taken one by one since the last run. Emptied before use; `wire.batch` keeps no reference.
-const PARTS: Buffer[] = [];
-const SINGLES: object[] = [];
+// items taken one by one since the last run. Slots are cleared after use, never the arrays
+// (emptying an array frees its storage, and the next flush would allocate it again).
+const PARTS: (Buffer | undefined)[] = [];
+const SINGLES: (object | undefined)[] = [];
 
 export interface StreamEdgeOptions {
   readonly auth: CallAuthentication;
@@ -243,7 +244,7 @@ class EdgeCall implements IdleTarget {
    * Writes what is pending (up to MAX_BATCH items) in one write, or the end once the session
    * is over. Runs (PullSource.pollRun: a publish's events, as every stream of the same view got
    * them) are written as the bytes made once for all those streams; other items are joined.
-   * Several parts go out corked, as one write, rather than copied into one buffer.
+   * Several parts are joined once for every stream that writes the same ones (`wire.join`).
    */
   flush(): void {
     this.scheduled = false;
@@ -257,33 +258,36 @@ class EdgeCall implements IdleTarget {
     const session = this.session as StreamSession<object>;
     const items = session.items;
     const wire = this.wire;
-    const parts = PARTS;
-    const singles = SINGLES;
-    parts.length = 0;
-    singles.length = 0;
+    // Parts of the write go into PARTS[0..parts); items taken one by one since the last run
+    // into SINGLES[0..singles).
+    let parts = 0;
+    let singles = 0;
     let count = 0;
     let last: object | undefined;
     for (;;) {
       const run = count < MAX_BATCH ? items.pollRun?.() : undefined;
       const item = run === undefined && count < MAX_BATCH ? items.poll() : undefined;
       if (item !== undefined) {
-        singles.push(item);
+        SINGLES[singles++] = item;
         last = item;
         count++;
         continue;
       }
       // A run, or the end of what is pending: the items taken one by one before it go first.
-      if (singles.length > 0) {
+      if (singles === 1) {
         // Usually one item is pending: its bytes as they are cached, shared by every stream.
-        parts.push(singles.length === 1 ? wire.single(singles[0] as object) : wire.batch(singles));
-        singles.length = 0;
+        PARTS[parts++] = wire.single(SINGLES[0] as object);
+      } else if (singles > 1) {
+        PARTS[parts++] = wire.batch(SINGLES.slice(0, singles) as object[]);
       }
+      for (let i = 0; i < singles; i++) SINGLES[i] = undefined;
+      singles = 0;
       if (run === undefined) break;
-      parts.push(wire.run(run));
+      PARTS[parts++] = wire.run(run);
       last = run[run.length - 1];
       count += run.length;
     }
-    if (parts.length === 0) {
+    if (parts === 0) {
       // Nothing pending: if the session is over, next() says how.
       if (items.isClosed) {
         this.ending = true;
@@ -298,14 +302,9 @@ class EdgeCall implements IdleTarget {
     this.idleTicks = 0;
     this.keepAliveRun = 0;
     session.wrote(last as object, count);
-    let room = true;
-    if (parts.length === 1) room = sink.write(parts[0] as Buffer);
-    else {
-      sink.cork();
-      for (const p of parts) room = sink.write(p);
-      sink.uncork();
-    }
-    parts.length = 0;
+    const bytes = parts === 1 ? (PARTS[0] as Buffer) : wire.join(PARTS, parts);
+    for (let i = 0; i < parts; i++) PARTS[i] = undefined;
+    const room = sink.write(bytes);
     if (!room) {
       this.blocked = true;
       sink.once("drain", this.wake);

@@ -38,12 +38,16 @@ export interface BoundedQueueOptions<T> {
 const HOLE: unique symbol = Symbol("hole");
 
 /**
- * Several items pushed as one entry (`pushRun`): the same array may sit in many queues at once
- * (one publish's events for every stream of one view), so it is never changed. A run counts as
- * its length towards the capacity; `poll` takes its items one by one, `pollRun` takes it whole.
+ * Several items pushed as one entry (`pushRun`) are kept as the array they came in, told apart
+ * from an item by `Array.isArray` (items are never arrays): the same array may sit in many
+ * queues at once (one publish's events for every stream of one view), so it is never changed.
+ * A run counts as its length towards the capacity; `poll` takes its items one by one,
+ * `pollRun` takes it whole.
  */
-class Run<T> {
-  constructor(readonly items: readonly T[]) {}
+type Entry<T> = T | readonly T[];
+
+function isRun<T>(entry: Entry<T> | typeof HOLE | undefined): entry is readonly T[] {
+  return Array.isArray(entry);
 }
 
 /**
@@ -67,7 +71,7 @@ class Run<T> {
  * queue.
  */
 export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> {
-  private items: (T | Run<T> | typeof HOLE | undefined)[] = [];
+  private items: (Entry<T> | typeof HOLE | undefined)[] = [];
   private head = 0;
   /** Pending items beyond one per entry: for each pending run, its untaken items less one. */
   private extra = 0;
@@ -172,7 +176,7 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
     if (this.index === undefined && this.waiter === undefined) {
       const size = this.size;
       if (size + items.length <= this.capacity) {
-        this.items.push(new Run(items));
+        this.items.push(items);
         this.extra += items.length - 1;
         if (this.readable !== undefined && size === 0) this.readable();
         return true;
@@ -260,10 +264,10 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
   pollRun(): readonly T[] | undefined {
     if (this.runTaken !== 0 || this.failed || this.index !== undefined) return undefined;
     const entry = this.items[this.head];
-    if (!(entry instanceof Run)) return undefined;
-    this.extra -= entry.items.length - 1;
-    this.advance(entry.items[0] as T);
-    return entry.items;
+    if (!isRun(entry)) return undefined;
+    this.extra -= entry.length - 1;
+    this.advance(entry[0] as T);
+    return entry;
   }
 
   /** `fail`, under the name the bus's Subscription gives it. */
@@ -303,8 +307,8 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
     if (this.index !== undefined) return this.shift();
     const items = this.items;
     const entry = items[this.head];
-    if (entry instanceof Run) {
-      const run = entry.items;
+    if (isRun(entry)) {
+      const run = entry;
       const value = run[this.runTaken++] as T;
       if (this.runTaken < run.length) {
         this.extra--;
@@ -387,9 +391,9 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
     this.index = new Map<string, number>();
     for (let i = start; i < pending.length; i++) {
       const entry = pending[i];
-      if (entry instanceof Run) {
+      if (isRun(entry)) {
         // Runs are taken apart: from here on every item is indexed on its own.
-        const run = entry.items;
+        const run = entry;
         for (let j = i === start ? taken : 0; j < run.length; j++) this.coalesceIn(run[j] as T);
       } else this.coalesceIn(entry as T);
     }
@@ -459,7 +463,7 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
   private compact(): void {
     const index = this.index as Map<string, number>;
     // Coalescing: no runs are pending (startCoalescing took them apart).
-    const items: (T | Run<T> | typeof HOLE | undefined)[] = [];
+    const items: (Entry<T> | typeof HOLE | undefined)[] = [];
     const keys: (string | undefined)[] = [];
     for (let i = this.head; i < this.items.length; i++) {
       const item = this.items[i];

@@ -72,3 +72,23 @@ export function runOf<T>(batch: (items: readonly T[]) => Buffer): (items: readon
     return bytes;
   };
 }
+
+/**
+ * Joins the first `count` of `parts` into one buffer, remembering the last join: streams of one
+ * view write the same parts (the same Buffer objects: runs' and items' shared bytes) in one
+ * turn, so each set is copied once, not once per stream.
+ */
+export function joinOf(): (parts: readonly (Buffer | undefined)[], count: number) => Buffer {
+  let lastParts: (Buffer | undefined)[] = [];
+  let lastBytes: Buffer | undefined;
+  return (parts, count) => {
+    if (lastBytes !== undefined && count === lastParts.length) {
+      let same = true;
+      for (let i = 0; i < count && same; i++) same = parts[i] === lastParts[i];
+      if (same) return lastBytes;
+    }
+    lastParts = parts.slice(0, count);
+    lastBytes = Buffer.concat(lastParts as Buffer[]);
+    return lastBytes;
+  };
+}

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { DescMessage } from "@bufbuild/protobuf";
 import { ServiceError } from "../../errors.js";
 import { connectProtocol } from "../connect-protocol.js";
-import { batchOf, FrameCache, runOf } from "./frames.js";
+import { batchOf, FrameCache, joinOf, runOf } from "./frames.js";
 import type { MethodCodec } from "./method-codec.js";
 import { connectTimeoutMs } from "./timeouts.js";
 import { type Abort, STREAM_HEADERS, type StreamWire } from "./wire.js";
@@ -134,6 +134,8 @@ export function createJsonlWire<I extends DescMessage, O extends DescMessage, T 
     single: (item) => alignedLines.get(item),
     batch,
     run: runOf(batch),
+    // Every part ends on 64 bytes (a batch's or a run's last line is padded), so joined they do.
+    join: joinOf(),
     keepAlive: JSONL_KEEPALIVE,
     keepAliveRunMax: JSONL_KEEPALIVE_RUN_MAX,
     // Nothing after the last event of a clean end (CONTRACT §10).

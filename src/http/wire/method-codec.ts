@@ -8,7 +8,7 @@ import {
   type MethodSerializationLookup,
 } from "../connect-protocol.js";
 import { ENVELOPE_BYTES, envelope, unwrapPayload } from "./envelope.js";
-import { batchOf, FrameCache, runOf } from "./frames.js";
+import { batchOf, FrameCache, joinOf, runOf } from "./frames.js";
 import type { StreamWire } from "./wire.js";
 
 /**
@@ -85,7 +85,7 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
     json: boolean,
   ): Pick<
     StreamWire<I, T>,
-    "single" | "batch" | "run" | "keepAlive" | "keepAliveRunMax" | "decode"
+    "single" | "batch" | "run" | "join" | "keepAlive" | "keepAliveRunMax" | "decode"
   > {
     const frames = json ? this.jsonFrames : this.binaryFrames;
     const batch = batchOf(
@@ -96,6 +96,7 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
       single: (item: T) => frames.get(item),
       batch,
       run: runOf(batch),
+      join: joinOf(),
       keepAlive: undefined,
       keepAliveRunMax: 0,
       decode: async (body: Buffer, compression: Compression | null, maxBytes: number) =>

@@ -66,6 +66,11 @@ export interface StreamWire<I extends DescMessage, T extends object> {
    * streams write it, while it is pending anywhere.
    */
   run(items: readonly T[]): Buffer;
+  /**
+   * The first `count` parts (bytes this wire gave for runs, batches or items) as one write; the
+   * last join made is given again for the same parts.
+   */
+  join(parts: readonly (Buffer | undefined)[], count: number): Buffer;
   /** What to write while the stream is idle, to keep it alive; undefined: nothing. */
   readonly keepAlive: Buffer | undefined;
   /**

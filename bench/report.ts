@@ -88,6 +88,9 @@ const DURABLE_TARGETS = {
   fanoutCpuToBatched: 2,
 };
 
+/** Load generator CPU (cores) from which a part measured the client's ceiling, not the server. */
+const CLIENT_BOUND_CORES = 0.85;
+
 /** Scenario 8's targets. */
 const FEED_TARGETS = {
   /** events/s replayed to one stream from SQLite, request to last event */
@@ -604,20 +607,28 @@ function feedRowsOf(
     metric: string,
     path: string,
     scale = 1,
-    target?: { text: string; pass: (ratio: number) => boolean },
+    target?: { text: string; pass: (ratio: number) => boolean | null },
   ) =>
     add(
       metric,
       value(`${prefix}-watch`, path, scale),
       value(`${prefix}-feed`, path, scale),
-      target && {
-        text: target.text,
-        pass: (r) =>
-          parts[`${prefix}-feed`] === undefined || parts[`${prefix}-watch`] === undefined
-            ? null
-            : whole(`${prefix}-watch`) && whole(`${prefix}-feed`) && r !== null && target.pass(r),
-      },
+      target && judgedWhole(prefix, target),
     );
+  /** A target judged only when both parts ran whole (null from `pass`: not judged). */
+  const judgedWhole = (
+    prefix: string,
+    target: { text: string; pass: (ratio: number) => boolean | null },
+  ) => ({
+    text: target.text,
+    pass: (r: number | null) => {
+      if (parts[`${prefix}-feed`] === undefined || parts[`${prefix}-watch`] === undefined) {
+        return null;
+      }
+      const met = r === null ? false : target.pass(r);
+      return met === null ? null : whole(`${prefix}-watch`) && whole(`${prefix}-feed`) && met;
+    },
+  });
   const yesNo = (part: string, path: string): Value => {
     const o = parts[part];
     if (o === undefined) return "n/a";
@@ -697,12 +708,35 @@ function feedRowsOf(
 
   if (parts["fanout-watch"] !== undefined || parts["fanout-feed"] !== undefined) {
     const f = "fan-out 1,000 streams:";
+    // A part whose load generator is near a core measured the client, not the server: then the
+    // target is judged on what a CPU second of the server delivers instead.
+    const clientBound = (part: string) => {
+      const lg = num(get(parts[part]?.result, "loadgenCores"));
+      return lg !== null && lg >= CLIENT_BOUND_CORES;
+    };
+    const bound = clientBound("fanout-watch") || clientBound("fanout-feed");
     both("fanout", `${f} deliveries/s`, "deliveriesPerSec", 1, {
-      text: `feed >= ${FEED_TARGETS.fanout}x`,
-      pass: (r) => r >= FEED_TARGETS.fanout,
+      text: `feed >= ${FEED_TARGETS.fanout}x${bound ? " (client-bound: below)" : ""}`,
+      pass: (r) => (bound ? null : r >= FEED_TARGETS.fanout),
     });
     both("fanout", `${f} events/s`, "eventsPerSec");
     both("fanout", `${f} server CPU s per 1M deliveries`, "serverCpuSecPerMillion");
+    const perCpuSecond = (part: string): Value => {
+      if (parts[part] === undefined) return "n/a";
+      const v = num(get(parts[part]?.result, "serverCpuSecPerMillion"));
+      return v === null || v <= 0 ? null : 1 / v;
+    };
+    add(
+      `${f} M deliveries per server CPU second`,
+      perCpuSecond("fanout-watch"),
+      perCpuSecond("fanout-feed"),
+      bound
+        ? judgedWhole("fanout", {
+            text: `feed >= ${FEED_TARGETS.fanout}x (client-bound)`,
+            pass: (r) => r >= FEED_TARGETS.fanout,
+          })
+        : undefined,
+    );
     both("fanout", `${f} server CPU (cores)`, "serverCores");
     both("fanout", `${f} load generator CPU (cores)`, "loadgenCores");
     both("fanout", `${f} other load (cores)`, "otherCores");
@@ -715,10 +749,10 @@ function feedRowsOf(
     );
     for (const part of ["fanout-watch", "fanout-feed"]) {
       const lg = num(get(parts[part]?.result, "loadgenCores"));
-      if (lg !== null && lg >= 0.85) {
+      if (lg !== null && lg >= CLIENT_BOUND_CORES) {
         note(
           s,
-          `ours (${part}): the load generator used ${lg.toFixed(2)} cores: its deliveries/s is near the client's ceiling (a lower bound of the server's); its CPU per delivery stands`,
+          `ours (${part}): the load generator used ${lg.toFixed(2)} cores: its deliveries/s is near the client's ceiling (a lower bound of the server's); its CPU per delivery stands, and the target is judged on it`,
         );
       }
     }

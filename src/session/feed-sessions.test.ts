@@ -48,6 +48,8 @@ interface SetupOptions {
  */
 function setup(size: number, maxBacklog: number, options: SetupOptions = {}) {
   const reads = { count: 0, scopes: [] as LogScope[] };
+  /** The live subscription of each stream opened, in order. */
+  const queues: BoundedQueue<PublishedEvent>[] = [];
   const page = (after: number, limit: number) => {
     reads.count++;
     const out: StoredEvent[] = [];
@@ -73,7 +75,9 @@ function setup(size: number, maxBacklog: number, options: SetupOptions = {}) {
   const sessions = {
     open: async () =>
       ({
-        items: new BoundedQueue<PublishedEvent>(maxBacklog),
+        items: queues[
+          queues.push(new BoundedQueue<PublishedEvent>(maxBacklog)) - 1
+        ] as BoundedQueue<PublishedEvent>,
         plan: options.plan ?? PLAN,
         wrote() {},
         end() {},
@@ -87,7 +91,7 @@ function setup(size: number, maxBacklog: number, options: SetupOptions = {}) {
     maxReplaysPerSubject: options.maxReplaysPerSubject ?? 4,
     maxReplays: options.maxReplays ?? 64,
   });
-  return Object.assign(feed, { reads });
+  return Object.assign(feed, { reads, queues });
 }
 
 const principal = (subject: string = PLAN.subject) =>
@@ -107,7 +111,46 @@ const fromStart = (feed: FeedSessions, subject?: string) =>
     protocol: "grpc",
   });
 
+const fromNow = (feed: FeedSessions) =>
+  feed.open({
+    principal: principal(),
+    request: { scope: { kind: "organization" }, filters: [] },
+    after: "",
+    protocol: "grpc",
+  });
+
+const live = (sequence: number): PublishedEvent => ({ ...stored(sequence), publishedAtMs: 0 });
+
 describe("FeedSessions", () => {
+  it("hands a run of live events on whole, one shared array of items for every stream", async () => {
+    const feed = setup(10, 64);
+    const a = await fromNow(feed);
+    const b = await fromNow(feed);
+    for (const s of [a, b]) expect((s.items.poll() as FeedItem).kind).toBe("checkpoint");
+    const run = [11, 12, 13].map(live);
+    for (const q of feed.queues) q.pushRun(run);
+    const got = a.items.pollRun?.();
+    expect(got).toBe(b.items.pollRun?.());
+    expect(got?.map((i) => (i.kind === "event" ? i.event.sequence : 0))).toEqual([11, 12, 13]);
+    // Taken one by one, a run gives its items in order; pollRun gives nothing once one is taken.
+    const next = [14, 15].map(live);
+    (feed.queues[0] as BoundedQueue<PublishedEvent>).pushRun(next);
+    const first = a.items.poll() as FeedItem;
+    expect(first.kind === "event" && first.event.sequence).toBe(14);
+    expect(a.items.pollRun?.()).toBeUndefined();
+    const second = a.items.poll() as FeedItem;
+    expect(second.kind === "event" && second.event.sequence).toBe(15);
+    expect(a.items.poll()).toBeUndefined();
+    // A run that starts at or before what was handed on goes event by event: 15 is not again.
+    (feed.queues[0] as BoundedQueue<PublishedEvent>).pushRun([15, 16].map(live));
+    expect(a.items.pollRun?.()).toBeUndefined();
+    const third = a.items.poll() as FeedItem;
+    expect(third.kind === "event" && third.event.sequence).toBe(16);
+    expect(a.items.poll()).toBeUndefined();
+    a.end(undefined);
+    b.end(undefined);
+  });
+
   it("replays the log in order and holds at most its backlog and one page, however long the replay", async () => {
     const size = 20_000;
     const feed = setup(size, 256);

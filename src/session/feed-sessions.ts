@@ -71,6 +71,8 @@ interface FeedContext {
   readScoped: EventBus["readScoped"];
   /** The shared item of a live event. */
   itemOf(p: PublishedEvent): FeedItem;
+  /** The shared items of a run of live events (PullSource.pollRun), in one shared array. */
+  runOf(run: readonly PublishedEvent[]): readonly FeedItem[];
   cursor(sequence: number): string;
   /** The stream ended: no more checkpoint ticks. */
   forget(stream: FeedStream): void;
@@ -87,6 +89,8 @@ interface FeedContext {
 export class FeedSessions {
   /** Live events as items, made once per event and shared by every stream. */
   private readonly liveItems = new WeakMap<PublishedEvent, FeedItem>();
+  /** Runs of live events as runs of items, made once per run and shared by every stream. */
+  private readonly liveRuns = new WeakMap<readonly PublishedEvent[], readonly FeedItem[]>();
   /** Checkpoints of idle streams; none when checkpointMs is 0. */
   private readonly ticker: IdleTicker | undefined;
   /** The log's id: made once with the log, so asked once. */
@@ -113,6 +117,14 @@ export class FeedSessions {
           this.liveItems.set(p, item);
         }
         return item;
+      },
+      runOf: (run) => {
+        let items = this.liveRuns.get(run);
+        if (items === undefined) {
+          items = run.map((p) => this.context.itemOf(p));
+          this.liveRuns.set(run, items);
+        }
+        return items;
       },
       cursor: (sequence) => this.cursor(sequence),
       forget: (stream) => this.ticker?.delete(stream),
@@ -259,9 +271,17 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   private readonly context: FeedContext;
   private readonly live: WatchStream;
   private phase: FeedPhase;
-  /** Items for the reader from `outHead` on; slots before it are handed on (and cleared). */
-  private readonly out: (FeedItem | undefined)[] = [];
+  /**
+   * Items for the reader from `outHead` on; slots before it are handed on (and cleared). A run
+   * of live events handed on whole is one slot, the shared array of its items (told apart by
+   * `Array.isArray`), so that the edge can write the bytes made once for every stream.
+   */
+  private readonly out: (FeedItem | readonly FeedItem[] | undefined)[] = [];
   private outHead = 0;
+  /** Pending items beyond one per slot: for each pending run, its untaken items less one. */
+  private outExtra = 0;
+  /** Items already taken from the run at `outHead` (0 when it is not a run). */
+  private runTaken = 0;
   /** The last sequence accounted for: handed on, or read and not for this stream. */
   private position: number;
   /**
@@ -304,8 +324,35 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   }
 
   poll(): FeedItem | undefined {
-    if (this.phase.name === "failed" || this.outHead === this.out.length) return undefined;
-    const item = this.out[this.outHead] as FeedItem;
+    if (this.phase.name === "failed" || this.pending === 0) return undefined;
+    const entry = this.out[this.outHead];
+    if (!Array.isArray(entry)) {
+      this.taken();
+      return entry as FeedItem;
+    }
+    const run = entry as readonly FeedItem[];
+    const item = run[this.runTaken++] as FeedItem;
+    if (this.runTaken < run.length) this.outExtra--;
+    else {
+      this.runTaken = 0;
+      this.taken();
+    }
+    return item;
+  }
+
+  /** The next pending run of live events whole, when none of it was taken yet (see `out`). */
+  pollRun(): readonly FeedItem[] | undefined {
+    if (this.phase.name === "failed" || this.runTaken !== 0) return undefined;
+    const entry = this.out[this.outHead];
+    if (!Array.isArray(entry)) return undefined;
+    const run = entry as readonly FeedItem[];
+    this.outExtra -= run.length - 1;
+    this.taken();
+    return run;
+  }
+
+  /** The slot at `outHead` was handed on. */
+  private taken(): void {
     // Let go of what was handed on: a replay keeps appending pages, so `out` may not empty for
     // a long time, and it must not hold every event sent meanwhile.
     this.out[this.outHead++] = undefined;
@@ -320,7 +367,6 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     if (this.phase.name === "replay" && this.pending < this.context.maxBacklog / 2) {
       void this.read();
     }
-    return item;
   }
 
   onReadable(listener: () => void): void {
@@ -368,7 +414,7 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   // ---- internals ------------------------------------------------------------------------------
 
   private get pending(): number {
-    return this.out.length - this.outHead;
+    return this.out.length - this.outHead + this.outExtra;
   }
 
   private push(item: FeedItem): void {
@@ -381,16 +427,15 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   /** Events of the subscription: handed on (live), buffered (replay), or dropped (ended). */
   private onLive(): void {
     const sub = this.live.items;
-    for (let p = sub.poll(); p !== undefined; p = sub.poll()) {
-      const phase = this.phase;
-      if (phase.name === "live") this.handLive(p);
-      else if (phase.name === "replay" && !phase.overflowed) {
-        if (phase.buffer.length < this.context.maxBacklog) phase.buffer.push(p);
-        else {
-          phase.buffer = [];
-          phase.overflowed = true;
-        }
+    for (;;) {
+      const run = this.phase.name === "live" ? sub.pollRun?.() : undefined;
+      if (run !== undefined) {
+        this.liveRun(run);
+        continue;
       }
+      const p = sub.poll();
+      if (p === undefined) break;
+      this.liveEvent(p);
     }
     if (sub.isClosed && this.phase.name !== "failed" && !this.liveDone) {
       sub.next().then(
@@ -398,6 +443,37 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
         (err: unknown) => this.fail(err),
       );
     }
+  }
+
+  /** One event of the subscription (see onLive). */
+  private liveEvent(p: PublishedEvent): void {
+    const phase = this.phase;
+    if (phase.name === "live") this.handLive(p);
+    else if (phase.name === "replay" && !phase.overflowed) {
+      if (phase.buffer.length < this.context.maxBacklog) phase.buffer.push(p);
+      else {
+        phase.buffer = [];
+        phase.overflowed = true;
+      }
+    }
+  }
+
+  /**
+   * A run of the subscription's events while live: handed on whole when all of it is new and
+   * fits the backlog (one shared slot), else event by event as they would have come.
+   */
+  private liveRun(run: readonly PublishedEvent[]): void {
+    const first = run[0] as PublishedEvent;
+    if (first.sequence > this.position && this.pending + run.length <= this.context.maxBacklog) {
+      this.position = (run[run.length - 1] as PublishedEvent).sequence;
+      const wasEmpty = this.pending === 0;
+      this.out.push(this.context.runOf(run));
+      this.outExtra += run.length - 1;
+      this.idleTicks = 0;
+      if (wasEmpty) this.readable?.();
+      return;
+    }
+    for (const p of run) this.liveEvent(p);
   }
 
   /** Hands a live event on; false when it was not (already handed on, or the reader is behind). */
@@ -437,6 +513,8 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     this.phase = { name: "failed", error: err };
     this.out.length = 0;
     this.outHead = 0;
+    this.outExtra = 0;
+    this.runTaken = 0;
     this.live.items.cancel(err);
     this.readable?.();
   }

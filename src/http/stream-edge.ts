@@ -91,6 +91,7 @@ export class StreamEdge {
         impl.method,
         (item: T) => impl.toResponse(item),
         impl.toBinary?.bind(impl),
+        impl.shared?.bind(impl),
       ) as StreamWires<DescMessage, DescMessage, object>,
     };
     const path = `/${impl.method.parent.typeName}/${impl.method.name}`;

@@ -37,13 +37,17 @@ export class StreamWires<I extends DescMessage, O extends DescMessage, T extends
   /** In the order they are asked: JSONL first (it also takes `application/json`). */
   private readonly wires: readonly StreamWire<I, T>[];
 
-  /** `toBinary`: the method's own binary encoder, if it has one (see StreamMethod). */
+  /**
+   * `toBinary`: the method's own binary encoder, if it has one; `shared`: which items other
+   * streams may write too (see StreamMethod).
+   */
   constructor(
     method: DescMethodServerStreaming<I, O>,
     toResponse: (item: T) => MessageShape<O>,
     toBinary?: (item: T, headroom: number) => Buffer | undefined,
+    shared?: (item: T) => boolean,
   ) {
-    const codec = new MethodCodec<I, O, T>(method, toResponse, toBinary);
+    const codec = new MethodCodec<I, O, T>(method, toResponse, toBinary, shared);
     this.wires = [
       createJsonlWire(codec),
       createConnectWire(codec, false),

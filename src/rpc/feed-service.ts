@@ -42,5 +42,7 @@ export function feedWatchMethod(
     open: (call) => feed.open({ ...watchOptionsOf(call), after: call.request.after }),
     toResponse: toFeedResponse,
     toBinary: encodeFeedResponse,
+    // Live events' items are shared by every feed stream; replayed ones and checkpoints are not.
+    shared: (item) => item.kind === "event" && item.shared === true,
   };
 }

@@ -40,6 +40,12 @@ export interface StreamMethod<I extends DescMessage, O extends DescMessage, T ex
    * shared (each encoded for one stream), where the reflective encoder is the cost.
    */
   toBinary?(item: T, headroom: number): Buffer | undefined;
+  /**
+   * Whether other streams may write this very item, so that its bytes are worth keeping once
+   * made. Default: every item. An item only one stream writes (a replayed event, a checkpoint)
+   * is encoded without being remembered.
+   */
+  shared?(item: T): boolean;
 }
 
 /** A StreamMethod of any messages, as the edge holds them side by side. */

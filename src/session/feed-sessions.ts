@@ -11,7 +11,13 @@ import type { WatchSessions, WatchStream } from "./watch-sessions.js";
 
 /** One message of a feed stream. Event items of live events are shared by every stream. */
 export type FeedItem =
-  | { readonly kind: "event"; readonly event: PublishedEvent; readonly cursor: string }
+  | {
+      readonly kind: "event";
+      readonly event: PublishedEvent;
+      readonly cursor: string;
+      /** A live event's item, which every feed stream of its view writes; unset: one stream's. */
+      readonly shared?: true;
+    }
   | { readonly kind: "checkpoint"; readonly cursor: string };
 
 export interface FeedSessionsOptions {
@@ -113,7 +119,7 @@ export class FeedSessions {
       itemOf: (p) => {
         let item = this.liveItems.get(p);
         if (item === undefined) {
-          item = { kind: "event", event: p, cursor: this.cursor(p.sequence) };
+          item = { kind: "event", event: p, cursor: this.cursor(p.sequence), shared: true };
           this.liveItems.set(p, item);
         }
         return item;

@@ -8,10 +8,15 @@ export class FrameCache<T extends object> {
   private lastItem: T | undefined;
   private lastFrame: Buffer | undefined;
 
-  constructor(private readonly encode: (item: T) => Buffer) {}
+  /** `keep`: whether an item's bytes are worth remembering (default: every item's). */
+  constructor(
+    private readonly encode: (item: T) => Buffer,
+    private readonly keep?: (item: T) => boolean,
+  ) {}
 
   get(item: T): Buffer {
     if (item === this.lastItem) return this.lastFrame as Buffer;
+    if (this.keep !== undefined && !this.keep(item)) return this.encode(item);
     let frame = this.frames.get(item);
     if (frame === undefined) {
       frame = this.encode(item);

@@ -94,11 +94,11 @@ export function createJsonlWire<I extends DescMessage, O extends DescMessage, T 
   codec: MethodCodec<I, O, T>,
 ): StreamWire<I, T> {
   const jsonBytes = codec.encoder(true);
-  const lines = new FrameCache<T>((item) => line(jsonBytes(item), 0));
+  const lines = new FrameCache<T>((item) => line(jsonBytes(item), 0), codec.keep);
   const alignedLines = new FrameCache<T>((item) => {
     const json = jsonBytes(item);
     return line(json, padding(json.length + 1));
-  });
+  }, codec.keep);
   const batch = batchOf((item: T) => lines.get(item), alignLines);
   const utf8 = new TextDecoder("utf-8", { fatal: true });
   return {

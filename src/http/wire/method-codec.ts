@@ -23,11 +23,15 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
   private readonly binaryFrames: FrameCache<T>;
   private readonly jsonFrames: FrameCache<T>;
 
-  /** `toBinary`: the method's own binary encoder, tried before the reflective one. */
+  /**
+   * `toBinary`: the method's own binary encoder, tried before the reflective one; `keep`: which
+   * items' bytes are worth remembering (StreamMethod.shared; default: all).
+   */
   constructor(
     method: DescMethodServerStreaming<I, O>,
     private readonly toResponse: (item: T) => MessageShape<O>,
     toBinary?: (item: T, headroom: number) => Buffer | undefined,
+    readonly keep?: (item: T) => boolean,
   ) {
     const limits = { readMaxBytes: 0xffffffff, writeMaxBytes: 0xffffffff };
     this.serialization = createMethodSerializationLookup(
@@ -39,7 +43,7 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
     this.typeName = method.input.name;
     const framed = (json: boolean) => {
       const bytesOf = this.encoder(json);
-      return new FrameCache<T>((item) => envelope(0, bytesOf(item)));
+      return new FrameCache<T>((item) => envelope(0, bytesOf(item)), keep);
     };
     const binary = framed(false);
     // The method's own encoder leaves room for the envelope: no copy of the message.
@@ -52,7 +56,7 @@ export class MethodCodec<I extends DescMessage, O extends DescMessage, T extends
             frame[0] = 0;
             frame.writeUInt32BE(frame.length - ENVELOPE_BYTES, 1);
             return frame;
-          });
+          }, keep);
     this.jsonFrames = framed(true);
   }
 

@@ -643,6 +643,14 @@ const SCALE = {
   jsonl: countOption("scale-jsonl", 20_000),
   rounds: countOption("scale-rounds", 5),
 };
+/**
+ * Scenario 2's size: --latency-streams (default 1,000) over --latency-connections (default
+ * 10). With few streams the figures are a publish's own cost, without the fan-out.
+ */
+const LATENCY = {
+  streams: countOption("latency-streams", 1000),
+  connections: countOption("latency-connections", 10),
+};
 /** Scenario 11: BENCH_SCALE_PROFILE=<dir> writes a CPU profile of each server over the rounds there. */
 const SCALE_PROFILE_DIR =
   process.env.BENCH_SCALE_PROFILE === undefined || process.env.BENCH_SCALE_PROFILE === ""
@@ -708,12 +716,18 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     key: "latency",
-    title: "2. Latency: 1,000 streams, 200 events/s (one event per publish)",
+    title: `2. Latency: ${LATENCY.streams.toLocaleString("en-US")} streams, 200 events/s (one event per publish)`,
     parts: [
       {
         name: "latency",
         kinds: [...KINDS, "limit-durable"],
-        params: { mode: "latency", streams: 1000, connections: 10, ratePerSec: 200, ...timing },
+        params: {
+          mode: "latency",
+          streams: LATENCY.streams,
+          connections: Math.min(LATENCY.connections, LATENCY.streams),
+          ratePerSec: 200,
+          ...timing,
+        },
         repeat: { rounds: 3, median: "p99Ms" },
       },
     ],

@@ -94,6 +94,24 @@ function randomEvent(random: () => number, sequence: number): PublishedEvent {
   };
 }
 
+/** A PROJECT UPDATE of ORG (every member may see it), numbered `sequence`. */
+function project(sequence: number): PublishedEvent {
+  return {
+    sequence,
+    event: {
+      resourceType: ResourceType.PROJECT,
+      operation: Operation.UPDATE,
+      resourceId: uuid(sequence),
+      organizationId: ORG,
+      environmentId: "",
+      creatorId: "",
+    },
+    creatorId: "",
+    publishedAtMs: 0,
+    acceptedAtMs: 0,
+  };
+}
+
 /** What `plan` should receive of `events`, by the rules alone. */
 function expected(p: WatchPlan, events: readonly PublishedEvent[]): PublishedEvent[] {
   const out: PublishedEvent[] = [];
@@ -154,20 +172,6 @@ describe("Dispatcher", () => {
     const subs = [admin, admin, member, member, other].map((p) =>
       dispatcher.subscribe(p, { maxBacklog: 100 }),
     );
-    const project = (sequence: number): PublishedEvent => ({
-      sequence,
-      event: {
-        resourceType: ResourceType.PROJECT,
-        operation: Operation.UPDATE,
-        resourceId: uuid(sequence),
-        organizationId: ORG,
-        environmentId: "",
-        creatorId: "",
-      },
-      creatorId: "",
-      publishedAtMs: 0,
-      acceptedAtMs: 0,
-    });
     // Projects only: every view sees the same, and all share one array.
     dispatcher.dispatchAll([project(1), project(2)]);
     const runs = subs.map((s) => s.pollRun?.());
@@ -197,20 +201,7 @@ describe("Dispatcher", () => {
     const p = orgPlan(principal("admin", ADMIN, ORG));
     const small = dispatcher.subscribe(p, { maxBacklog: 2 });
     const large = dispatcher.subscribe(p, { maxBacklog: 10 });
-    const batch = [1, 2, 3].map((sequence) => ({
-      sequence,
-      event: {
-        resourceType: ResourceType.PROJECT,
-        operation: Operation.UPDATE,
-        resourceId: uuid(sequence),
-        organizationId: ORG,
-        environmentId: "",
-        creatorId: "",
-      },
-      creatorId: "",
-      publishedAtMs: 0,
-      acceptedAtMs: 0,
-    }));
+    const batch = [1, 2, 3].map(project);
     dispatcher.dispatchAll(batch);
     await expect(small.next()).rejects.toMatchObject({ kind: "resource_exhausted" });
     expect(takeAll(large)).toEqual(batch);

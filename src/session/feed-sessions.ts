@@ -423,9 +423,11 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     return this.out.length - this.outHead + this.outExtra;
   }
 
-  private push(item: FeedItem): void {
+  /** Hands an item on, or a run of live items as one slot (see `out`). */
+  private push(entry: FeedItem | readonly FeedItem[]): void {
     const wasEmpty = this.pending === 0;
-    this.out.push(item);
+    this.out.push(entry);
+    if (Array.isArray(entry)) this.outExtra += entry.length - 1;
     this.idleTicks = 0;
     if (wasEmpty) this.readable?.();
   }
@@ -472,11 +474,7 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     const first = run[0] as PublishedEvent;
     if (first.sequence > this.position && this.pending + run.length <= this.context.maxBacklog) {
       this.position = (run[run.length - 1] as PublishedEvent).sequence;
-      const wasEmpty = this.pending === 0;
-      this.out.push(this.context.runOf(run));
-      this.outExtra += run.length - 1;
-      this.idleTicks = 0;
-      if (wasEmpty) this.readable?.();
+      this.push(this.context.runOf(run));
       return;
     }
     for (const p of run) this.liveEvent(p);

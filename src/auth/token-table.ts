@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 import type { Principal, Role } from "../watch/model.js";
 import { isUuid } from "../watch/uuid.js";
 
@@ -15,8 +15,9 @@ export interface TokenEntry {
 
 const ROLES: readonly Role[] = ["admin", "member", "publisher", "auditor"];
 
+/** Hex SHA-256 of a token (one-shot: no Hash object per call, which every request would make). */
 export function sha256Hex(token: string): string {
-  return createHash("sha256").update(token, "utf8").digest("hex");
+  return hash("sha256", token, "hex");
 }
 
 /** Hashes of the known tokens and their principals. Immutable once built. */

@@ -16,13 +16,17 @@ export interface Flushable {
  * One per app; a stream is scheduled at most once per turn (its own flag says so).
  */
 export class FlushScheduler {
-  private ready: Flushable[] = [];
-  private spare: Flushable[] = [];
+  // Targets waiting are ready[0..count); the arrays are swapped at each run and their slots
+  // cleared, never the arrays themselves (emptying one frees its storage, and with a thousand
+  // streams written per turn the next turn would grow it again, step by step).
+  private ready: (Flushable | undefined)[] = [];
+  private count = 0;
+  private spare: (Flushable | undefined)[] = [];
   private queued = false;
   private readonly run = () => this.flushAll();
 
   schedule(target: Flushable): void {
-    this.ready.push(target);
+    this.ready[this.count++] = target;
     if (!this.queued) {
       this.queued = true;
       setImmediate(this.run);
@@ -31,10 +35,13 @@ export class FlushScheduler {
 
   private flushAll(): void {
     const targets = this.ready;
+    const count = this.count;
     this.ready = this.spare;
+    this.count = 0;
     this.queued = false;
-    for (let i = 0; i < targets.length; i++) {
+    for (let i = 0; i < count; i++) {
       const target = targets[i] as Flushable;
+      targets[i] = undefined;
       try {
         target.flush();
       } catch (err) {
@@ -42,7 +49,6 @@ export class FlushScheduler {
         target.fail(err);
       }
     }
-    targets.length = 0;
     this.spare = targets;
   }
 }

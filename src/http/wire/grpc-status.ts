@@ -48,11 +48,13 @@ export function respellGrpcMessage(res: Http2ServerResponse): void {
 
 /** grpc-status, grpc-message and details (connect-es' setTrailerStatus) as a plain record. */
 export function grpcStatus(err: ConnectError | undefined): Record<string, string> {
+  // Success is one field (as setTrailerStatus writes it): no Headers object per answer.
+  if (err === undefined) return { "grpc-status": "0" };
   const fields: Record<string, string> = {};
   grpcProtocol.setTrailerStatus(new Headers(), err).forEach((value, key) => {
     fields[key] = value;
   });
-  if (err !== undefined) fields["grpc-message"] = grpcMessage(err.rawMessage);
+  fields["grpc-message"] = grpcMessage(err.rawMessage);
   return fields;
 }
 

@@ -97,6 +97,11 @@ export class FeedSessions {
   private readonly liveItems = new WeakMap<PublishedEvent, FeedItem>();
   /** Runs of live events as runs of items, made once per run and shared by every stream. */
   private readonly liveRuns = new WeakMap<readonly PublishedEvent[], readonly FeedItem[]>();
+  /** The live event and run asked for last, and their items (see `itemOf`, `runOf`). */
+  private lastEvent: PublishedEvent | undefined;
+  private lastItem: FeedItem | undefined;
+  private lastRun: readonly PublishedEvent[] | undefined;
+  private lastRunItems: readonly FeedItem[] | undefined;
   /** Checkpoints of idle streams; none when checkpointMs is 0. */
   private readonly ticker: IdleTicker | undefined;
   /** The log's id: made once with the log, so asked once. */
@@ -116,20 +121,27 @@ export class FeedSessions {
       maxBacklog: options.maxBacklog,
       dispatchedSequence: () => bus.dispatchedSequence,
       readScoped: (sequence, limit, scope) => bus.readScoped(sequence, limit, scope),
+      // Every stream asks in turn for the same event or run: the last one answers first.
       itemOf: (p) => {
+        if (p === this.lastEvent) return this.lastItem as FeedItem;
         let item = this.liveItems.get(p);
         if (item === undefined) {
           item = { kind: "event", event: p, cursor: this.cursor(p.sequence), shared: true };
           this.liveItems.set(p, item);
         }
+        this.lastEvent = p;
+        this.lastItem = item;
         return item;
       },
       runOf: (run) => {
+        if (run === this.lastRun) return this.lastRunItems as readonly FeedItem[];
         let items = this.liveRuns.get(run);
         if (items === undefined) {
           items = run.map((p) => this.context.itemOf(p));
           this.liveRuns.set(run, items);
         }
+        this.lastRun = run;
+        this.lastRunItems = items;
         return items;
       },
       cursor: (sequence) => this.cursor(sequence),
@@ -363,7 +375,10 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     // a long time, and it must not hold every event sent meanwhile.
     this.out[this.outHead++] = undefined;
     if (this.outHead === this.out.length) {
-      this.out.length = 0;
+      // Drained: start over. (pop() of the usual single slot keeps the array's storage, where
+      // length = 0 frees it and the next push, a live stream's every event, allocates it again.)
+      if (this.outHead === 1) this.out.pop();
+      else this.out.length = 0;
       this.outHead = 0;
     } else if (shouldCompact(this.outHead, this.out.length)) {
       this.out.splice(0, this.outHead);

@@ -2,6 +2,9 @@ import * as net from "node:net";
 import { TIME_HEX_DIGITS } from "./fixtures.js";
 import type { CountedStream, StreamState, Tally } from "./h2-watch-client.js";
 
+/** Where every connection's socket reads land (see JsonlConnection); nothing keeps a view of it. */
+const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
+
 /**
  * A JSONL watcher as the official SDKs watch: one HTTP/1.1 connection per stream, `POST` with
  * `Content-Type: application/jsonl` and the body `{}`, the answer a chunked `application/jsonl`
@@ -92,8 +95,16 @@ export class JsonlConnection implements CountedStream {
       port: options.port,
       noDelay: true,
       ...(options.localAddress !== undefined && { localAddress: options.localAddress }),
+      // Reads land in one buffer shared by every connection, each chunk parsed before the next
+      // read (as the HTTP/2 client does): no Buffer per chunk, no GC pressure from them.
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (n: number, buf: Uint8Array) => {
+          this.onData((buf as Buffer).subarray(0, n));
+          return true; // keep reading
+        },
+      },
     });
-    this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
     this.socket.on("error", (err: NodeJS.ErrnoException) =>
       this.fail(`error: ${err.code ?? err.message}`),
     );

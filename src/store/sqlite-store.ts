@@ -15,13 +15,11 @@ import { type BatchOutcome, type GroupBatch, GroupCommit } from "./group-commit.
 import {
   type AuditRow,
   auditEntryOf,
-  type EventRow,
   firstSequenceOf,
   type Known,
   learn,
   newEntryId,
   scopedPageOf,
-  storedEventOf,
 } from "./records.js";
 import type * as port from "./store.js";
 
@@ -83,6 +81,37 @@ const MIGRATIONS: readonly string[] = [
 const EVENT_COLUMNS =
   "sequence, organization_id, resource_type, operation, resource_id, environment_id, creator_id, created_at_ms";
 
+/** An `events` row read as an array (EVENT_COLUMNS, in that order). */
+type EventColumns = readonly [number, string, number, number, string, string, string, number];
+
+/**
+ * The event of a row read as an array. Event reads return arrays (`setReturnArrays`): node:sqlite
+ * makes each row object in dictionary mode, and reading its eight properties missed V8's
+ * inline caches on every row; a replay spent 2 µs per row on the rows alone, 0.8 as arrays.
+ */
+function storedEventOfColumns(r: EventColumns): port.StoredEvent {
+  return {
+    sequence: r[0],
+    creatorId: r[6],
+    acceptedAtMs: r[7],
+    event: {
+      resourceType: r[2],
+      operation: r[3],
+      resourceId: r[4],
+      organizationId: r[1],
+      environmentId: r[5],
+      creatorId: r[6],
+    },
+  };
+}
+
+/** Prepares a read whose rows come as arrays, in the order of its columns (see `storedEventOfColumns`). */
+function prepareArrayRead(db: DatabaseSync, sql: string): StatementSync {
+  const statement = db.prepare(sql);
+  statement.setReturnArrays(true);
+  return statement;
+}
+
 /**
  * The scoped reads of the feed's replays (Store.readScoped), each through its index, named so
  * that the statement fails rather than falls back to a scan (exported for the plan's test).
@@ -99,16 +128,13 @@ export const SCOPED_READS = {
 // Rows deleted per statement when pruning, so a prune never holds the write lock for long.
 const PRUNE_CHUNK = 10_000;
 
-interface KnownRow {
-  organization_id: string;
-  resource_type: number;
-  creator_id: string;
-}
+/** A `resources` row as the `known` statement reads it, an array (see `storedEventOfColumns`). */
+type KnownColumns = readonly [organizationId: string, resourceType: number, creatorId: string];
 
-function knownOf(r: KnownRow | undefined): Known | undefined {
+function knownOf(r: KnownColumns | undefined): Known | undefined {
   return r === undefined
     ? undefined
-    : { organizationId: r.organization_id, resourceType: r.resource_type, creatorId: r.creator_id };
+    : { organizationId: r[0], resourceType: r[1], creatorId: r[2] };
 }
 
 /** SQLite errors that mean "cannot write now" rather than a bug. */
@@ -203,7 +229,9 @@ export class SqliteStore implements port.Store {
     const last = meta.get("last_sequence")?.value as Uint8Array | undefined;
     this.last = last === undefined ? 0 : Number(Buffer.from(last).readBigUInt64BE());
     this.stmt = {
-      known: db.prepare(
+      // Asked for every event of every publish: rows as arrays.
+      known: prepareArrayRead(
+        db,
         "SELECT organization_id, resource_type, creator_id FROM resources WHERE resource_id = ?",
       ),
       insertKnown: db.prepare(
@@ -224,11 +252,12 @@ export class SqliteStore implements port.Store {
       insertKey: db.prepare(
         "INSERT INTO publish_keys (publisher, key, digest, first_sequence, last_sequence, created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
       ),
-      readAfter: db.prepare(
+      readAfter: prepareArrayRead(
+        db,
         `SELECT ${EVENT_COLUMNS} FROM events WHERE sequence > ? ORDER BY sequence LIMIT ?`,
       ),
-      readOrganization: db.prepare(SCOPED_READS.organization),
-      readEnvironment: db.prepare(SCOPED_READS.environment),
+      readOrganization: prepareArrayRead(db, SCOPED_READS.organization),
+      readEnvironment: prepareArrayRead(db, SCOPED_READS.environment),
       getAudit: db.prepare("SELECT * FROM audit_log WHERE id = ? AND organization_id = ?"),
     };
   }
@@ -355,7 +384,7 @@ export class SqliteStore implements port.Store {
     for (let i = 0; i < events.length; i++) {
       const event = events[i] as ResourceEvent;
       const id = event.resourceId;
-      const known = knownOf(stmt.known.get(id) as KnownRow | undefined);
+      const known = knownOf(stmt.known.get(id) as KnownColumns | undefined);
       const { creatorId, next } = learn(event, known);
       if (next !== known) {
         if (next === undefined) stmt.forget.run(id);
@@ -393,7 +422,8 @@ export class SqliteStore implements port.Store {
   }
 
   async readAfter(sequence: number, limit: number): Promise<port.StoredEvent[]> {
-    return (this.stmt.readAfter.all(sequence, limit) as unknown as EventRow[]).map(storedEventOf);
+    const rows = this.stmt.readAfter.all(sequence, limit) as unknown as EventColumns[];
+    return rows.map(storedEventOfColumns);
   }
 
   async readScoped(
@@ -408,8 +438,14 @@ export class SqliteStore implements port.Store {
           scope.organizationId,
           sequence,
           limit,
-        )) as unknown as EventRow[];
-    return scopedPageOf(rows.map(storedEventOf), limit, sequence, this.last, this.firstSequence());
+        )) as unknown as EventColumns[];
+    return scopedPageOf(
+      rows.map(storedEventOfColumns),
+      limit,
+      sequence,
+      this.last,
+      this.firstSequence(),
+    );
   }
 
   async lastSequence(): Promise<number> {
@@ -427,9 +463,9 @@ export class SqliteStore implements port.Store {
   }
 
   async environment(environmentId: string): Promise<EnvironmentRecord | undefined> {
-    const k = this.stmt.known.get(environmentId) as KnownRow | undefined;
-    if (k === undefined || k.resource_type !== ResourceType.ENVIRONMENT) return undefined;
-    return { organizationId: k.organization_id, creatorId: k.creator_id };
+    const k = knownOf(this.stmt.known.get(environmentId) as KnownColumns | undefined);
+    if (k === undefined || k.resourceType !== ResourceType.ENVIRONMENT) return undefined;
+    return { organizationId: k.organizationId, creatorId: k.creatorId };
   }
 
   async listAudit(query: port.AuditPageQuery): Promise<port.AuditEntry[]> {

@@ -60,6 +60,27 @@ function refetch(why: string): ServiceError {
   );
 }
 
+/**
+ * `make` of an object, made once and kept while the object lives. Every stream asks in turn for
+ * the same live event or run, so the last one asked answers first, before the WeakMap.
+ */
+function madeOnce<K extends object, V>(make: (key: K) => V): (key: K) => V {
+  const made = new WeakMap<K, V>();
+  let lastKey: K | undefined;
+  let lastValue: V | undefined;
+  return (key) => {
+    if (key === lastKey) return lastValue as V;
+    let value = made.get(key);
+    if (value === undefined) {
+      value = make(key);
+      made.set(key, value);
+    }
+    lastKey = key;
+    lastValue = value;
+    return value;
+  };
+}
+
 /** Lets the event loop run (I/O, timers, other streams) before a replay reads its next page. */
 function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
@@ -94,14 +115,18 @@ interface FeedContext {
  */
 export class FeedSessions {
   /** Live events as items, made once per event and shared by every stream. */
-  private readonly liveItems = new WeakMap<PublishedEvent, FeedItem>();
+  private readonly itemOf = madeOnce(
+    (p: PublishedEvent): FeedItem => ({
+      kind: "event",
+      event: p,
+      cursor: this.cursor(p.sequence),
+      shared: true,
+    }),
+  );
   /** Runs of live events as runs of items, made once per run and shared by every stream. */
-  private readonly liveRuns = new WeakMap<readonly PublishedEvent[], readonly FeedItem[]>();
-  /** The live event and run asked for last, and their items (see `itemOf`, `runOf`). */
-  private lastEvent: PublishedEvent | undefined;
-  private lastItem: FeedItem | undefined;
-  private lastRun: readonly PublishedEvent[] | undefined;
-  private lastRunItems: readonly FeedItem[] | undefined;
+  private readonly runOf = madeOnce((run: readonly PublishedEvent[]): readonly FeedItem[] =>
+    run.map(this.itemOf),
+  );
   /** Checkpoints of idle streams; none when checkpointMs is 0. */
   private readonly ticker: IdleTicker | undefined;
   /** The log's id: made once with the log, so asked once. */
@@ -121,29 +146,8 @@ export class FeedSessions {
       maxBacklog: options.maxBacklog,
       dispatchedSequence: () => bus.dispatchedSequence,
       readScoped: (sequence, limit, scope) => bus.readScoped(sequence, limit, scope),
-      // Every stream asks in turn for the same event or run: the last one answers first.
-      itemOf: (p) => {
-        if (p === this.lastEvent) return this.lastItem as FeedItem;
-        let item = this.liveItems.get(p);
-        if (item === undefined) {
-          item = { kind: "event", event: p, cursor: this.cursor(p.sequence), shared: true };
-          this.liveItems.set(p, item);
-        }
-        this.lastEvent = p;
-        this.lastItem = item;
-        return item;
-      },
-      runOf: (run) => {
-        if (run === this.lastRun) return this.lastRunItems as readonly FeedItem[];
-        let items = this.liveRuns.get(run);
-        if (items === undefined) {
-          items = run.map((p) => this.context.itemOf(p));
-          this.liveRuns.set(run, items);
-        }
-        this.lastRun = run;
-        this.lastRunItems = items;
-        return items;
-      },
+      itemOf: this.itemOf,
+      runOf: this.runOf,
       cursor: (sequence) => this.cursor(sequence),
       forget: (stream) => this.ticker?.delete(stream),
     };

@@ -29,6 +29,28 @@ export class FrameCache<T extends object> {
 }
 
 /**
+ * `make` of the first `count` of a list of objects, remembering the last list it made something
+ * of: asked again for the same objects in the same order, it gives the same result. (The lists
+ * it is given may be scratch arrays: it keeps a copy.)
+ */
+function lastListOf<T, R>(
+  make: (items: readonly T[]) => R,
+): (items: readonly T[], count: number) => R {
+  let lastItems: readonly T[] = [];
+  let made: R | undefined;
+  return (items, count) => {
+    if (made !== undefined && count === lastItems.length) {
+      let same = true;
+      for (let i = 0; i < count && same; i++) same = items[i] === lastItems[i];
+      if (same) return made;
+    }
+    lastItems = items.slice(0, count);
+    made = make(lastItems);
+    return made;
+  };
+}
+
+/**
  * Joins the frames of several items with `join`, remembering the last batch: asked again for
  * the same items (the same objects, in the same order), it gives the same bytes.
  */
@@ -36,14 +58,7 @@ export function batchOf<T>(
   frame: (item: T) => Buffer,
   join: (parts: readonly Buffer[], length: number) => Buffer,
 ): (items: readonly T[]) => Buffer {
-  let lastItems: readonly T[] = [];
-  let lastBytes: Buffer | undefined;
-  return (items) => {
-    if (lastBytes !== undefined && items.length === lastItems.length) {
-      let same = true;
-      for (let i = 0; i < items.length && same; i++) same = items[i] === lastItems[i];
-      if (same) return lastBytes;
-    }
+  const batch = lastListOf((items: readonly T[]) => {
     const parts: Buffer[] = new Array(items.length);
     let length = 0;
     for (let i = 0; i < items.length; i++) {
@@ -51,10 +66,9 @@ export function batchOf<T>(
       parts[i] = f;
       length += f.length;
     }
-    lastItems = items.slice();
-    lastBytes = join(parts, length);
-    return lastBytes;
-  };
+    return join(parts, length);
+  });
+  return (items) => batch(items, items.length);
 }
 
 /**
@@ -62,20 +76,8 @@ export function batchOf<T>(
  * changed), joined with `batch` once per run and kept as long as the run is alive.
  */
 export function runOf<T>(batch: (items: readonly T[]) => Buffer): (items: readonly T[]) => Buffer {
-  const made = new WeakMap<readonly T[], Buffer>();
-  let lastRun: readonly T[] | undefined;
-  let lastBytes: Buffer | undefined;
-  return (items) => {
-    if (items === lastRun) return lastBytes as Buffer;
-    let bytes = made.get(items);
-    if (bytes === undefined) {
-      bytes = batch(items);
-      made.set(items, bytes);
-    }
-    lastRun = items;
-    lastBytes = bytes;
-    return bytes;
-  };
+  const runs = new FrameCache<readonly T[]>(batch);
+  return (items) => runs.get(items);
 }
 
 /**
@@ -84,16 +86,5 @@ export function runOf<T>(batch: (items: readonly T[]) => Buffer): (items: readon
  * turn, so each set is copied once, not once per stream.
  */
 export function joinOf(): (parts: readonly (Buffer | undefined)[], count: number) => Buffer {
-  let lastParts: (Buffer | undefined)[] = [];
-  let lastBytes: Buffer | undefined;
-  return (parts, count) => {
-    if (lastBytes !== undefined && count === lastParts.length) {
-      let same = true;
-      for (let i = 0; i < count && same; i++) same = parts[i] === lastParts[i];
-      if (same) return lastBytes;
-    }
-    lastParts = parts.slice(0, count);
-    lastBytes = Buffer.concat(lastParts as Buffer[]);
-    return lastBytes;
-  };
+  return lastListOf((parts: readonly (Buffer | undefined)[]) => Buffer.concat(parts as Buffer[]));
 }

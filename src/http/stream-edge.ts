@@ -6,7 +6,7 @@ import type { CallAuthentication } from "../rpc/authenticate.js";
 import type { ErrorFunnel } from "../rpc/error-funnel.js";
 import type { AnyStreamMethod, StreamMethod } from "../rpc/stream-method.js";
 import { IDLE_TICKS, type IdleTarget, IdleTicker } from "../session/idle-ticker.js";
-import type { StreamSession } from "../session/stream-session.js";
+import type { StreamSession, Waker } from "../session/stream-session.js";
 import { readBody } from "./body.js";
 import { type Deadline, startCall } from "./call-start.js";
 import type { Exchange } from "./exchange.js";
@@ -142,9 +142,10 @@ function isClientGone(reason: unknown): boolean {
  * one write, with no promise per item. When the socket is full it waits for `drain`, so a slow
  * client leaves its items in the session's (bounded) backlog rather than in memory here.
  * Thousands of calls stay open for hours, so an open call is this one object, its session, and
- * two functions: `wake`, which the session and the transport call back, and `onClose`.
+ * two functions: `drained`, which the transport calls back, and `onClose`. The session's items
+ * wake the call itself (`wake`), not a closure: one object fewer to reach per delivery.
  */
-class EdgeCall implements IdleTarget {
+class EdgeCall implements IdleTarget, Waker {
   private session: StreamSession<object> | undefined;
   /** Why the call is being ended early (client gone, deadline), once it is. */
   private cancelled: unknown;
@@ -160,7 +161,7 @@ class EdgeCall implements IdleTarget {
   private idleTicks = 0;
   /** Keep-alives written since the last item (they pile up on one unterminated JSONL line). */
   private keepAliveRun = 0;
-  private readonly wake = () => this.schedule();
+  private readonly drained = () => this.schedule();
   private readonly onClose = () => this.cancel(CLIENT_GONE);
 
   constructor(
@@ -208,7 +209,7 @@ class EdgeCall implements IdleTarget {
       exchange.start(wire.head.status, wire.head.headers, wire.trailers);
       this.sink = exchange.sink;
       this.keepAlives?.add(this);
-      session.items.onReadable(this.wake);
+      session.items.onReadable(this);
       this.schedule();
     } catch (err) {
       this.stop();
@@ -233,6 +234,11 @@ class EdgeCall implements IdleTarget {
     this.cancelled = reason;
     this.session?.items.cancel(reason);
     if (this.sink !== undefined) this.schedule();
+  }
+
+  /** Items arrived, or the session ended (Waker). */
+  wake(): void {
+    this.schedule();
   }
 
   private schedule(): void {
@@ -292,7 +298,7 @@ class EdgeCall implements IdleTarget {
       // Nothing pending: if the session is over, next() says how.
       if (items.isClosed) {
         this.ending = true;
-        sink.off("drain", this.wake);
+        sink.off("drain", this.drained);
         items.next().then(
           () => this.end(undefined),
           (err: unknown) => this.end(err),
@@ -308,7 +314,7 @@ class EdgeCall implements IdleTarget {
     const room = sink.write(bytes);
     if (!room) {
       this.blocked = true;
-      sink.once("drain", this.wake);
+      sink.once("drain", this.drained);
     } else if (count >= MAX_BATCH || items.isClosed) {
       // More pending, or the end to report once the rest is written.
       this.schedule();
@@ -333,7 +339,7 @@ class EdgeCall implements IdleTarget {
     this.options.onKeepAlive?.();
     if (!sink.write(this.wire.keepAlive as Buffer)) {
       this.blocked = true;
-      sink.once("drain", this.wake);
+      sink.once("drain", this.drained);
     }
   }
 

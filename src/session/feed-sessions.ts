@@ -1,7 +1,7 @@
 import { type EventBus, LOG_PAGE_EVENTS, type PublishedEvent } from "../bus/event-bus.js";
 import { ServiceError } from "../errors.js";
 import { shouldCompact } from "../stream/compaction.js";
-import type { PullSource } from "../stream/pull-source.js";
+import type { PullSource, Waker } from "../stream/pull-source.js";
 import type { Principal, WatchRequest } from "../watch/model.js";
 import { endsStream, matches } from "../watch/plan.js";
 import { cursorEncoder, decodeCursor } from "./feed-cursor.js";
@@ -289,7 +289,7 @@ function replaying(overflowed: boolean): FeedPhase {
  * and goes live. A full backlog (the reader is slow) or a full buffer sends it back to replay,
  * so memory stays bounded.
  */
-class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleTarget {
+class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleTarget, Waker {
   private readonly context: FeedContext;
   private readonly live: WatchStream;
   private phase: FeedPhase;
@@ -313,7 +313,7 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   private liveDone = false;
   /** A read loop is running; at most one, whatever phases it goes through. */
   private reading = false;
-  private readable: (() => void) | undefined;
+  private readable: Waker | undefined;
   private idleTicks = 0;
   /** Rows of the next page: halved after a slow page, doubled back after quick ones. */
   private pageRows = PAGE;
@@ -329,7 +329,7 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     const replay = replaySlot !== undefined;
     this.phase = replay ? replaying(false) : LIVE;
     this.push({ kind: "checkpoint", cursor: context.cursor(start) });
-    live.items.onReadable(() => this.onLive());
+    live.items.onReadable(this);
     this.onLive();
     if (replay) void this.read();
   }
@@ -394,8 +394,13 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     }
   }
 
-  onReadable(listener: () => void): void {
-    this.readable = listener;
+  onReadable(waker: Waker): void {
+    this.readable = waker;
+  }
+
+  /** The subscription has events, or ended (Waker: the subscription wakes this stream). */
+  wake(): void {
+    this.onLive();
   }
 
   next(): Promise<IteratorResult<FeedItem>> {
@@ -448,7 +453,7 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     this.out.push(entry);
     if (Array.isArray(entry)) this.outExtra += entry.length - 1;
     this.idleTicks = 0;
-    if (wasEmpty) this.readable?.();
+    if (wasEmpty) this.readable?.wake();
   }
 
   /** Events of the subscription: handed on (live), buffered (replay), or dropped (ended). */
@@ -528,7 +533,7 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
   private finish(): void {
     if (this.isClosed) return;
     this.phase = FINISHED;
-    this.readable?.();
+    this.readable?.wake();
   }
 
   private fail(err: unknown): void {
@@ -539,7 +544,7 @@ class FeedStream implements StreamSession<FeedItem>, PullSource<FeedItem>, IdleT
     this.outExtra = 0;
     this.runTaken = 0;
     this.live.items.cancel(err);
-    this.readable?.();
+    this.readable?.wake();
   }
 
   /**

@@ -1,5 +1,7 @@
 import type { PullSource } from "../stream/pull-source.js";
 
+export type { Waker } from "../stream/pull-source.js";
+
 /** One open stream as the edge drives it. */
 export interface StreamSession<T> {
   readonly items: PullSource<T>;

@@ -38,7 +38,7 @@ describe("BoundedQueue", () => {
       const capacity = 1 + Math.floor(random() * 4);
       const q = new BoundedQueue<number>(capacity);
       let wakes = 0;
-      q.onReadable(() => wakes++);
+      q.onReadable({ wake: () => wakes++ });
       const model: number[] = [];
       let expectedWakes = 0;
       for (let step = 0, n = 0; step < 12; step++) {
@@ -292,7 +292,7 @@ describe("BoundedQueue runs (pushRun, pollRun)", () => {
   it("keeps a run whole: pollRun gives back the same array, counted as its items", () => {
     const { q } = queue(10);
     let wakes = 0;
-    q.onReadable(() => wakes++);
+    q.onReadable({ wake: () => wakes++ });
     const run = [1, 2, 3];
     expect(q.pushRun(run)).toBe(true);
     expect(wakes).toBe(1);
@@ -319,6 +319,23 @@ describe("BoundedQueue runs (pushRun, pollRun)", () => {
     expect(await q.next()).toEqual(item(2));
     expect(q.poll()).toBe(3);
     expect(q.size).toBe(0);
+    expect(q.poll()).toBeUndefined();
+  });
+
+  it("keeps a lone pending item ahead of a run and of items pushed after it", async () => {
+    const q = new BoundedQueue<number>(10);
+    const run = [2, 3];
+    expect(q.push(1)).toBe(true);
+    expect(q.pushRun(run)).toBe(true);
+    expect(q.push(4)).toBe(true);
+    expect(q.size).toBe(4);
+    expect(q.pollRun()).toBeUndefined();
+    expect(q.poll()).toBe(1);
+    expect(q.pollRun()).toBe(run);
+    expect(await q.next()).toEqual(item(4));
+    expect(q.size).toBe(0);
+    expect(q.push(5)).toBe(true);
+    expect(q.poll()).toBe(5);
     expect(q.poll()).toBeUndefined();
   });
 
@@ -375,7 +392,7 @@ describe("BoundedQueue runs (pushRun, pollRun)", () => {
       const capacity = 1 + Math.floor(random() * 8);
       const q = new BoundedQueue<number>(capacity);
       let wakes = 0;
-      q.onReadable(() => wakes++);
+      q.onReadable({ wake: () => wakes++ });
       const model: Pending[] = [];
       let expectedWakes = 0;
       for (let step = 0, n = 0; step < 16; step++) {

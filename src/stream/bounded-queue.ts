@@ -1,5 +1,5 @@
 import { shouldCompact } from "./compaction.js";
-import type { PullSource } from "./pull-source.js";
+import type { PullSource, Waker } from "./pull-source.js";
 
 /**
  * How a full queue makes room: items with the same key may be merged into one. The queue calls
@@ -38,6 +38,14 @@ export interface BoundedQueueOptions<T> {
 const HOLE: unique symbol = Symbol("hole");
 
 /**
+ * `items` (and `keys`) of every queue with nothing in that array: one shared array, never
+ * written (a queue makes its own before it writes). Telling that a queue's array is empty then
+ * reads a line that every queue shares instead of one of its own, and an idle queue holds no
+ * array of its own.
+ */
+const EMPTY: never[] = [];
+
+/**
  * Several items pushed as one entry (`pushRun`) are kept as the array they came in, told apart
  * from an item by `Array.isArray` (items are never arrays): the same array may sit in many
  * queues at once (one publish's events for every stream of one view), so it is never changed.
@@ -71,7 +79,16 @@ function isRun<T>(entry: Entry<T> | typeof HOLE | undefined): entry is readonly 
  * queue.
  */
 export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> {
-  private items: (Entry<T> | typeof HOLE | undefined)[] = [];
+  /**
+   * The one pending item of a queue that holds exactly one (and no run), kept in a field
+   * rather than in `items`: that is a live stream's usual state, and reaching an array and its
+   * storage would be two more cache misses per delivery, on push and on take, when an event goes
+   * to thousands of streams. Set only while `items` is empty and the queue is not coalescing;
+   * the next push moves it into `items` first.
+   */
+  private solo: T | undefined;
+  /** Pending entries from `head` on; EMPTY when none (write through `writable()`). */
+  private items: (Entry<T> | typeof HOLE | undefined)[] = EMPTY;
   private head = 0;
   /** Pending items beyond one per entry: for each pending run, its untaken items less one. */
   private extra = 0;
@@ -80,7 +97,7 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
   /** Set only while coalescing: the key of each pending item -> its position in `items`. */
   private index: Map<string, number> | undefined;
   /** While coalescing, `keys[i]` is the key of `items[i]`. */
-  private keys: (string | undefined)[] = [];
+  private keys: (string | undefined)[] = EMPTY;
   /** HOLEs in `items` after `head` (only while coalescing). */
   private holes = 0;
   private coalescedCount = 0;
@@ -88,7 +105,7 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
   private error: unknown = undefined;
   private failed = false;
   private closed = false;
-  private readable: (() => void) | undefined;
+  private waker: Waker | undefined;
   private waiter: ((r: IteratorResult<T>) => void) | undefined;
   private waiterReject: ((err: unknown) => void) | undefined;
   private readonly abortListener: (() => void) | undefined;
@@ -110,7 +127,8 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
 
   /** Items waiting for the consumer. */
   get size(): number {
-    return this.items.length - this.head - this.holes + this.extra;
+    const solo = this.solo === undefined ? 0 : 1;
+    return this.items.length - this.head - this.holes + this.extra + solo;
   }
 
   /** See BoundedQueueStats. */
@@ -142,9 +160,16 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
       return true;
     }
     if (this.index === undefined) {
+      const solo = this.solo;
+      if (solo === undefined && this.items.length === 0 && this.capacity > 0) {
+        this.solo = item;
+        this.waker?.wake();
+        return true;
+      }
       if (this.size < this.capacity) {
-        this.items.push(item);
-        if (this.readable !== undefined && this.size === 1) this.readable();
+        if (solo !== undefined) this.unsolo(solo);
+        this.writable().push(item);
+        if (this.waker !== undefined && this.size === 1) this.waker.wake();
         return true;
       }
       if (!this.startCoalescing()) return false;
@@ -156,7 +181,7 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
     if (at === undefined) {
       if (this.size >= this.capacity) return false;
       this.append(item, key);
-      if (this.readable !== undefined && this.size === 1) this.readable();
+      if (this.waker !== undefined && this.size === 1) this.waker.wake();
       return true;
     }
     if (this.mergeInto(at, item, policy)) this.removeAt(at);
@@ -176,9 +201,11 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
     if (this.index === undefined && this.waiter === undefined) {
       const size = this.size;
       if (size + items.length <= this.capacity) {
-        this.items.push(items);
+        const solo = this.solo;
+        if (solo !== undefined) this.unsolo(solo);
+        this.writable().push(items);
         this.extra += items.length - 1;
-        if (this.readable !== undefined && size === 0) this.readable();
+        if (this.waker !== undefined && size === 0) this.waker.wake();
         return true;
       }
     }
@@ -215,7 +242,7 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
   end(): void {
     if (this.ended || this.failed || this.closed) return;
     this.ended = true;
-    this.readable?.();
+    this.waker?.wake();
     const waiter = this.waiter;
     if (waiter !== undefined && this.size === 0) {
       this.waiter = undefined;
@@ -236,16 +263,16 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
     this.waiterReject = undefined;
     this.close();
     if (reject !== undefined) reject(err);
-    this.readable?.();
+    this.waker?.wake();
   }
 
   /**
-   * Push mode, for a writer that drains with `poll`: `listener` is called when an item arrives
-   * in an empty queue, and when the queue ends or fails (then `next()` tells which), instead of
-   * a pending `next()` being resolved. No promise per item.
+   * Push mode, for a writer that drains with `poll`: `waker.wake()` is called when an item
+   * arrives in an empty queue, and when the queue ends or fails (then `next()` tells which),
+   * instead of a pending `next()` being resolved. No promise per item.
    */
-  onReadable(listener: () => void): void {
-    this.readable = listener;
+  onReadable(waker: Waker): void {
+    this.waker = waker;
   }
 
   /**
@@ -253,7 +280,13 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
    * queue failed: `next()` then reports it). Lets a writer batch what is already there.
    */
   poll(): T | undefined {
-    if (this.failed || this.size === 0) return undefined;
+    if (this.failed) return undefined;
+    const solo = this.solo;
+    if (solo !== undefined) {
+      this.solo = undefined;
+      return solo;
+    }
+    if (this.size === 0) return undefined;
     return this.take();
   }
 
@@ -262,7 +295,8 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
    * array `pushRun` was given. Undefined otherwise (nothing taken; `poll` then).
    */
   pollRun(): readonly T[] | undefined {
-    if (this.runTaken !== 0 || this.failed || this.index !== undefined) return undefined;
+    if (this.solo !== undefined || this.runTaken !== 0 || this.failed) return undefined;
+    if (this.index !== undefined) return undefined;
     const entry = this.items[this.head];
     if (!isRun(entry)) return undefined;
     this.extra -= entry.length - 1;
@@ -304,6 +338,11 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
   }
 
   private take(): T {
+    const solo = this.solo;
+    if (solo !== undefined) {
+      this.solo = undefined;
+      return solo;
+    }
     if (this.index !== undefined) return this.shift();
     const items = this.items;
     const entry = items[this.head];
@@ -320,15 +359,31 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
     return this.advance(entry as T);
   }
 
+  /** Moves the solo item into `items` (empty while it is set), ahead of what comes next. */
+  private unsolo(solo: T): void {
+    this.writable().push(solo);
+    this.solo = undefined;
+  }
+
+  /** `items`, made the queue's own first if it is the shared EMPTY. */
+  private writable(): (Entry<T> | typeof HOLE | undefined)[] {
+    let items = this.items;
+    if (items === EMPTY) {
+      items = [];
+      this.items = items;
+    }
+    return items;
+  }
+
   /** Removes the entry at `head`, whose last item `value` was just taken, and returns it. */
   private advance(value: T): T {
     const items = this.items;
     items[this.head] = undefined;
     this.head++;
     if (this.head === items.length) {
-      // Drained: start over. (pop() of the usual single item is much cheaper than length = 0.)
-      if (this.head === 1) items.pop();
-      else items.length = 0;
+      // Drained: start over. (A single item waits in `solo`, not here: what gets here is a run
+      // or a backlog, and its array is let go rather than kept by each idle stream.)
+      this.items = EMPTY;
       this.head = 0;
     } else if (shouldCompact(this.head, this.items.length)) {
       this.items = this.items.slice(this.head);
@@ -367,12 +422,13 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
 
   /** Drops everything pending and stops coalescing. */
   private clear(): void {
-    this.items = [];
+    this.solo = undefined;
+    this.items = EMPTY;
     this.head = 0;
     this.extra = 0;
     this.runTaken = 0;
     this.index = undefined;
-    this.keys = [];
+    this.keys = EMPTY;
     this.holes = 0;
   }
 
@@ -384,6 +440,8 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
   private startCoalescing(): boolean {
     const policy = this.options.coalesce;
     if (policy === undefined || this.size === 0) return false;
+    const solo = this.solo;
+    if (solo !== undefined) this.unsolo(solo);
     const pending = this.items;
     const start = this.head;
     const taken = this.runTaken;
@@ -412,8 +470,10 @@ export class BoundedQueue<T> implements PullSource<T>, AsyncIterableIterator<T> 
   }
 
   private append(item: T, key: string): void {
-    (this.index as Map<string, number>).set(key, this.items.length);
-    this.items.push(item);
+    const items = this.writable();
+    (this.index as Map<string, number>).set(key, items.length);
+    items.push(item);
+    if (this.keys === EMPTY) this.keys = [];
     this.keys.push(key);
   }
 

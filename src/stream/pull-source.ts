@@ -5,6 +5,16 @@
  * one contract of a bus subscription (`Subscription`), of a session's items and of the bounded
  * queue behind them.
  */
+/**
+ * Who a source wakes (see `onReadable`): the writer itself, as an object with a method rather
+ * than a closure. An event for a thousand streams wakes a thousand writers, and a closure is two
+ * more objects (the function and its context) to reach each one through: two more cache misses
+ * per delivery, measured as a fifth of the dispatch's time.
+ */
+export interface Waker {
+  wake(): void;
+}
+
 export interface PullSource<T> {
   /** The next pending item, without waiting; undefined when none is pending. */
   poll(): T | undefined;
@@ -15,11 +25,11 @@ export interface PullSource<T> {
    */
   pollRun?(): readonly T[] | undefined;
   /**
-   * Push mode: `listener` runs when an item arrives while none is pending, and when the source
-   * ends or fails (`next()` then tells which). A writer that drains with `poll` then needs no
-   * promise per item.
+   * Push mode: `waker.wake()` runs when an item arrives while none is pending, and when the
+   * source ends or fails (`next()` then tells which). A writer that drains with `poll` then
+   * needs no promise per item.
    */
-  onReadable(listener: () => void): void;
+  onReadable(waker: Waker): void;
   /** True once no more items will arrive (pending ones may still be polled). */
   readonly isClosed: boolean;
   next(): Promise<IteratorResult<T>>;

@@ -61,8 +61,11 @@ function viewKey(plan: WatchPlan): string {
 interface OrgBucket {
   /** Watchers without filters, by view (viewKey): candidates for every event of the organization. */
   readonly unfiltered: Map<string, View>;
-  /** Watchers with filters, under each resource type they name. */
-  readonly byType: Map<number, Set<Watcher>>;
+  /**
+   * Watchers with filters, under each resource type they name; made with the first of them
+   * (most organizations have none, and an empty Map costs about 200 bytes).
+   */
+  byType: Map<number, Set<Watcher>> | undefined;
   size: number;
 }
 
@@ -132,7 +135,9 @@ export class Dispatcher {
     this.closedReason = reason;
     for (const bucket of this.orgs.values()) {
       for (const view of bucket.unfiltered.values()) for (const w of view.watchers) w.fail(reason);
-      for (const set of bucket.byType.values()) for (const w of set) w.fail(reason);
+      if (bucket.byType !== undefined) {
+        for (const set of bucket.byType.values()) for (const w of set) w.fail(reason);
+      }
     }
     for (const set of this.environments.values()) for (const w of set) w.fail(reason);
   }
@@ -219,7 +224,7 @@ export class Dispatcher {
     }
     const bucket = this.orgs.get(event.organizationId);
     if (bucket === undefined) return true;
-    const typed = bucket.byType.get(type);
+    const typed = bucket.byType?.get(type);
     if (typed !== undefined) for (const w of typed) this.deliver(w, published);
     return true;
   }
@@ -289,7 +294,7 @@ export class Dispatcher {
     }
     let bucket = this.orgs.get(plan.organizationId);
     if (bucket === undefined) {
-      bucket = { unfiltered: new Map(), byType: new Map(), size: 0 };
+      bucket = { unfiltered: new Map(), byType: undefined, size: 0 };
       this.orgs.set(plan.organizationId, bucket);
     }
     bucket.size++;
@@ -300,6 +305,7 @@ export class Dispatcher {
       else view.watchers.add(w);
       return;
     }
+    bucket.byType ??= new Map();
     for (const type of plan.filters.keys()) {
       let set = bucket.byType.get(type);
       if (set === undefined) {
@@ -330,13 +336,15 @@ export class Dispatcher {
       removed = view?.watchers.delete(w) === true;
       if (removed && view?.watchers.size === 0) bucket.unfiltered.delete(key);
     } else {
+      const byType = bucket.byType;
       for (const type of plan.filters.keys()) {
-        const set = bucket.byType.get(type);
+        const set = byType?.get(type);
         if (set?.delete(w)) {
           removed = true;
-          if (set.size === 0) bucket.byType.delete(type);
+          if (set.size === 0) byType?.delete(type);
         }
       }
+      if (byType?.size === 0) bucket.byType = undefined;
     }
     if (!removed) return;
     this.count--;

@@ -142,8 +142,9 @@ function isClientGone(reason: unknown): boolean {
  * one write, with no promise per item. When the socket is full it waits for `drain`, so a slow
  * client leaves its items in the session's (bounded) backlog rather than in memory here.
  * Thousands of calls stay open for hours, so an open call is this one object, its session, and
- * two functions: `drained`, which the transport calls back, and `onClose`. The session's items
- * wake the call itself (`wake`), not a closure: one object fewer to reach per delivery.
+ * one function, `onClose`; `drained`, which the transport calls back, is made the first time a
+ * write fills the socket. The session's items wake the call itself (`wake`), not a closure: one
+ * object fewer to reach per delivery.
  */
 class EdgeCall implements IdleTarget, Waker {
   private session: StreamSession<object> | undefined;
@@ -161,7 +162,8 @@ class EdgeCall implements IdleTarget, Waker {
   private idleTicks = 0;
   /** Keep-alives written since the last item (they pile up on one unterminated JSONL line). */
   private keepAliveRun = 0;
-  private readonly drained = () => this.schedule();
+  /** The 'drain' listener, made the first time a write fills the socket (see `waitForDrain`). */
+  private drained: (() => void) | undefined;
   private readonly onClose = () => this.cancel(CLIENT_GONE);
 
   constructor(
@@ -236,6 +238,13 @@ class EdgeCall implements IdleTarget, Waker {
     if (this.sink !== undefined) this.schedule();
   }
 
+  /** The socket is full: write again once it drains. */
+  private waitForDrain(sink: Writable): void {
+    this.blocked = true;
+    this.drained ??= () => this.schedule();
+    sink.once("drain", this.drained);
+  }
+
   /** Items arrived, or the session ended (Waker). */
   wake(): void {
     this.schedule();
@@ -298,7 +307,7 @@ class EdgeCall implements IdleTarget, Waker {
       // Nothing pending: if the session is over, next() says how.
       if (items.isClosed) {
         this.ending = true;
-        sink.off("drain", this.drained);
+        if (this.drained !== undefined) sink.off("drain", this.drained);
         items.next().then(
           () => this.end(undefined),
           (err: unknown) => this.end(err),
@@ -313,8 +322,7 @@ class EdgeCall implements IdleTarget, Waker {
     for (let i = 0; i < parts; i++) PARTS[i] = undefined;
     const room = sink.write(bytes);
     if (!room) {
-      this.blocked = true;
-      sink.once("drain", this.drained);
+      this.waitForDrain(sink);
     } else if (count >= MAX_BATCH || items.isClosed) {
       // More pending, or the end to report once the rest is written.
       this.schedule();
@@ -338,8 +346,7 @@ class EdgeCall implements IdleTarget, Waker {
     const sink = this.sink as Writable;
     this.options.onKeepAlive?.();
     if (!sink.write(this.wire.keepAlive as Buffer)) {
-      this.blocked = true;
-      sink.once("drain", this.drained);
+      this.waitForDrain(sink);
     }
   }
 

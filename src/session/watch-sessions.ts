@@ -121,7 +121,9 @@ export class WatchSessions {
     // revocation and the lifetime.
     const events = this.deps.bus.subscribe(plan, {
       maxBacklog: this.deps.maxBacklog,
-      onClose: (stats) => stream.released(stats),
+      // Bound rather than an arrow: an arrow here would keep this call's context alive as long
+      // as the stream, one more object per open stream.
+      onClose: stream.released.bind(stream),
     });
     stream.items = events;
     if (events.isClosed) return stream;

@@ -650,10 +650,15 @@ const SCALE = {
 /**
  * Scenario 2's size: --latency-streams (default 1,000) over --latency-connections (default
  * 10). With few streams the figures are a publish's own cost, without the fan-out.
+ * --latency-rounds: its rounds, in quick and full runs alike (default: 3 quick, 5 full); an
+ * A/B of two builds needs many (bench/README.md, "How far apart two builds must be").
  */
 const LATENCY = {
   streams: countOption("latency-streams", 1000),
   connections: countOption("latency-connections", 10),
+  rounds: process.argv.some((a) => a.startsWith("--latency-rounds="))
+    ? countOption("latency-rounds", 1)
+    : undefined,
 };
 /** Scenario 11: BENCH_SCALE_PROFILE=<dir> writes a CPU profile of each server over the rounds there. */
 const SCALE_PROFILE_DIR =
@@ -734,7 +739,11 @@ const SCENARIOS: readonly Scenario[] = [
         },
         // Its targets are ratios to limit-durable, judged per round (see report.ts), and a
         // 3-second window is short: quick runs take three rounds too.
-        repeat: { rounds: 5, quickRounds: 3, median: "p99Ms" },
+        repeat: {
+          rounds: LATENCY.rounds ?? 5,
+          quickRounds: LATENCY.rounds ?? 3,
+          median: "p99Ms",
+        },
       },
     ],
   },

@@ -652,10 +652,12 @@ const SCALE = {
  * 10). With few streams the figures are a publish's own cost, without the fan-out.
  * --latency-rounds: its rounds, in quick and full runs alike (default: 3 quick, 5 full); an
  * A/B of two builds needs many (bench/README.md, "How far apart two builds must be").
+ * --latency-rate: publishes per second (default 200; fewer leave the server's core less busy).
  */
 const LATENCY = {
   streams: countOption("latency-streams", 1000),
   connections: countOption("latency-connections", 10),
+  rate: countOption("latency-rate", 200),
   rounds: process.argv.some((a) => a.startsWith("--latency-rounds="))
     ? countOption("latency-rounds", 1)
     : undefined,
@@ -725,7 +727,7 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     key: "latency",
-    title: `2. Latency: ${LATENCY.streams.toLocaleString("en-US")} streams, 200 events/s (one event per publish)`,
+    title: `2. Latency: ${LATENCY.streams.toLocaleString("en-US")} streams, ${LATENCY.rate} events/s (one event per publish)`,
     parts: [
       {
         name: "latency",
@@ -734,7 +736,7 @@ const SCENARIOS: readonly Scenario[] = [
           mode: "latency",
           streams: LATENCY.streams,
           connections: Math.min(LATENCY.connections, LATENCY.streams),
-          ratePerSec: 200,
+          ratePerSec: LATENCY.rate,
           ...timing,
         },
         // Its targets are ratios to limit-durable, judged per round (see report.ts), and a

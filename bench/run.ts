@@ -628,7 +628,7 @@ const JSONL_10K_TIMING = quick
   : { warmupMs: 5000, durationMs: 60_000 };
 
 /** A positive integer option `--name=N` (scenario 11's sizes), or `fallback`. */
-function countOption(name: string, fallback: number): number {
+function countOption<F extends number | undefined>(name: string, fallback: F): number | F {
   const arg = process.argv.find((a) => a.startsWith(`--${name}=`));
   if (arg === undefined) return fallback;
   const n = Number(arg.slice(name.length + 3));
@@ -658,9 +658,7 @@ const LATENCY = {
   streams: countOption("latency-streams", 1000),
   connections: countOption("latency-connections", 10),
   rate: countOption("latency-rate", 200),
-  rounds: process.argv.some((a) => a.startsWith("--latency-rounds="))
-    ? countOption("latency-rounds", 1)
-    : undefined,
+  rounds: countOption("latency-rounds", undefined),
 };
 /** Scenario 11: BENCH_SCALE_PROFILE=<dir> writes a CPU profile of each server over the rounds there. */
 const SCALE_PROFILE_DIR =

@@ -912,6 +912,22 @@ export function describeStoreContract(
         expect(next.map((s) => [s.sequence, s.creatorId])).toEqual([[3, BOB]]);
       });
 
+      it("never numbers from an older sequence after reopen, whatever retention deleted", async () => {
+        const store = await fresh();
+        await store.append([ev({ resourceId: id(1) }), ev({ resourceId: id(2) })], NOW - 2000);
+        await store.append([ev({ resourceId: id(3) })], NOW - 2000);
+        await store.prune({ eventsBeforeMs: NOW - 1000 }); // all of them
+        await store.append([ev({ resourceId: id(4) })], NOW);
+        await store.prune({ eventsBeforeMs: NOW - 1000 }); // none
+        const again = await reopen(store);
+        expect(await again.log()).toMatchObject({ firstSequence: 4, lastSequence: 4 });
+        await again.prune({ eventsBeforeMs: NOW + 1 }); // all again, the newest too
+        const third = await reopen(again);
+        expect(await third.log()).toMatchObject({ firstSequence: 5, lastSequence: 4 });
+        const [next] = await third.append([ev({ resourceId: id(5) })], NOW);
+        expect(next?.sequence).toBe(5);
+      });
+
       it("keeps idempotency keys across reopen", async () => {
         const store = await fresh();
         const batch = [ev({ resourceId: id(1) })];

@@ -107,6 +107,22 @@ describe("SqliteStore with synchronous full", () => {
     expect(await again.lastSequence()).toBe(1);
   });
 
+  it("numbers on from the log's newest event after a crash (nothing written at close)", async () => {
+    const store = await open();
+    await store.append([event(1), event(2)], 1);
+    await store.append([event(3)], 1);
+    // The files as a crash leaves them: the store is still open, its last commit synced.
+    const path = join(dir, `crash-${count}.db`);
+    const source = join(dir, `sync-${count}.db`);
+    fs.copyFileSync(source, path);
+    fs.copyFileSync(`${source}-wal`, `${path}-wal`);
+    const again = await SqliteStore.open({ path });
+    stores.push(again);
+    expect(await again.lastSequence()).toBe(3);
+    const [next] = await again.append([event(4)], 2);
+    expect(next?.sequence).toBe(4);
+  });
+
   it("leaves syncing to SQLite's own settings with synchronous normal", async () => {
     const store = await open("normal");
     const spy = vi.spyOn(fs, "fdatasync");

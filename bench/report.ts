@@ -375,7 +375,7 @@ export function buildReport(
         const list = (v: number[]) => v.map((x) => fmtRatio(x)).join(", ");
         note(
           s,
-          `ours/durable is the median of the ${pairedP50.length} rounds' own ratios (each round ran ours, then limit-durable): p50 ${list(pairedP50)}; p99 ${list(pairedP99)}`,
+          `ours/durable is the median of the ${pairedP50.length} rounds' own ratios (each round ran both, ours first in odd-numbered rounds and last in even-numbered ones): p50 ${list(pairedP50)}; p99 ${list(pairedP99)}`,
         );
       }
     }

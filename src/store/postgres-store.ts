@@ -324,18 +324,31 @@ export class PostgresStore implements port.Store {
   async prune(options: { eventsBeforeMs?: number; auditBeforeMs?: number }): Promise<void> {
     const chunk = this.options.pruneChunkRows ?? 10_000;
     // Bounded chunks, each its own short transaction: never one long lock over millions of rows.
-    const drain = async (sql: string, beforeMs: number): Promise<void> => {
+    const drain = async (sql: string, bound: number | string): Promise<void> => {
       for (;;) {
-        const res = await this.query(sql, [beforeMs, chunk]);
+        const res = await this.query(sql, [bound, chunk]);
         if ((res.rowCount ?? 0) < chunk) return;
       }
     };
     if (options.eventsBeforeMs !== undefined) {
-      await drain(
-        `DELETE FROM events WHERE sequence IN
-           (SELECT sequence FROM events WHERE created_at_ms < $1 LIMIT $2)`,
-        options.eventsBeforeMs,
+      // A prefix of the log: everything before its first event created at `eventsBeforeMs` or
+      // later (or, when there is none, everything up to the newest event now). Replicas whose
+      // clocks differ may date an event before one it follows; it stays until that one goes,
+      // so the log never has a hole.
+      const found = await this.query(
+        `SELECT coalesce(
+           (SELECT sequence FROM events WHERE created_at_ms >= $1 ORDER BY sequence LIMIT 1),
+           (SELECT max(sequence) + 1 FROM events)) AS end`,
+        [options.eventsBeforeMs],
       );
+      const end = (found.rows[0] as { end: string | null } | undefined)?.end ?? null;
+      if (end !== null) {
+        await drain(
+          `DELETE FROM events WHERE sequence IN
+             (SELECT sequence FROM events WHERE sequence < $1 ORDER BY sequence LIMIT $2)`,
+          end,
+        );
+      }
       await drain(
         `DELETE FROM publish_keys WHERE (publisher, key) IN
            (SELECT publisher, key FROM publish_keys WHERE created_at_ms < $1 LIMIT $2)`,

@@ -5,7 +5,7 @@ import { DatabaseSync } from "node:sqlite";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { describeStoreContract } from "../../test/store-contract.js";
 import { Operation, type ResourceEvent, ResourceType } from "../watch/model.js";
-import { SCOPED_READS, SqliteStore } from "./sqlite-store.js";
+import { PRUNE_EVENTS, SCOPED_READS, SqliteStore } from "./sqlite-store.js";
 import type { Store } from "./store.js";
 
 const dir = mkdtempSync(join(tmpdir(), "eventserver-sqlite-"));
@@ -153,6 +153,52 @@ describe("SqliteStore's scoped reads", () => {
       );
     } finally {
       db.close();
+    }
+  });
+});
+
+describe("SqliteStore's retention", () => {
+  it("drops the time index of a file from an earlier release, keeping its events", async () => {
+    const path = join(dir, "before-prefix.db");
+    const first = await SqliteStore.open({ path });
+    await first.append(
+      [1, 2].map((n) => ({
+        organizationId: "0a0a0a0a-0000-4000-8000-00000000000a",
+        resourceType: ResourceType.PROJECT,
+        operation: Operation.UPDATE,
+        resourceId: `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`,
+        environmentId: "",
+        creatorId: "",
+      })),
+      1,
+    );
+    await first.close();
+    // The file as the release before this one left it: the index, and three migrations.
+    const db = new DatabaseSync(path);
+    db.exec("CREATE INDEX events_created_at ON events (created_at_ms)");
+    db.exec("DELETE FROM schema_migrations WHERE version > 3");
+    db.close();
+    const again = await SqliteStore.open({ path });
+    expect((await again.readAfter(0, 10)).map((s) => s.sequence)).toEqual([1, 2]);
+    await again.close();
+    const check = new DatabaseSync(path);
+    try {
+      const indexes = check
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events'")
+        .all()
+        .map((r) => (r as { name: string }).name);
+      expect(indexes).not.toContain("events_created_at");
+      // Pruning walks the log in sequence order and deletes a range of it.
+      const plan = (sql: string, ...args: number[]) =>
+        (check.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[])
+          .map((r) => r.detail)
+          .join("; ");
+      expect(plan(PRUNE_EVENTS.firstYoung, 0)).toBe("SCAN events");
+      expect(plan(PRUNE_EVENTS.deleteBefore, 1, 1)).toMatch(
+        /SEARCH events USING INTEGER PRIMARY KEY \(rowid<\?\)/,
+      );
+    } finally {
+      check.close();
     }
   });
 });

@@ -76,6 +76,9 @@ const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (publisher, key)
    ) WITHOUT ROWID;
    CREATE INDEX publish_keys_created_at ON publish_keys (created_at_ms);`,
+  // Retention deletes a prefix of the log, in sequence order (see `prune`): the time index is
+  // not read any more, and every append wrote a page of it.
+  "DROP INDEX events_created_at;",
 ];
 
 const EVENT_COLUMNS =
@@ -123,6 +126,18 @@ export const SCOPED_READS = {
   environment: `SELECT ${EVENT_COLUMNS} FROM events INDEXED BY events_environment_sequence
     WHERE environment_id = ? AND environment_id <> '' AND organization_id = ?
       AND sequence > ? ORDER BY sequence LIMIT ?`,
+} as const;
+
+/**
+ * Retention's statements (exported for the plan's test): the log's first event created at a time
+ * or later, found by walking the log in sequence order, and a chunk of the events before a
+ * sequence, deleted as a range of the primary key.
+ */
+export const PRUNE_EVENTS = {
+  firstYoung:
+    "SELECT sequence FROM events NOT INDEXED WHERE created_at_ms >= ? ORDER BY sequence LIMIT 1",
+  deleteBefore:
+    "DELETE FROM events WHERE sequence IN (SELECT sequence FROM events WHERE sequence < ? ORDER BY sequence LIMIT ?)",
 } as const;
 
 // Rows deleted per statement when pruning, so a prune never holds the write lock for long.
@@ -175,9 +190,10 @@ export interface SqliteStoreOptions {
  *
  * The last sequence is the largest in `events`; `meta.last_sequence` keeps it for when
  * retention may delete it (written by `prune` before it deletes anything), so that sequences are
- * never reused, and for releases that read it alone (written at `close`). An append then writes just its rows: every page a commit touches is one more
- * write of 4 KiB to the log and one more to sync (a single-event publish touches three pages,
- * down from four with the meta row in every commit).
+ * never reused, and for releases that read it alone (written at `close`). An append then writes
+ * just its rows and their indexes: every page a commit touches is one more write of 4 KiB to the
+ * log and one more to sync. A single-event publish touches two pages (its row, and its entry in
+ * `events_org_sequence`), down from four with the meta row and a time index in every commit.
  */
 export class SqliteStore implements port.Store {
   private last: number;
@@ -514,19 +530,26 @@ export class SqliteStore implements port.Store {
   }
 
   async prune(options: { eventsBeforeMs?: number; auditBeforeMs?: number }): Promise<void> {
-    const chunked = (sql: string, before: number | undefined) => {
-      if (before === undefined) return;
+    const chunked = (sql: string, bound: number | undefined) => {
+      if (bound === undefined) return;
       const stmt = this.db.prepare(sql);
-      while (Number(stmt.run(before, PRUNE_CHUNK).changes) === PRUNE_CHUNK) {}
+      while (Number(stmt.run(bound, PRUNE_CHUNK).changes) === PRUNE_CHUNK) {}
     };
     try {
-      // Before the newest event can go: the next open must not number from an older one.
-      // (Its own commit, ahead of the deletes in the log: a crash that keeps them keeps it.)
-      if (options.eventsBeforeMs !== undefined) this.keepLast();
-      chunked(
-        "DELETE FROM events WHERE sequence IN (SELECT sequence FROM events WHERE created_at_ms < ? LIMIT ?)",
-        options.eventsBeforeMs,
-      );
+      const before = options.eventsBeforeMs;
+      if (before !== undefined) {
+        // Before the newest event can go: the next open must not number from an older one.
+        // (Its own commit, ahead of the deletes in the log: a crash that keeps them keeps it.)
+        this.keepLast();
+        // A prefix of the log: everything before its first event created at `before` or later.
+        // Appends from clocks out of step may date an event before one they follow; it stays
+        // until that one goes, so the log never has a hole. The scan walks the old events in
+        // sequence order, the ones about to be deleted.
+        const young = this.db.prepare(PRUNE_EVENTS.firstYoung).get(before) as
+          | { sequence: number }
+          | undefined;
+        chunked(PRUNE_EVENTS.deleteBefore, young === undefined ? this.last + 1 : young.sequence);
+      }
       chunked(
         "DELETE FROM publish_keys WHERE (publisher, key) IN (SELECT publisher, key FROM publish_keys WHERE created_at_ms < ? LIMIT ?)",
         options.eventsBeforeMs,

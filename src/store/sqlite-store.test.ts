@@ -30,15 +30,17 @@ describeStoreContract("SqliteStore", () => openAt(join(dir, `store-${++count}.db
   },
 });
 
+/** An UPDATE of project n in one organization. */
+const event = (n: number): ResourceEvent => ({
+  organizationId: "0a0a0a0a-0000-4000-8000-00000000000a",
+  resourceType: ResourceType.PROJECT,
+  operation: Operation.UPDATE,
+  resourceId: `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`,
+  environmentId: "",
+  creatorId: "",
+});
+
 describe("SqliteStore with synchronous full", () => {
-  const event = (n: number): ResourceEvent => ({
-    organizationId: "0a0a0a0a-0000-4000-8000-00000000000a",
-    resourceType: ResourceType.PROJECT,
-    operation: Operation.UPDATE,
-    resourceId: `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`,
-    environmentId: "",
-    creatorId: "",
-  });
   const stores: SqliteStore[] = [];
   afterEach(async () => {
     vi.restoreAllMocks();
@@ -161,17 +163,7 @@ describe("SqliteStore's retention", () => {
   it("drops the time index of a file from an earlier release, keeping its events", async () => {
     const path = join(dir, "before-prefix.db");
     const first = await SqliteStore.open({ path });
-    await first.append(
-      [1, 2].map((n) => ({
-        organizationId: "0a0a0a0a-0000-4000-8000-00000000000a",
-        resourceType: ResourceType.PROJECT,
-        operation: Operation.UPDATE,
-        resourceId: `00000000-0000-4000-8000-${n.toString(16).padStart(12, "0")}`,
-        environmentId: "",
-        creatorId: "",
-      })),
-      1,
-    );
+    await first.append([event(1), event(2)], 1);
     await first.close();
     // The file as the release before this one left it: the index, and three migrations.
     const db = new DatabaseSync(path);

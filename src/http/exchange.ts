@@ -39,6 +39,12 @@ export interface Exchange {
   offClose(listener: () => void): void;
   /** The peer is gone or the exchange is over: nothing more can be written. */
   readonly gone: boolean;
+  /**
+   * The connection whose writes leave together once the turn's JavaScript is done (an HTTP/2
+   * session: Node sends its frames from an immediate); undefined when each write goes to the
+   * socket at once (HTTP/1.1). See FlushScheduler.
+   */
+  readonly connection: object | undefined;
 }
 
 /**
@@ -110,6 +116,8 @@ function withExtra(
 /** An exchange on a raw HTTP/2 stream (the server's 'stream' event). */
 export class Http2Exchange implements Exchange {
   private withTrailers = false;
+  /** Kept from the start: a destroyed stream forgets its session. */
+  readonly connection: object | undefined;
 
   /** `extra`: headers of every answer (CORS), decided when the exchange is built. */
   constructor(
@@ -117,6 +125,7 @@ export class Http2Exchange implements Exchange {
     private readonly extra?: Record<string, string>,
   ) {
     stream.on("error", ignoreErrors);
+    this.connection = stream.session;
   }
 
   get sink(): Writable {
@@ -166,6 +175,7 @@ export class Http2Exchange implements Exchange {
 
 /** An exchange on HTTP/1.1. */
 export class Http1Exchange implements Exchange {
+  readonly connection = undefined;
   /** `extra`: headers of every answer (CORS), decided when the exchange is built. */
   constructor(
     readonly res: http.ServerResponse,

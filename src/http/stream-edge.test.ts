@@ -56,6 +56,7 @@ function resetExchange() {
     onClose: () => {},
     offClose: () => {},
     gone: true,
+    connection: undefined,
   };
   return { exchange, respond };
 }
@@ -82,6 +83,7 @@ function recordingExchange() {
     onClose: () => {},
     offClose: () => {},
     gone: false,
+    connection: undefined,
   };
   return { exchange, writes };
 }

@@ -10,7 +10,7 @@ import type { StreamSession, Waker } from "../session/stream-session.js";
 import { readBody } from "./body.js";
 import { type Deadline, startCall } from "./call-start.js";
 import type { Exchange } from "./exchange.js";
-import type { FlushScheduler } from "./flush-scheduler.js";
+import type { FlushGroup, FlushScheduler } from "./flush-scheduler.js";
 import {
   isAbort,
   isRefusal,
@@ -154,6 +154,8 @@ class EdgeCall implements IdleTarget, Waker {
   private sink: Writable | undefined;
   /** Waiting in the scheduler. */
   private scheduled = false;
+  /** This stream's connection in the scheduler, once it was first scheduled. */
+  private group: FlushGroup | undefined;
   /** The last write filled the socket's buffer: wait for `drain`. */
   private blocked = false;
   /** The session is over and its end is being written. */
@@ -253,7 +255,9 @@ class EdgeCall implements IdleTarget, Waker {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    this.options.scheduler.schedule(this);
+    const { scheduler } = this.options;
+    this.group ??= scheduler.group(this.exchange.connection);
+    scheduler.schedule(this, this.group);
   }
 
   /**

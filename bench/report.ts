@@ -396,6 +396,14 @@ export function buildReport(
 
   if (results.dispatch !== undefined) {
     const s = "dispatch";
+    for (const [kind, parts] of Object.entries(results.dispatch)) {
+      const rounds = parts?.dispatch?.rounds;
+      if (rounds === undefined || rounds.length < 2) continue;
+      note(
+        s,
+        `${kind}: cost with idle / without in each of the ${rounds.length} rounds (the table shows the round with the median): ${rounds.map((r) => (r === null ? "failed" : fmtRatio(r))).join(", ")}`,
+      );
+    }
     rows.push(
       row(
         s,

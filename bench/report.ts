@@ -129,8 +129,9 @@ function num(v: unknown): number | null {
   return typeof v === "number" && Number.isFinite(v) ? v : null;
 }
 
+/** a/b; null for a missing value or a b of zero (or the rounding error of a difference, 1e-13). */
 function ratio(a: Value, b: Value): number | null {
-  return typeof a === "number" && typeof b === "number" && b !== 0 ? a / b : null;
+  return typeof a === "number" && typeof b === "number" && Math.abs(b) >= 1e-9 ? a / b : null;
 }
 
 function row(
@@ -316,25 +317,12 @@ export function buildReport(
     // With several rounds (ours and limit-durable back to back in each), a ratio is the median
     // of the rounds' own ratios: a host whose speed drifts between rounds moves both sides of
     // a round alike, where the ratio of each side's median round would compare two moments.
-    const paired = (path: string): number[] | undefined => {
-      const a = results[s]?.ours?.latency?.roundResults;
-      const b = results[s]?.["limit-durable"]?.latency?.roundResults;
-      if (a === undefined || b === undefined || a.length < 2 || a.length !== b.length) return;
-      const out: number[] = [];
-      a.forEach((ra, i) => {
-        const x = num(get(ra ?? undefined, path));
-        const y = num(get(b[i] ?? undefined, path));
-        if (x !== null && y !== null && y > 0) out.push(x / y);
-      });
-      return out.length === a.length ? out : undefined;
-    };
-    const middle = (values: readonly number[]) => {
-      const sorted = [...values].sort((x, y) => x - y);
-      const m = sorted.length >> 1;
-      return sorted.length % 2 === 1
-        ? (sorted[m] as number)
-        : ((sorted[m - 1] as number) + (sorted[m] as number)) / 2;
-    };
+    const paired = (path: string): number[] | undefined =>
+      roundRatios(
+        results[s]?.ours?.latency?.roundResults,
+        results[s]?.["limit-durable"]?.latency?.roundResults,
+        path,
+      );
     const pairedP50 = paired("p50Ms");
     const pairedP99 = paired("p99Ms");
     const withPaired = (r: Row, rounds: number[] | undefined): Row =>
@@ -598,6 +586,36 @@ export function buildReport(
   return { rows, persistRows, feedRows, notes };
 }
 
+/** The median of `values` (at least one). */
+function middle(values: readonly number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  const m = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[m] as number)
+    : ((sorted[m - 1] as number) + (sorted[m] as number)) / 2;
+}
+
+/**
+ * The rounds' own ratios a/b of `path`, round by round, when both sides ran the same rounds
+ * (two or more, every one measured); undefined otherwise. Both sides of a round ran back to back,
+ * so a host whose speed drifts between rounds moves both alike, where the ratio of each side's
+ * median round would compare two moments.
+ */
+function roundRatios(
+  a: Outcome["roundResults"],
+  b: Outcome["roundResults"],
+  path: string,
+): number[] | undefined {
+  if (a === undefined || b === undefined || a.length < 2 || a.length !== b.length) return;
+  const out: number[] = [];
+  a.forEach((ra, i) => {
+    const x = num(get(ra ?? undefined, path));
+    const y = num(get(b[i] ?? undefined, path));
+    if (x !== null && y !== null && y > 0) out.push(x / y);
+  });
+  return out.length === a.length ? out : undefined;
+}
+
 /**
  * Scenario 8: ours only, WatchEvents against FeedService.Watch on fresh servers alike (parts
  * `fanout-watch` and `fanout-feed`, `memory-watch` and `memory-feed`), and the feed's replay
@@ -635,8 +653,9 @@ function feedRowsOf(
     watch: Value,
     feed: Value,
     target?: { text: string; pass?: (ratio: number | null, feed: Value) => boolean | null },
+    /** The ratio to show and judge, when it is not feed/watch of the two values (paired rounds). */
+    feedToWatch: number | null = ratio(feed, watch),
   ) => {
-    const feedToWatch = ratio(feed, watch);
     rows.push({
       metric,
       watch,
@@ -653,12 +672,14 @@ function feedRowsOf(
     path: string,
     scale = 1,
     target?: { text: string; pass: (ratio: number) => boolean | null },
+    feedToWatch?: number,
   ) =>
     add(
       metric,
       value(`${prefix}-watch`, path, scale),
       value(`${prefix}-feed`, path, scale),
       target && judgedWhole(prefix, target),
+      feedToWatch,
     );
   /** A target judged only when both parts ran whole (null from `pass`: not judged). */
   const judgedWhole = (
@@ -760,10 +781,30 @@ function feedRowsOf(
       return lg !== null && lg >= CLIENT_BOUND_CORES;
     };
     const bound = clientBound("fanout-watch") || clientBound("fanout-feed");
-    both("fanout", `${f} deliveries/s`, "deliveriesPerSec", 1, {
-      text: `feed >= ${FEED_TARGETS.fanout}x${bound ? " (client-bound: below)" : ""}`,
-      pass: (r) => (bound ? null : r >= FEED_TARGETS.fanout),
-    });
+    // With rounds (full runs: watch and feed back to back in each, in turn first), the ratios
+    // judged are the medians of the rounds' own ratios, as scenario 2's.
+    const watchRounds = parts["fanout-watch"]?.roundResults;
+    const feedRounds = parts["fanout-feed"]?.roundResults;
+    const pairedRate = roundRatios(feedRounds, watchRounds, "deliveriesPerSec");
+    const pairedPerCpu = roundRatios(watchRounds, feedRounds, "serverCpuSecPerMillion");
+    both(
+      "fanout",
+      `${f} deliveries/s`,
+      "deliveriesPerSec",
+      1,
+      {
+        text: `feed >= ${FEED_TARGETS.fanout}x${bound ? " (client-bound: below)" : ""}`,
+        pass: (r) => (bound ? null : r >= FEED_TARGETS.fanout),
+      },
+      pairedRate && middle(pairedRate),
+    );
+    if (pairedRate !== undefined && pairedPerCpu !== undefined) {
+      const list = (v: number[]) => v.map((x) => fmtRatio(x)).join(", ");
+      note(
+        s,
+        `fan-out feed/WatchEvents is the median of the ${pairedRate.length} rounds' own ratios (each round ran both, WatchEvents first in odd-numbered rounds and last in even-numbered ones): deliveries/s ${list(pairedRate)}; deliveries per server CPU second ${list(pairedPerCpu)}`,
+      );
+    }
     both("fanout", `${f} events/s`, "eventsPerSec");
     both("fanout", `${f} server CPU s per 1M deliveries`, "serverCpuSecPerMillion");
     const perCpuSecond = (part: string): Value => {
@@ -781,6 +822,9 @@ function feedRowsOf(
             pass: (r) => r >= FEED_TARGETS.fanout,
           })
         : undefined,
+      pairedPerCpu === undefined
+        ? ratio(perCpuSecond("fanout-feed"), perCpuSecond("fanout-watch"))
+        : middle(pairedPerCpu),
     );
     both("fanout", `${f} server CPU (cores)`, "serverCores");
     both("fanout", `${f} load generator CPU (cores)`, "loadgenCores");

@@ -315,8 +315,7 @@ export function buildReport(
     // Against limit-durable where it ran (--kinds may leave it out): p50 and p99 ratios.
     const durable = results[s]?.["limit-durable"] !== undefined;
     // With several rounds (ours and limit-durable back to back in each), a ratio is the median
-    // of the rounds' own ratios: a host whose speed drifts between rounds moves both sides of
-    // a round alike, where the ratio of each side's median round would compare two moments.
+    // of the rounds' own ratios (see roundRatios).
     const paired = (path: string): number[] | undefined =>
       roundRatios(
         results[s]?.ours?.latency?.roundResults,
@@ -360,10 +359,9 @@ export function buildReport(
         `targets against limit-durable: p50 ${f(p50Row.oursToLimitDurable)} (<= ${DURABLE_TARGETS.p50}x: ${met(toDurable(p50Row, DURABLE_TARGETS.p50))}), p99 ${f(p99Row.oursToLimitDurable)} (<= ${DURABLE_TARGETS.p99}x: ${met(toDurable(p99Row, DURABLE_TARGETS.p99))}); p99 <= 25 ms: ${met(p99Ms === null ? null : p99Ms <= 25)}`,
       );
       if (pairedP50 !== undefined && pairedP99 !== undefined) {
-        const list = (v: number[]) => v.map((x) => fmtRatio(x)).join(", ");
         note(
           s,
-          `ours/durable is the median of the ${pairedP50.length} rounds' own ratios (each round ran both, ours first in odd-numbered rounds and last in even-numbered ones): p50 ${list(pairedP50)}; p99 ${list(pairedP99)}`,
+          `ours/durable is the median of the ${pairedP50.length} rounds' own ratios (each round ran both, ours first in odd-numbered rounds and last in even-numbered ones): p50 ${fmtRatios(pairedP50)}; p99 ${fmtRatios(pairedP99)}`,
         );
       }
     }
@@ -389,7 +387,7 @@ export function buildReport(
       if (rounds === undefined || rounds.length < 2) continue;
       note(
         s,
-        `${kind}: cost with idle / without in each of the ${rounds.length} rounds (the table shows the round with the median): ${rounds.map((r) => (r === null ? "failed" : fmtRatio(r))).join(", ")}`,
+        `${kind}: cost with idle / without in each of the ${rounds.length} rounds (the table shows the round with the median): ${fmtRatios(rounds)}`,
       );
     }
     rows.push(
@@ -799,10 +797,9 @@ function feedRowsOf(
       pairedRate && middle(pairedRate),
     );
     if (pairedRate !== undefined && pairedPerCpu !== undefined) {
-      const list = (v: number[]) => v.map((x) => fmtRatio(x)).join(", ");
       note(
         s,
-        `fan-out feed/WatchEvents is the median of the ${pairedRate.length} rounds' own ratios (each round ran both, WatchEvents first in odd-numbered rounds and last in even-numbered ones): deliveries/s ${list(pairedRate)}; deliveries per server CPU second ${list(pairedPerCpu)}`,
+        `fan-out feed/WatchEvents is the median of the ${pairedRate.length} rounds' own ratios (each round ran both, WatchEvents first in odd-numbered rounds and last in even-numbered ones): deliveries/s ${fmtRatios(pairedRate)}; deliveries per server CPU second ${fmtRatios(pairedPerCpu)}`,
       );
     }
     both("fanout", `${f} events/s`, "eventsPerSec");
@@ -1181,6 +1178,11 @@ function fmt(v: Value | undefined): string {
 
 function fmtRatio(v: number | null): string {
   return v === null ? "-" : v >= 100 ? `${v.toFixed(0)}x` : `${v.toFixed(2)}x`;
+}
+
+/** Each round's ratio, in order, for a note ("failed" for a round that measured nothing). */
+function fmtRatios(rounds: readonly (number | null)[]): string {
+  return rounds.map((r) => (r === null ? "failed" : fmtRatio(r))).join(", ");
 }
 
 function printGrid(header: string[], cells: string[][]): void {
